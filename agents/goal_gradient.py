@@ -1,0 +1,269 @@
+"""The ReenGAGE term, written once for every stable-baselines3 off-policy agent.
+
+stable-baselines3 has no hook for an extra critic loss. Rather than copying each algorithm's
+``train()``, :class:`GoalGradientMixin` adds the term through two small interceptions:
+
+1. while ``train()`` runs, the replay buffer's ``sample`` is wrapped so the mixin sees the batch that
+   the algorithm's own TD loss is about to use (and any per-batch context, such as SAC's entropy
+   coefficient at that moment);
+2. a step pre-hook on the critic optimiser runs after the TD loss's ``backward()`` and before
+   ``step()``: it computes ``alpha * L_goal_gradient`` on the same batch and back-propagates it, so the
+   gradients add up to those of ``L_TD + alpha * L_goal_gradient`` exactly as if the loss were summed.
+
+Each algorithm then only says how its target value is formed (:meth:`_target_value`) and, when its
+critic is not ``critic(obs, actions) -> tuple``, how the current Q-values are read
+(:meth:`_current_q_heads`). Nothing here touches the global random number generators: the noise of
+target actions is drawn from the mixin's own generator, so ``reengage_alpha=0`` trains exactly as the
+stock algorithm, even with ``reengage_monitor=True`` computing the term at zero weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from reengage import losses
+
+MODES = ("sparse", "dense")
+DIM_WEIGHTINGS = ("none", "normalised")
+
+ObsDict = dict[str, Tensor]
+
+
+def with_leaf(obs: ObsDict, key: str) -> tuple[ObsDict, Tensor]:
+    """Copy of ``obs`` whose entry ``key`` is a fresh float leaf that requires grad.
+
+    Binary goals (MultiBinary, stored as integers) are differentiated through their float
+    relaxation: the network sees the same values, now as floats with a gradient.
+    """
+    leaf = obs[key].detach().float().clone().requires_grad_(True)
+    return {**obs, key: leaf}, leaf
+
+
+class GoalGradientMixin:
+    """Adds ``alpha * L_goal_gradient`` (Eq. 8.8 / 8.9) to an SB3 off-policy agent's critic loss.
+
+    Subclasses place it before the SB3 class: ``class ReenGAGETD3(TD3GoalGradient, TD3)``.
+
+    Args (in addition to the SB3 class's own):
+        reengage_alpha: weight of the goal-gradient term; 0 disables it (the agent is then the stock one).
+        reengage_mode: ``"sparse"`` (Eq. 8.9, mask on ``reward == c_low``) or ``"dense"`` (Eq. 8.8,
+            adds ``grad_g R(s', g)`` from a differentiable reward).
+        c_low: the low value of the sparse reward.
+        reengage_goal_key: the observation key holding the goal (``"desired_goal"`` for HER envs).
+        reengage_reward_fn: for dense mode, ``f(achieved_goal, desired_goal) -> (B, 1)`` in torch;
+            by default the training env's ``differentiable_reward`` method.
+        reengage_dim_weights: ``"none"``, ``"normalised"`` (App. G.4: sigma_i^2 from the VecNormalize
+            statistics of the goal) or a sequence of per-dimension weights.
+        reengage_monitor: compute and log the term even when ``reengage_alpha`` is 0 (diagnostics for
+            baselines; the term then enters with weight zero).
+        reengage_seed: seed of the mixin's private generator for target-action noise
+            (default: the agent's ``seed``, else 0).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        reengage_alpha: float = 0.2,
+        reengage_mode: str = "sparse",
+        c_low: float = -1.0,
+        reengage_goal_key: str = "desired_goal",
+        reengage_reward_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        reengage_dim_weights: str | Sequence[float] = "none",
+        reengage_monitor: bool = False,
+        reengage_seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if reengage_mode not in MODES:
+            raise ValueError(f"reengage_mode must be one of {MODES}, got {reengage_mode!r}")
+        if not np.isfinite(reengage_alpha) or reengage_alpha < 0:
+            raise ValueError(f"reengage_alpha must be a finite number >= 0, got {reengage_alpha!r}")
+        if isinstance(reengage_dim_weights, str) and reengage_dim_weights not in DIM_WEIGHTINGS:
+            raise ValueError(
+                f"reengage_dim_weights must be one of {DIM_WEIGHTINGS} or a sequence of weights, "
+                f"got {reengage_dim_weights!r}"
+            )
+        self.reengage_alpha = float(reengage_alpha)
+        self.reengage_mode = reengage_mode
+        self.c_low = float(c_low)
+        self.reengage_goal_key = reengage_goal_key
+        self.reengage_reward_fn = reengage_reward_fn
+        self.reengage_dim_weights = reengage_dim_weights
+        self.reengage_monitor = bool(reengage_monitor)
+        self.reengage_seed = reengage_seed
+        self._captured: tuple[Any, dict[str, Any]] | None = None
+        self._term_log: dict[str, list[float]] = {}
+        super().__init__(*args, **kwargs)
+
+    # ---------------------------------------------------------------- per-algorithm pieces
+    def _critic_optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser whose ``step()`` applies the TD loss (the critic's, for actor-critics)."""
+        return self.critic.optimizer
+
+    def _current_q_heads(self, obs: ObsDict, actions: Tensor) -> Sequence[Tensor]:
+        """Q(s, a, g) of each critic head being trained, each (B, 1), differentiable in the goal."""
+        return self.critic(obs, actions)
+
+    def _batch_context(self, batch: Any) -> dict[str, Any]:
+        """Whatever the target needs that may change between sampling and the critic step."""
+        return {}
+
+    def _target_value(self, next_obs: ObsDict, batch: Any, context: dict[str, Any]) -> Tensor:
+        """The algorithm's bootstrapped target value at s' (without reward and discount), (B, 1).
+
+        It must be a differentiable function of the goal in ``next_obs`` (through the target actor
+        too), since its goal gradient is the target of the matching term.
+        """
+        raise NotImplementedError
+
+    def _draw_normal(self, shape: Sequence[int]) -> Tensor:
+        """Standard normal noise from the mixin's private generator, on the agent's device."""
+        return torch.randn(tuple(shape), generator=self._reengage_generator).to(self.device)
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def reengage_active(self) -> bool:
+        return self.reengage_alpha > 0 or self.reengage_monitor
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        seed = self.reengage_seed if self.reengage_seed is not None else (self.seed or 0)
+        self._reengage_generator = torch.Generator().manual_seed(int(seed))
+        policy = self.policy
+        if getattr(policy, "share_features_extractor", False):
+            raise ValueError(
+                "ReenGAGE needs the goal to reach the critic with a graph; stable-baselines3 computes a "
+                "shared features extractor without gradients. Pass policy_kwargs="
+                "dict(share_features_extractor=False)."
+            )
+        self._critic_optimizer().register_step_pre_hook(self._add_goal_gradient_term)
+
+    def _excluded_save_params(self) -> list[str]:
+        # the generator and the transient batch are not picklable state of the model
+        return super()._excluded_save_params() + ["_reengage_generator", "_captured", "_term_log"]
+
+    def get_reengage_rng_state(self) -> Tensor:
+        return self._reengage_generator.get_state()
+
+    def set_reengage_rng_state(self, state: Tensor) -> None:
+        self._reengage_generator.set_state(state)
+
+    # ---------------------------------------------------------------- training
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        if not self.reengage_active:
+            super().train(gradient_steps, batch_size)
+            return
+        buffer = self.replay_buffer
+        sample = buffer.sample
+
+        def sample_and_capture(*args: Any, **kwargs: Any) -> Any:
+            batch = sample(*args, **kwargs)
+            self._captured = (batch, self._batch_context(batch))
+            return batch
+
+        buffer.sample = sample_and_capture
+        self._term_log = {"loss": [], "masked": []}
+        try:
+            super().train(gradient_steps, batch_size)
+        finally:
+            del buffer.sample  # back to the class's method; keeps the buffer picklable
+            self._captured = None
+        if self._term_log["loss"]:
+            self.logger.record("train/reengage_loss", float(np.mean(self._term_log["loss"])))
+            self.logger.record("train/reengage_masked_fraction", float(np.mean(self._term_log["masked"])))
+
+    def _add_goal_gradient_term(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._captured is None:
+            return
+        batch, context = self._captured
+        self._captured = None  # one term per sampled batch
+        with torch.enable_grad():
+            loss, masked_fraction = self.goal_gradient_loss(batch, context)
+            (self.reengage_alpha * loss).backward()
+        self._term_log["loss"].append(loss.item())
+        self._term_log["masked"].append(masked_fraction)
+
+    def goal_gradient_loss(self, batch: Any, context: dict[str, Any] | None = None) -> tuple[Tensor, float]:
+        """The unweighted goal-gradient term on a replay batch, summed over critic heads.
+
+        Returns the loss (with a graph into the critic's parameters only) and the fraction of
+        transitions whose gradient is not matched (sparse mask = 0; always 0 in dense mode).
+        """
+        context = self._batch_context(batch) if context is None else context
+        key = self.reengage_goal_key
+        obs, goal = with_leaf(batch.observations, key)
+        next_obs, next_goal = with_leaf(batch.next_observations, key)
+
+        target_value = self._target_value(next_obs, batch, context)
+        (next_goal_grad,) = torch.autograd.grad(target_value.sum(), next_goal)
+        dim_weights = self._dim_weights(goal.shape[-1])
+
+        if self.reengage_mode == "dense":
+            reward_goal_grad = self._reward_goal_gradient(batch)
+            masked_fraction = 0.0
+        else:
+            mask = losses.sparse_reward_mask(batch.rewards, self.c_low)
+            masked_fraction = 1.0 - float(mask.mean())
+
+        total = torch.zeros((), device=goal.device)
+        heads = self._current_q_heads(obs, batch.actions)
+        for q_values in heads:
+            (q_goal_grad,) = torch.autograd.grad(q_values.sum(), goal, create_graph=True)
+            if self.reengage_mode == "dense":
+                total = total + losses.dense_goal_gradient_loss(
+                    q_goal_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights
+                )
+            else:
+                total = total + losses.sparse_goal_gradient_loss(
+                    q_goal_grad, next_goal_grad, batch.rewards, batch.dones, self.gamma, self.c_low, dim_weights
+                )
+        return total, masked_fraction
+
+    def _reward_goal_gradient(self, batch: Any) -> Tensor:
+        reward_fn = self.reengage_reward_fn
+        if reward_fn is None:
+            if self.env is None:
+                raise ValueError("dense ReenGAGE needs reengage_reward_fn or an env with differentiable_reward")
+            reward_fn = _env_differentiable_reward(self.env)
+        if self._vec_normalize_env is not None:
+            raise ValueError("dense ReenGAGE with VecNormalize is not supported: the reward needs raw goals")
+        achieved = batch.next_observations["achieved_goal"].detach().float()
+        goal = batch.next_observations[self.reengage_goal_key].detach().float().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(reward_fn(achieved, goal).sum(), goal)
+        return grad
+
+    def _dim_weights(self, goal_dim: int) -> Tensor | None:
+        weights = self.reengage_dim_weights
+        if isinstance(weights, str):
+            if weights == "none":
+                return None
+            if self._vec_normalize_env is None or not self._vec_normalize_env.norm_obs:
+                raise ValueError(
+                    "reengage_dim_weights='normalised' needs a VecNormalize training env (App. G.4 weights "
+                    "by the running goal variance); use 'none' or a sequence of weights"
+                )
+            variance = self._vec_normalize_env.obs_rms[self.reengage_goal_key].var
+            return losses.normalised_goal_weights(
+                torch.as_tensor(np.sqrt(variance + self._vec_normalize_env.epsilon), dtype=torch.float32)
+            ).to(self.device)
+        tensor = torch.as_tensor(np.asarray(weights, dtype=np.float32), device=self.device)
+        if tensor.shape != (goal_dim,):
+            raise ValueError(f"reengage_dim_weights has {tensor.numel()} entries; the goal has {goal_dim} dimensions")
+        return tensor
+
+
+def _env_differentiable_reward(vec_env: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    """Fetch ``differentiable_reward`` from the first sub-environment of a VecEnv."""
+    try:
+        unwrapped = vec_env.get_attr("unwrapped", indices=[0])[0]
+        return unwrapped.differentiable_reward
+    except AttributeError as error:
+        raise ValueError(
+            "reengage_mode='dense' needs a reward differentiable in the goal: pass reengage_reward_fn or use an "
+            "environment with a differentiable_reward(achieved_goal, desired_goal) method, such as "
+            "reengage/ContinuousSeekDense-v0"
+        ) from error
