@@ -40,7 +40,10 @@ def with_leaf(obs: ObsDict, key: str) -> tuple[ObsDict, Tensor]:
     Binary goals (MultiBinary, stored as integers) are differentiated through their float
     relaxation: the network sees the same values, now as floats with a gradient.
     """
-    leaf = obs[key].detach().float().clone().requires_grad_(True)
+    value = obs[key].detach()
+    if not value.is_floating_point():
+        value = value.float()
+    leaf = value.clone().requires_grad_(True)
     return {**obs, key: leaf}, leaf
 
 
@@ -187,40 +190,45 @@ class GoalGradientMixin:
         self._term_log["loss"].append(loss.item())
         self._term_log["masked"].append(masked_fraction)
 
+    def target_goal_gradient(self, batch: Any, context: dict[str, Any] | None = None) -> Tensor:
+        """Total derivative in g of the target value at s' (through the target actor too), (B, goal_dim)."""
+        context = self._batch_context(batch) if context is None else context
+        next_obs, next_goal = with_leaf(batch.next_observations, self.reengage_goal_key)
+        target_value = self._target_value(next_obs, batch, context)
+        (gradient,) = torch.autograd.grad(target_value.sum(), next_goal)
+        return gradient
+
+    def critic_goal_gradients(self, observations: ObsDict, actions: Tensor) -> list[Tensor]:
+        """``grad_g Q_i(s, a, g)`` of each trained critic head, with a graph into the critic's parameters."""
+        obs, goal = with_leaf(observations, self.reengage_goal_key)
+        return [
+            torch.autograd.grad(q_values.sum(), goal, create_graph=True)[0]
+            for q_values in self._current_q_heads(obs, actions)
+        ]
+
     def goal_gradient_loss(self, batch: Any, context: dict[str, Any] | None = None) -> tuple[Tensor, float]:
         """The unweighted goal-gradient term on a replay batch, summed over critic heads.
 
         Returns the loss (with a graph into the critic's parameters only) and the fraction of
         transitions whose gradient is not matched (sparse mask = 0; always 0 in dense mode).
         """
-        context = self._batch_context(batch) if context is None else context
-        key = self.reengage_goal_key
-        obs, goal = with_leaf(batch.observations, key)
-        next_obs, next_goal = with_leaf(batch.next_observations, key)
-
-        target_value = self._target_value(next_obs, batch, context)
-        (next_goal_grad,) = torch.autograd.grad(target_value.sum(), next_goal)
-        dim_weights = self._dim_weights(goal.shape[-1])
-
+        next_goal_grad = self.target_goal_gradient(batch, context)
+        q_goal_grads = self.critic_goal_gradients(batch.observations, batch.actions)
+        dim_weights = self._dim_weights(next_goal_grad.shape[-1])
         if self.reengage_mode == "dense":
             reward_goal_grad = self._reward_goal_gradient(batch)
-            masked_fraction = 0.0
-        else:
-            mask = losses.sparse_reward_mask(batch.rewards, self.c_low)
-            masked_fraction = 1.0 - float(mask.mean())
-
-        total = torch.zeros((), device=goal.device)
-        heads = self._current_q_heads(obs, batch.actions)
-        for q_values in heads:
-            (q_goal_grad,) = torch.autograd.grad(q_values.sum(), goal, create_graph=True)
-            if self.reengage_mode == "dense":
-                total = total + losses.dense_goal_gradient_loss(
-                    q_goal_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights
-                )
-            else:
-                total = total + losses.sparse_goal_gradient_loss(
-                    q_goal_grad, next_goal_grad, batch.rewards, batch.dones, self.gamma, self.c_low, dim_weights
-                )
+            total = sum(
+                losses.dense_goal_gradient_loss(q_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights)
+                for q_grad in q_goal_grads
+            )
+            return total, 0.0
+        total = sum(
+            losses.sparse_goal_gradient_loss(
+                q_grad, next_goal_grad, batch.rewards, batch.dones, self.gamma, self.c_low, dim_weights
+            )
+            for q_grad in q_goal_grads
+        )
+        masked_fraction = 1.0 - float(losses.sparse_reward_mask(batch.rewards, self.c_low).mean())
         return total, masked_fraction
 
     def _reward_goal_gradient(self, batch: Any) -> Tensor:
@@ -231,8 +239,8 @@ class GoalGradientMixin:
             reward_fn = _env_differentiable_reward(self.env)
         if self._vec_normalize_env is not None:
             raise ValueError("dense ReenGAGE with VecNormalize is not supported: the reward needs raw goals")
-        achieved = batch.next_observations["achieved_goal"].detach().float()
-        goal = batch.next_observations[self.reengage_goal_key].detach().float().clone().requires_grad_(True)
+        achieved = batch.next_observations["achieved_goal"].detach()
+        _, goal = with_leaf(batch.next_observations, self.reengage_goal_key)
         (grad,) = torch.autograd.grad(reward_fn(achieved, goal).sum(), goal)
         return grad
 

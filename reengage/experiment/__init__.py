@@ -1,0 +1,1 @@
+"""Experiment tools: configs, agent construction, evaluation, checkpoints, TensorBoard reading."""

@@ -1,0 +1,100 @@
+"""Turn a resolved configuration (see :mod:`reengage.experiment.config`) into environments and an agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+import reengage.envs  # noqa: F401  (registers the reengage/ ids)
+
+from .registry import algo_spec, import_object
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gym.Env:
+    """One environment of the run, with the training-time smoothing noise if the config asks for it.
+
+    ``observation_noise`` is a :class:`reengage.robustness.noise.SmoothingConfig` as a mapping (for
+    example ``{kind: gaussian, sigma: 0.1, keys: [observation]}``): training under the noise the
+    policy will be smoothed with keeps the smoothed policy from being vacuous.
+    """
+    env = gym.make(config["env_id"], **config["env_kwargs"])
+    if config.get("observation_noise"):
+        from reengage.robustness.noise_wrapper import wrap_with_noise
+
+        env = wrap_with_noise(env, dict(config["observation_noise"]), seed=noise_seed)
+    return env
+
+
+def make_training_env(config: dict[str, Any], seed: int) -> VecEnv:
+    def factory() -> gym.Env:
+        return Monitor(make_single_env(config, noise_seed=seed))
+
+    venv = DummyVecEnv([factory])
+    venv.seed(seed)
+    return venv
+
+
+def check_device(device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+    return device
+
+
+def agent_class(config: dict[str, Any]) -> type:
+    return import_object(algo_spec(config["algo"]).agent)  # type: ignore[return-value]
+
+
+def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> Any:
+    """A fresh agent for the configuration (no logger attached)."""
+    spec = algo_spec(config["algo"])
+    cls = import_object(spec.agent)
+    policy_kwargs = {"net_arch": list(config["net_arch"]), **config["policy_kwargs"]}
+    kwargs: dict[str, Any] = {
+        "learning_rate": config["learning_rate"],
+        "buffer_size": config["buffer_size"],
+        "learning_starts": config["learning_starts"],
+        "batch_size": config["batch_size"],
+        "gamma": config["gamma"],
+        "tau": config["tau"],
+        "train_freq": config["train_freq"],
+        "gradient_steps": config["gradient_steps"],
+        "reengage_alpha": config["reengage_alpha"],
+        "reengage_mode": config["reengage_mode"],
+        "c_low": config["c_low"],
+        "seed": seed,
+        "device": check_device(device),
+        "verbose": 0,
+    }
+    if spec.continuous_actions:
+        # the goal must reach each critic with a graph (see GoalGradientMixin)
+        policy_kwargs.setdefault("share_features_extractor", False)
+        std = config["action_noise_std"]
+        if std:
+            n_actions = int(np.prod(env.action_space.shape))
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), std * np.ones(n_actions))
+    if config["her"] is not None:
+        if config["replay_buffer_class"] is not None:
+            raise ValueError("her and replay_buffer_class are exclusive: set one of them to null")
+        kwargs["replay_buffer_class"] = HerReplayBuffer
+        kwargs["replay_buffer_kwargs"] = {**config["her"], **config["replay_buffer_kwargs"]}
+    elif config["replay_buffer_class"] is not None:
+        kwargs["replay_buffer_class"] = import_object(config["replay_buffer_class"])
+        kwargs["replay_buffer_kwargs"] = dict(config["replay_buffer_kwargs"])
+    policy = config["policy"]
+    if ":" in policy:
+        policy = import_object(policy)
+    kwargs.update(config["algo_kwargs"])
+    return cls(policy, env, policy_kwargs=policy_kwargs, **kwargs)

@@ -1,0 +1,58 @@
+"""Certified robustness of trained policies by smoothing their observations.
+
+Modules (one job each):
+
+- :mod:`.stats`: Clopper-Pearson, simultaneous (Bonferroni) bounds, DKW, Hoeffding, sample sizes.
+- :mod:`.noise`: :class:`SmoothingConfig` (Gaussian / randomized ablation / deterministic ablation on chosen
+  observation keys), soundness checks, JSON sidecar.
+- :mod:`.smoothing`: :class:`PolicyAdapter` (SB3 model or torch function), :class:`SmoothedPolicy` (batched noise
+  draws), save/load of a model with its smoothing settings.
+- :mod:`.certificates`: per-state certificates (Cohen l2, relaxed set / top-k, l0 randomized and deterministic
+  ablation, bounded-output l2 intervals for continuous actions).
+- :mod:`.episode`: policy-smoothing certificates of success and return against a total budget B.
+- :mod:`.population`: seed 002 population estimates with an attack bracket; :mod:`.attacks`: PGD and Hamming.
+- :mod:`.noise_wrapper`: ObservationWrappers for training with the same noise.
+- :mod:`.cli` (``python -m reengage.certify``), :mod:`.report` (docs/robustness.md experiment).
+"""
+
+from .certificates import (
+    Certificate,
+    certify_continuous_l2,
+    certify_discrete_l2,
+    certify_l0_deterministic,
+    certify_l0_randomized,
+    certify_relaxed,
+)
+from .episode import EpisodeCertificate, certify_episodes, certify_return, certify_success
+from .noise import SmoothingConfig, load_sidecar, save_sidecar
+from .noise_wrapper import AblationObservationNoise, GaussianObservationNoise, SmoothingNoiseWrapper, wrap_with_noise
+from .population import PopulationEstimate, population_estimate, sample_states
+from .smoothing import PolicyAdapter, SampleBatch, SmoothedPolicy, load_smoothed, save_smoothed
+
+__all__ = [
+    "AblationObservationNoise",
+    "Certificate",
+    "EpisodeCertificate",
+    "GaussianObservationNoise",
+    "PolicyAdapter",
+    "PopulationEstimate",
+    "SampleBatch",
+    "SmoothedPolicy",
+    "SmoothingConfig",
+    "SmoothingNoiseWrapper",
+    "certify_continuous_l2",
+    "certify_discrete_l2",
+    "certify_episodes",
+    "certify_l0_deterministic",
+    "certify_l0_randomized",
+    "certify_relaxed",
+    "certify_return",
+    "certify_success",
+    "load_sidecar",
+    "load_smoothed",
+    "population_estimate",
+    "sample_states",
+    "save_sidecar",
+    "save_smoothed",
+    "wrap_with_noise",
+]

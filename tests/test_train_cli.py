@@ -1,0 +1,113 @@
+"""train.py end to end: TensorBoard output, errors that list the valid choices, checkpoint and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from reengage.experiment.config import resolve_config
+from reengage.experiment.tensorboard import read_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--set", "net_arch=[16,16]", "--set", "batch_size=32", "--set", "learning_starts=100",
+         "--set", "eval_episodes=5", "--set", "buffer_size=5000", "--no-progress"]
+
+
+def _train(*args, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_smoke_run_writes_tensorboard_scalars_model_and_config(tmp_path):
+    logdir = tmp_path / "run"
+    _train("--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--alpha", "0.2", "--seed", "1",
+           "--timesteps", "400", "--logdir", str(logdir), "--set", "eval_freq=200", *SMALL)
+    scalars = read_scalars(logdir)
+    assert [step for step, _ in scalars["eval/success_rate"]] == [200, 400]
+    assert all(0.0 <= value <= 1.0 for _, value in scalars["eval/success_rate"])
+    for tag in ("eval/final_success", "eval/mean_reward", "train/critic_loss", "train/actor_loss",
+                "train/reengage_loss", "train/reengage_masked_fraction"):
+        assert tag in scalars, tag
+    assert all(-10.0 <= value <= 0.0 for _, value in scalars["eval/mean_reward"])
+    saved = yaml.safe_load((logdir / "config.yaml").read_text())
+    assert saved["reengage_alpha"] == 0.2 and saved["seed"] == 1 and saved["net_arch"] == [16, 16]
+    assert (logdir / "model.zip").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "reengage/NoSuchEnv-v0"], "valid envs: .*reengage/ContinuousSeek5-v0"),
+    (["--algo", "ppo"], "valid algos: .*ddpg"),
+    (["--set", "learning_rat=0.1"], "valid keys: .*learning_rate"),
+    (["--set", "batch_size=big"], "batch_size"),
+    (["--device", "tpu"], "valid devices: cpu, cuda, auto"),
+])
+def test_bad_input_is_refused_with_the_valid_choices(tmp_path, args, message):
+    result = _train("--timesteps", "10", "--logdir", str(tmp_path / "bad"), *args, check=False)
+    assert result.returncode == 2
+    assert __import__("re").search(message, result.stderr), result.stderr
+
+
+def test_config_resolution_order():
+    config = resolve_config("reengage/ContinuousSeek10-v0", "ddpg", alpha=0.0)
+    assert (config["batch_size"], config["learning_rate"]) == (256, 5e-4)  # Table G.2, DDPG+HER
+    config = resolve_config("reengage/ContinuousSeek10-v0", "ddpg", alpha=0.2)
+    assert (config["batch_size"], config["learning_rate"]) == (512, 1e-3)  # Table G.2, ReenGAGE
+    config = resolve_config("reengage/ContinuousSeek5-v0", "sac", alpha=0.1)
+    assert (config["batch_size"], config["learning_rate"], config["action_noise_std"]) == (4096, 2.5e-3, None)
+    config = resolve_config("reengage/ContinuousSeek10-v0", "ddpg", alpha=0.2,
+                            assignments=["batch_size=64", "her.n_sampled_goal=8"])
+    assert config["batch_size"] == 64 and config["her"] == {"n_sampled_goal": 8, "goal_selection_strategy": "future"}
+    assert (config["gamma"], config["tau"], config["action_noise_std"]) == (0.95, 0.005, 0.03)  # Table G.1
+
+
+def _final_parameters(logdir):
+    from reengage.agents import ReenGAGEDDPG
+
+    model = ReenGAGEDDPG.load(logdir / "model.zip")
+    return model.policy.state_dict()
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    common = ["--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--alpha", "0.2", "--seed", "4",
+              "--timesteps", "700", "--set", "eval_freq=350", *SMALL]
+    reference = tmp_path / "uninterrupted"
+    _train(*common, "--logdir", str(reference))
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *common, "--logdir", str(interrupted),
+                                "--checkpoint-every", "250"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 500
+    while not (interrupted / "checkpoint" / "state.pkl").exists():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it run past the checkpoint, so that the kill loses work
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "model.zip").exists(), "the run finished before it could be killed"
+
+    _train(*common, "--logdir", str(interrupted), "--checkpoint-every", "250", "--resume")
+    expected, resumed = _final_parameters(reference), _final_parameters(interrupted)
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    assert read_scalars(interrupted)["eval/success_rate"] == read_scalars(reference)["eval/success_rate"]
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    logdir = tmp_path / "run"
+    _train("--timesteps", "300", "--logdir", str(logdir), "--checkpoint-every", "200", *SMALL)
+    result = _train("--timesteps", "300", "--logdir", str(logdir), "--checkpoint-every", "200", "--resume",
+                    *SMALL[:-1], "--set", "learning_rate=0.5", "--no-progress", check=False)
+    assert result.returncode == 2 and "learning_rate" in result.stderr
+    again = _train("--timesteps", "300", "--logdir", str(logdir), *SMALL, check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr
