@@ -194,7 +194,11 @@ class DeepSetsTD3Policy(TD3Policy):
             )
         if unused.get("share_features_extractor"):
             raise ValueError("share_features_extractor is not used here; share the set encoder with share_encoder=True")
-        unknown = set(unused) - {"share_features_extractor", "features_extractor_class", "features_extractor_kwargs", "normalize_images"}
+        # SB3 and the project's builder pass these generic policy arguments; they do not apply here
+        ignored = {
+            "share_features_extractor", "features_extractor_class", "features_extractor_kwargs", "normalize_images"
+        }
+        unknown = set(unused) - ignored
         if unknown:
             raise ValueError(f"unknown DeepSetsTD3Policy arguments {sorted(unknown)}")
         self.encoder_arch = list(encoder_arch) if encoder_arch is not None else [400, 400]
@@ -233,7 +237,9 @@ class DeepSetsTD3Policy(TD3Policy):
             self.critic_kwargs["n_critics"],
         ).to(self.device)
 
-    def make_actor(self, features_extractor: Any = None, encoder: DeepSetsEncoder | None = None) -> DeepSetsActor:  # type: ignore[override]
+    def make_actor(  # type: ignore[override]
+        self, features_extractor: Any = None, encoder: DeepSetsEncoder | None = None
+    ) -> DeepSetsActor:
         own = encoder is None
         return DeepSetsActor(
             self.observation_space,

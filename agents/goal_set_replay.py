@@ -79,7 +79,9 @@ class GoalSetReplayBuffer(BaseBuffer):
         item_reward_dtype: Any = np.float32,
     ) -> None:
         if not isinstance(observation_space, spaces.Dict):
-            raise ValueError(f"GoalSetReplayBuffer needs a Dict observation space, got {type(observation_space).__name__}")
+            raise ValueError(
+                f"GoalSetReplayBuffer needs a Dict observation space, got {type(observation_space).__name__}"
+            )
         for key in (goals_key, gates_key):
             if key not in observation_space.spaces:
                 raise ValueError(f"observation key {key!r} missing; the space has {sorted(observation_space.spaces)}")

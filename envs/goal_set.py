@@ -160,7 +160,8 @@ class GoalSetEnv(gym.Env):
         goals = None if options is None else options.get("goals")
         if goals is None:
             goals = self._sample_goals()
-        self._goals, self._gates = pad_goal_set(np.asarray(goals, dtype=np.float32).reshape(-1, self.goal_dim), self.n_max)
+        goals = np.asarray(goals, dtype=np.float32).reshape(-1, self.goal_dim)
+        self._goals, self._gates = pad_goal_set(goals, self.n_max)
         self._steps = 0
         self._reset_state()
         self._path = [self._position().copy()]

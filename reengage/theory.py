@@ -270,8 +270,8 @@ def sample_transitions(env, n: int, seed: int) -> Transitions:
     next_states = env.dynamics(states, actions)
     achieved = next_states[:, :d]
     rewards = np.sum(achieved * goals, axis=-1)
-    as_t = lambda x: torch.as_tensor(x, dtype=torch.float64)  # noqa: E731
-    return Transitions(as_t(states), as_t(actions), as_t(goals), as_t(next_states), as_t(rewards), torch.zeros(n, dtype=torch.float64))
+    fields = (states, actions, goals, next_states, rewards, np.zeros(n))
+    return Transitions(*(torch.as_tensor(x, dtype=torch.float64) for x in fields))
 
 
 # -- losses ------------------------------------------------------------------------------------------

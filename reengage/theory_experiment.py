@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -186,7 +185,7 @@ def summarise(runs: list[Run], out: Path, args, elapsed: float) -> str:
         "# Sample complexity of Propositions 8.1 and 8.2 (measured)",
         "",
         f"Command: `python -m reengage.theory_experiment --out {args.out} --dims {' '.join(map(str, args.dims))} "
-        f"--seeds {args.seeds} --train-dims {' '.join(map(str, args.train_dims))}`; 2-core CPU, {elapsed / 60:.1f} min.",
+        f"--seeds {args.seeds} --losses {' '.join(args.losses)} --propositions {' '.join(args.propositions)} --train-dims {' '.join(map(str, args.train_dims))}`; 2-core CPU, {elapsed / 60:.1f} min.",
         f"Recovery: max over 1000 held-out unit actions of ||(U~ - U) a|| < {args.tol:g}; exact fit: training loss "
         f"< {args.fit_tol:g}; gamma = {args.gamma}, alpha = {args.alpha}, {args.restarts} restarts (L-BFGS then damped Newton).",
         "",

@@ -80,7 +80,9 @@ def test_save_load_evaluate_and_callbacks(tmp_path):
     assert counter.calls == 60
     path = tmp_path / "agent.zip"
     model.save(path)
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
     loaded = ReenGAGETD3.load(path, env=gym.make("reengage/ContinuousSeek5-v0"))
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
     assert loaded.reengage_alpha == 0.3 and loaded.reengage_mode == "sparse"
     for name, tensor in model.policy.state_dict().items():
         assert torch.equal(tensor, loaded.policy.state_dict()[name])

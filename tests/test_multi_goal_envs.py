@@ -219,3 +219,13 @@ def test_greedy_beats_random(env_id):
         for _ in range(40):
             random_total += env.step(env.action_space.sample())[1]
     assert greedy_total > random_total
+
+
+def test_reset_accepts_a_given_goal_set():
+    env = DriveSeekEnv()
+    obs, info = env.reset(seed=0, options={"goals": [[1, 0], [2, 0]]})
+    assert info["n_goals"] == 2 and obs["gates"].sum() == 2
+    rewards = [env.step(np.zeros(1, dtype=np.float32))[1] for _ in range(3)]
+    assert rewards == [1.0, 1.0, 0.0]  # straight along x: (1, 0), (2, 0), then (3, 0) holds no goal
+    with pytest.raises(ValueError, match="n_max"):
+        DriveSeekEnv(n_max=2).reset(options={"goals": [[0, 1], [0, 2], [0, 3]]})

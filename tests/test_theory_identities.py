@@ -70,17 +70,17 @@ def test_goal_gradient_loss_per_tuple_is_the_vector_residual(kind, use_other_tar
         assert float(value.detach()) == pytest.approx(expected, rel=1e-9, abs=1e-12)
     # on the whole batch the toolkit's mean counts masked rows: the mean of the per-tuple values
     whole = goal_gradient_loss(model, batch)
-    per = [float(goal_gradient_loss(model, batch.subset(slice(i, i + 1)))) for i in range(len(batch))]
-    assert float(whole) == pytest.approx(np.mean(per), rel=1e-9)
+    per = [float(goal_gradient_loss(model, batch.subset(slice(i, i + 1))).detach()) for i in range(len(batch))]
+    assert float(whole.detach()) == pytest.approx(np.mean(per), rel=1e-9)
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_losses_vanish_at_the_true_rotation_only(kind):
     _, batch, model, truth, _ = _setup(kind)
     exact = TheoryModel(kind, truth, GAMMA)
-    assert float(td_loss(exact, batch)) < 1e-24
-    assert float(goal_gradient_loss(exact, batch)) < 1e-24
-    assert float(reengage_loss(model, batch)) > 1e-2
+    assert float(td_loss(exact, batch).detach()) < 1e-24
+    assert float(goal_gradient_loss(exact, batch).detach()) < 1e-24
+    assert float(reengage_loss(model, batch).detach()) > 1e-2
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse"])

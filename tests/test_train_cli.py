@@ -71,9 +71,13 @@ def test_config_resolution_order():
 
 
 def _final_parameters(logdir):
+    import gymnasium as gym
+
+    import reengage.envs  # noqa: F401
     from reengage.agents import ReenGAGEDDPG
 
-    model = ReenGAGEDDPG.load(logdir / "model.zip")
+    # a HER agent needs an env to be rebuilt (stable-baselines3 sets the buffer up with it)
+    model = ReenGAGEDDPG.load(logdir / "model.zip", env=gym.make("reengage/ContinuousSeek5-v0"))
     return model.policy.state_dict()
 
 

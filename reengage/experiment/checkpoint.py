@@ -79,7 +79,8 @@ def load_checkpoint(directory: Path, agent_cls: type, device: str = "cpu") -> tu
     """Rebuild the agent, its replay buffer, environment and random states; returns (model, run_state)."""
     with open(Path(directory) / STATE_FILE, "rb") as handle:
         payload = cloudpickle.load(handle)
-    model = agent_cls.load(Path(directory) / MODEL_FILE, env=payload["env"], device=device)
+    # force_reset=False keeps the saved last observation: the episode in flight goes on
+    model = agent_cls.load(Path(directory) / MODEL_FILE, env=payload["env"], device=device, force_reset=False)
     # the episode in flight continues: do not mark the buffer's last trajectory as finished
     model.load_replay_buffer(Path(directory) / BUFFER_FILE, truncate_last_traj=False)
     restore_rng_states(model, payload["rng"])
