@@ -48,7 +48,21 @@ def project_to_unit_ball(actions: np.ndarray) -> np.ndarray:
     return actions / np.maximum(norms, 1.0)
 
 
-class TheoryDenseEnv(gym.Env):
+class InnerProductGoalReward:
+    """``R(s', g) = g . achieved_goal(s')``, the reward of both theory classes, in numpy and torch."""
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
+        """``g . achieved`` over the last axis; vectorised over leading axes."""
+        achieved = np.asarray(achieved_goal, dtype=np.float64)
+        desired = np.asarray(desired_goal, dtype=np.float64)
+        return np.sum(achieved * desired, axis=-1).astype(np.float32)
+
+    def differentiable_reward(self, achieved_goal: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
+        """Torch form, shape (B, 1); its goal gradient is the achieved goal."""
+        return (achieved_goal * desired_goal).sum(dim=-1, keepdim=True)
+
+
+class TheoryDenseEnv(InnerProductGoalReward, gym.Env):
     """Dense-reward member of the theory class: ``R = g . s'``, ``s' = s + U a``, ``U`` in SO(d)."""
 
     metadata = {"render_modes": []}
@@ -81,16 +95,6 @@ class TheoryDenseEnv(gym.Env):
         if states.shape[-1] != self.d:
             raise ValueError(f"states must have last dimension d={self.d}, got shape {states.shape}")
         return states + project_to_unit_ball(actions) @ self.U.T
-
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
-        """``R(s', g) = g . s'`` with ``achieved_goal = s'``; vectorised over leading axes."""
-        achieved = np.asarray(achieved_goal, dtype=np.float64)
-        desired = np.asarray(desired_goal, dtype=np.float64)
-        return np.sum(achieved * desired, axis=-1).astype(np.float32)
-
-    def differentiable_reward(self, achieved_goal: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
-        """Torch form of ``g . s'``, shape (B, 1); its goal gradient is ``s'``."""
-        return (achieved_goal * desired_goal).sum(dim=-1, keepdim=True)
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:

@@ -17,17 +17,14 @@ at ``(s1; 0)`` with ``s1 ~ U[-1, 1]^d`` (non-zero almost surely), goal ``g ~ U[-
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 
-from .theory_dense import project_to_unit_ball, random_rotation
+from .theory_dense import InnerProductGoalReward, project_to_unit_ball, random_rotation
 
 
-class TheorySparseEnv(gym.Env):
+class TheorySparseEnv(InnerProductGoalReward, gym.Env):
     """Sparse-reward member of the theory class: ``R = g . s1'`` and the two-phase transition."""
 
     metadata = {"render_modes": []}
@@ -68,16 +65,6 @@ class TheorySparseEnv(gym.Env):
         acting = np.any(s1 != 0.0, axis=-1, keepdims=True)
         zeros = np.zeros_like(s1)
         return np.concatenate([np.where(acting, zeros, s2), np.where(acting, moved, zeros)], axis=-1)
-
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
-        """``R(s', g) = g . s1'`` with ``achieved_goal = s1'``; vectorised over leading axes."""
-        achieved = np.asarray(achieved_goal, dtype=np.float64)
-        desired = np.asarray(desired_goal, dtype=np.float64)
-        return np.sum(achieved * desired, axis=-1).astype(np.float32)
-
-    def differentiable_reward(self, achieved_goal: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
-        """Torch form of ``g . s1'``, shape (B, 1) (the sparse loss does not need it; provided for symmetry)."""
-        return (achieved_goal * desired_goal).sum(dim=-1, keepdim=True)
 
     # -- gymnasium API ----------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
