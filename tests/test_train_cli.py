@@ -1,5 +1,6 @@
 """train.py end to end: TensorBoard output, errors that list the valid choices, checkpoint and resume."""
 
+import json
 import os
 import signal
 import subprocess
@@ -102,6 +103,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert not (interrupted / "model.zip").exists(), "the run finished before it could be killed"
 
     _train(*common, "--logdir", str(interrupted), "--checkpoint-every", "250", "--resume")
+    segments = json.loads((interrupted / "segments.json").read_text())
+    assert segments[0]["start"] == 0 and segments[1]["start"] in (250, 500) and segments[1]["resumed"]
     expected, resumed = _final_parameters(reference), _final_parameters(interrupted)
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
     assert read_scalars(interrupted)["eval/success_rate"] == read_scalars(reference)["eval/success_rate"]

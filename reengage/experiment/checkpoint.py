@@ -16,6 +16,8 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.save_util import load_from_pkl
 
 MODEL_FILE = "model.zip"
 BUFFER_FILE = "replay_buffer.pkl"
@@ -81,7 +83,12 @@ def load_checkpoint(directory: Path, agent_cls: type, device: str = "cpu") -> tu
         payload = cloudpickle.load(handle)
     # force_reset=False keeps the saved last observation: the episode in flight goes on
     model = agent_cls.load(Path(directory) / MODEL_FILE, env=payload["env"], device=device, force_reset=False)
-    # the episode in flight continues: do not mark the buffer's last trajectory as finished
-    model.load_replay_buffer(Path(directory) / BUFFER_FILE, truncate_last_traj=False)
+    buffer_path = Path(directory) / BUFFER_FILE
+    if issubclass(model.replay_buffer_class, ReplayBuffer):
+        # the episode in flight continues: do not mark the buffer's last trajectory as finished
+        model.load_replay_buffer(buffer_path, truncate_last_traj=False)
+    else:
+        # stable-baselines3's loader accepts ReplayBuffer subclasses only (not, e.g., GoalSetReplayBuffer)
+        model.replay_buffer = load_from_pkl(buffer_path)
     restore_rng_states(model, payload["rng"])
     return model, payload["run_state"]

@@ -6,6 +6,7 @@ This is the single training loop behind ``train.py``; every algorithm goes throu
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .evaluation import evaluate_goal_policy
 CONFIG_FILE = "config.yaml"
 EVALUATIONS_FILE = "evaluations.csv"
 FINAL_MODEL = "model.zip"
+SEGMENTS_FILE = "segments.json"
 CHECKPOINT_DIR = "checkpoint"
 
 # keys that may differ between the killed run and its resumption without changing the result
@@ -122,10 +124,12 @@ def train_run(
             raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --logdir")
         run_dir.mkdir(parents=True, exist_ok=True)
         model = build_agent(config, make_training_env(config, seed), seed, device)
-        run_state = {"evaluations": [], "last_eval": 0, "last_checkpoint": 0}
+        run_state = {"evaluations": [], "last_eval": 0, "last_checkpoint": 0, "segments": []}
     with open(run_dir / CONFIG_FILE, "w") as handle:
         yaml.safe_dump(record, handle, sort_keys=True)
 
+    # where each process started: a resumed run shows the checkpoint step it continued from
+    run_state.setdefault("segments", []).append({"start": int(model.num_timesteps), "resumed": bool(resume)})
     model.set_logger(configure(str(run_dir), ["tensorboard"]))
     remaining = config["timesteps"] - model.num_timesteps
     evaluator = EvaluateAndCheckpoint(config, run_dir, run_state)
@@ -141,6 +145,8 @@ def train_run(
         evaluator.evaluate()
     final = run_dir / FINAL_MODEL
     model.save(final)
+    run_state["segments"][-1]["end"] = int(model.num_timesteps)
+    (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
     if config.get("observation_noise"):
         from reengage.robustness.noise import SmoothingConfig, save_sidecar
 
