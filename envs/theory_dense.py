@@ -48,8 +48,21 @@ def project_to_unit_ball(actions: np.ndarray) -> np.ndarray:
     return actions / np.maximum(norms, 1.0)
 
 
-class InnerProductGoalReward:
-    """``R(s', g) = g . achieved_goal(s')``, the reward of both theory classes, in numpy and torch."""
+class RotationTheoryEnv(gym.Env):
+    """What both theory classes share: a dimension d, a horizon, the unknown rotation U, and the reward
+    ``R(s', g) = g . achieved_goal(s')`` in numpy and torch."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, d: int, rotation_seed: int, horizon: int) -> None:
+        if int(d) != d or d < 1:
+            raise ValueError(f"d must be a positive integer, got {d!r}")
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        self.d = int(d)
+        self.horizon = int(horizon)
+        self.rotation_seed = int(rotation_seed)
+        self.U = random_rotation(self.d, self.rotation_seed)
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
         """``g . achieved`` over the last axis; vectorised over leading axes."""
@@ -61,21 +74,21 @@ class InnerProductGoalReward:
         """Torch form, shape (B, 1); its goal gradient is the achieved goal."""
         return (achieved_goal * desired_goal).sum(dim=-1, keepdim=True)
 
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float64).reshape(self.d)
+        self._state = self.dynamics(self._state, action)
+        self._steps += 1
+        # the achieved goal is the first d state coordinates in both classes (s' or s1')
+        reward = float(self.compute_reward(self._state[: self.d], self._goal))
+        truncated = self._steps >= self.horizon
+        return self._observation(), reward, False, truncated, {}
 
-class TheoryDenseEnv(InnerProductGoalReward, gym.Env):
+
+class TheoryDenseEnv(RotationTheoryEnv):
     """Dense-reward member of the theory class: ``R = g . s'``, ``s' = s + U a``, ``U`` in SO(d)."""
 
-    metadata = {"render_modes": []}
-
     def __init__(self, d: int = 4, rotation_seed: int = 0, horizon: int = 10) -> None:
-        if int(d) != d or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        if int(horizon) != horizon or horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
-        self.d = int(d)
-        self.horizon = int(horizon)
-        self.rotation_seed = int(rotation_seed)
-        self.U = random_rotation(self.d, self.rotation_seed)
+        super().__init__(d, rotation_seed, horizon)
 
         # s0 in [-1, 1]^d and each step moves at most 1 in l2, so no coordinate leaves [-(1+H), 1+H]
         bound = 1.0 + self.horizon
@@ -107,11 +120,3 @@ class TheoryDenseEnv(InnerProductGoalReward, gym.Env):
         self._goal = self.np_random.uniform(-1.0, 1.0, size=self.d)
         self._steps = 0
         return self._observation(), {}
-
-    def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float64).reshape(self.d)
-        self._state = self.dynamics(self._state, action)
-        self._steps += 1
-        reward = float(self.compute_reward(self._state, self._goal))
-        truncated = self._steps >= self.horizon
-        return self._observation(), reward, False, truncated, {}

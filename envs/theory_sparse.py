@@ -17,30 +17,20 @@ at ``(s1; 0)`` with ``s1 ~ U[-1, 1]^d`` (non-zero almost surely), goal ``g ~ U[-
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .theory_dense import InnerProductGoalReward, project_to_unit_ball, random_rotation
+from .theory_dense import RotationTheoryEnv, project_to_unit_ball
 
 
-class TheorySparseEnv(InnerProductGoalReward, gym.Env):
+class TheorySparseEnv(RotationTheoryEnv):
     """Sparse-reward member of the theory class: ``R = g . s1'`` and the two-phase transition."""
-
-    metadata = {"render_modes": []}
 
     #: the low reward value of the class (``R(s', g) = 0`` whenever ``s1' = 0``)
     c_low: float = 0.0
 
     def __init__(self, d: int = 4, rotation_seed: int = 0, horizon: int = 10) -> None:
-        if int(d) != d or d < 1:
-            raise ValueError(f"d must be a positive integer, got {d!r}")
-        if int(horizon) != horizon or horizon < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
-        self.d = int(d)
-        self.horizon = int(horizon)
-        self.rotation_seed = int(rotation_seed)
-        self.U = random_rotation(self.d, self.rotation_seed)
+        super().__init__(d, rotation_seed, horizon)
 
         # the point moves by at most 1 (l2) every other step from a start in [-1, 1]^d
         bound = 1.0 + self.horizon
@@ -81,11 +71,3 @@ class TheorySparseEnv(InnerProductGoalReward, gym.Env):
         self._goal = self.np_random.uniform(-1.0, 1.0, size=self.d)
         self._steps = 0
         return self._observation(), {}
-
-    def step(self, action: np.ndarray):
-        action = np.asarray(action, dtype=np.float64).reshape(self.d)
-        self._state = self.dynamics(self._state, action)
-        self._steps += 1
-        reward = float(self.compute_reward(self._state[: self.d], self._goal))
-        truncated = self._steps >= self.horizon
-        return self._observation(), reward, False, truncated, {}
