@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -269,7 +270,11 @@ def _default(o: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = run(args)
+    try:
+        report = run(args)
+    except ValueError as error:  # bad or unsound settings: say why, no traceback
+        print(f"python -m reengage.certify: error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps({k: report[k] for k in ("per_state",) if k in report}, default=_default)[:2000])
     print(f"report written to {Path(args.out) / 'report.json'} in {report['runtime_seconds']:.1f} s")
     return 0

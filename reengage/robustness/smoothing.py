@@ -304,7 +304,7 @@ class SmoothedPolicy:
 
 
 # -- saving and loading --------------------------------------------------------------------------
-SB3_ALGORITHMS = ("DQN", "DDPG", "TD3", "SAC", "ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC")
+SB3_ALGORITHMS = ("DQN", "DDPG", "TD3", "SAC", "ReenGAGEDQN", "ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC")
 
 
 def algorithm_class(name: str) -> type:
@@ -313,7 +313,7 @@ def algorithm_class(name: str) -> type:
 
     if name in ("DQN", "DDPG", "TD3", "SAC"):
         return getattr(sb3, name)
-    if name in ("ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC"):
+    if name in ("ReenGAGEDQN", "ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC"):
         from reengage import agents
 
         return getattr(agents, name)
