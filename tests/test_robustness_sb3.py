@@ -139,7 +139,7 @@ def test_unsound_settings_refused(tiny_td3):
         certify_discrete_l2(sp, obs)
 
 
-def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path):
+def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path, capsys):
     from reengage.certify import main
 
     save_smoothed(tiny_dqn, tmp_path / "dqn", SmoothingConfig(kind="deterministic_ablation", groups=4), seed=0)
@@ -160,6 +160,9 @@ def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path):
     assert len(ep["certified_success"]) == len(ep["budgets"]) and ep["return_range"] == [-10.0, 0.0]
     assert all(np.diff(ep["certified_return"]) <= 1e-12)
     assert (out / "episode_certificates.png").exists()
-    with pytest.raises(ValueError, match="tolerance"):
-        main(["--model", str(tmp_path / "td3.zip"), "--env", "reengage/ContinuousSeek5-v0", "--states", "1",
-              "--tolerance", "3.0", "--out", str(out)])
+    # an unsound setting is refused: exit code 2 and the reason on stderr, no report
+    (out / "report.json").unlink()
+    code = main(["--model", str(tmp_path / "td3.zip"), "--env", "reengage/ContinuousSeek5-v0", "--states", "1",
+                 "--tolerance", "3.0", "--out", str(out)])
+    assert code == 2 and "tolerance" in capsys.readouterr().err
+    assert not (out / "report.json").exists()
