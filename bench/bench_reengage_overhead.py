@@ -15,26 +15,19 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
-from stable_baselines3 import DDPG, HerReplayBuffer
-from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3 import DDPG
 
 from reengage.agents import ReenGAGEDDPG
-from reengage.experiment.build import make_training_env
+from reengage.experiment.build import make_training_env, sb3_arguments
 from reengage.experiment.config import resolve_config
 
 
 def build(cls, config, seed, **extra):
+    """``cls`` with exactly the settings train.py would give it (stock DDPG: without the ReenGAGE ones)."""
     env = make_training_env(config, seed)
-    n = env.action_space.shape[0]
-    return cls(
-        "MultiInputPolicy", env, learning_rate=config["learning_rate"], buffer_size=config["buffer_size"],
-        learning_starts=config["learning_starts"], batch_size=config["batch_size"], gamma=config["gamma"],
-        tau=config["tau"], action_noise=NormalActionNoise(np.zeros(n), config["action_noise_std"] * np.ones(n)),
-        replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=config["her"],
-        policy_kwargs=dict(net_arch=config["net_arch"], share_features_extractor=False), seed=seed, **extra,
-    )
+    policy, kwargs = sb3_arguments(config, env, seed)
+    return cls(policy, env, **kwargs, **extra)
 
 
 def main() -> None:

@@ -57,10 +57,10 @@ def agent_class(config: dict[str, Any]) -> type:
     return import_object(algo_spec(config["algo"]).agent)  # type: ignore[return-value]
 
 
-def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> Any:
-    """A fresh agent for the configuration (no logger attached)."""
+def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """``(policy, kwargs)`` for the stable-baselines3 class of the config's algorithm, without the
+    ReenGAGE arguments: what a stock SB3 agent with the same settings takes (see bench/)."""
     spec = algo_spec(config["algo"])
-    cls = import_object(spec.agent)
     policy_kwargs = {"net_arch": list(config["net_arch"]), **config["policy_kwargs"]}
     kwargs: dict[str, Any] = {
         "learning_rate": config["learning_rate"],
@@ -71,12 +71,10 @@ def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "c
         "tau": config["tau"],
         "train_freq": config["train_freq"],
         "gradient_steps": config["gradient_steps"],
-        "reengage_alpha": config["reengage_alpha"],
-        "reengage_mode": config["reengage_mode"],
-        "c_low": config["c_low"],
         "seed": seed,
         "device": check_device(device),
         "verbose": 0,
+        "policy_kwargs": policy_kwargs,
     }
     if spec.continuous_actions:
         # the goal must reach each critic with a graph (see GoalGradientMixin)
@@ -97,4 +95,11 @@ def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "c
     if ":" in policy:
         policy = import_object(policy)
     kwargs.update(config["algo_kwargs"])
-    return cls(policy, env, policy_kwargs=policy_kwargs, **kwargs)
+    return policy, kwargs
+
+
+def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> Any:
+    """A fresh agent for the configuration (no logger attached)."""
+    policy, kwargs = sb3_arguments(config, env, seed, device)
+    reengage = {key: config[key] for key in ("reengage_alpha", "reengage_mode", "c_low")}
+    return agent_class(config)(policy, env, **reengage, **kwargs)

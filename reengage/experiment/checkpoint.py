@@ -24,6 +24,12 @@ BUFFER_FILE = "replay_buffer.pkl"
 STATE_FILE = "state.pkl"
 
 
+def previous_checkpoint(directory: Path) -> Path:
+    """Where the last checkpoint waits while a new one is swapped in (left behind by a kill mid-swap)."""
+    directory = Path(directory)
+    return directory.with_name(directory.name + ".old")
+
+
 def capture_rng_states(model: Any) -> dict[str, Any]:
     states = {
         "python": random.getstate(),
@@ -53,7 +59,7 @@ def restore_rng_states(model: Any, states: dict[str, Any]) -> None:
 def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> None:
     directory = Path(directory)
     staging = directory.with_name(directory.name + ".tmp")
-    previous = directory.with_name(directory.name + ".old")
+    previous = previous_checkpoint(directory)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save(staging / MODEL_FILE)
@@ -71,7 +77,7 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> N
 def find_checkpoint(directory: Path) -> Path | None:
     """The checkpoint folder to resume from; a swap cut short leaves the previous one as ``.old``."""
     directory = Path(directory)
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
+    for candidate in (directory, previous_checkpoint(directory)):
         if (candidate / STATE_FILE).exists() and (candidate / MODEL_FILE).exists():
             return candidate
     return None

@@ -17,7 +17,7 @@ from stable_baselines3.common.logger import configure
 from tqdm.auto import tqdm
 
 from .build import agent_class, build_agent, check_device, make_single_env, make_training_env
-from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import find_checkpoint, load_checkpoint, previous_checkpoint, save_checkpoint
 from .evaluation import evaluate_goal_policy
 
 CONFIG_FILE = "config.yaml"
@@ -152,5 +152,5 @@ def train_run(
 
         smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
         save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
-    shutil.rmtree(run_dir / (CHECKPOINT_DIR + ".old"), ignore_errors=True)
+    shutil.rmtree(previous_checkpoint(run_dir / CHECKPOINT_DIR), ignore_errors=True)
     return final
