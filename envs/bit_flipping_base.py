@@ -85,6 +85,11 @@ class BitFlippingBase(gym.Env):
         equal = np.all((achieved > 0.5) == (desired > 0.5), axis=-1)
         return equal.astype(np.float32) - 1.0
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range, rewards in ``{-1, 0}`` (read by reengage.robustness's return certificate)."""
+        return (-1.0, 0.0)
+
     # -- dynamics --------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
         return {

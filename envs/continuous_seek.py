@@ -76,6 +76,14 @@ class ContinuousSeekEnv(gym.Env):
         gap = np.asarray(achieved_goal, dtype=np.float64) - np.asarray(desired_goal, dtype=np.float64)
         return (-np.linalg.norm(gap, axis=-1)).astype(np.float32)
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range (read by the return certificate of reengage.robustness): sparse
+        ``{-1, 0}``; dense ``-||s' - g||_2`` with both points in ``[-box, box]^d``, so ``>= -2 box sqrt(d)``."""
+        if self.reward_type == "sparse":
+            return (-1.0, 0.0)
+        return (-2.0 * self.box * float(np.sqrt(self.d)), 0.0)
+
     def differentiable_reward(self, achieved_goal: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
         """Torch form of the dense reward, differentiable in ``desired_goal``; shape (B, 1)."""
         if self.reward_type != "dense":
