@@ -38,10 +38,10 @@ def test_float64_observation_keeps_its_precision(offset, expected):
     sp = SmoothedPolicy(_far_halfspace(1e6), SmoothingConfig(sigma=0.005, keys=("observation",)), seed=0)
     x = np.array([1e6 + offset, 5.0])
     obs = {"observation": x, "achieved_goal": x.copy(), "desired_goal": np.zeros(2)}
-    assert sp.noise_dtype == np.float64
     cert = certify_discrete_l2(sp, obs, n0=100, n=10_000, alpha=0.001)
     assert cert.action == expected
     assert 0 < cert.radius <= 0.003
+    assert sp.noise_dtype == np.float64
 
 
 def test_float32_observation_noise_stays_float32():
