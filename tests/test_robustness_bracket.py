@@ -104,3 +104,47 @@ def test_confirmation_needs_the_clean_decision_too():
     assert not discrete_break_from_counts([900, 1100], [500, 1500], reference=0, level=0.01)
     assert discrete_break_from_counts([1800, 200], [500, 1500], reference=0, level=0.01)
     assert not discrete_break_from_counts([1800, 200], [990, 1010], reference=0, level=0.01)
+
+
+def test_continuous_break_needs_confident_bounds():
+    """Continuous actions: a break is claimed only when the bounds on the attacked mean action leave the band."""
+    import torch
+    from gymnasium import spaces
+
+    from _robustness_helpers import dict_space
+    from reengage.robustness import PolicyAdapter
+    from reengage.robustness.attacks import confirm_continuous_break
+
+    def forward(o):
+        return torch.clamp(o["observation"][:, :1] * 2.0, -1.0, 1.0)
+
+    sp = SmoothedPolicy(PolicyAdapter(forward, dict_space(2), spaces.Box(-1.0, 1.0, (1,))),
+                        SmoothingConfig(sigma=0.1), seed=0)
+    obs = make_obs(np.zeros(2))
+    flat = sp.flat_state(sp.as_dict(obs))
+    center = np.zeros(1)  # the exact smoothed action at x (odd policy, symmetric noise)
+    far = flat.copy()
+    far[0] += 0.3  # mean action about 0.55 > 0.25
+    near = flat.copy()
+    near[0] += 0.12  # mean action about 0.24, inside the band: not a break, even if estimates scatter
+    assert confirm_continuous_break(sp, obs, far, center, 0.25, n=2000, level=0.01)
+    assert not any(confirm_continuous_break(sp, obs, near, center, 0.25, n=2000, level=0.01) for _ in range(10))
+
+
+def test_randomized_ablation_break_found_by_search_is_confirmed():
+    import torch
+    from gymnasium import spaces
+
+    from _robustness_helpers import dict_space
+    from reengage.robustness import PolicyAdapter, certify_l0_randomized
+
+    def forward(o):  # action 1 iff the first feature is 1 (an ablated 0.5 ties, and ties go to action 0)
+        s = o["observation"][:, 0] - 0.5
+        return torch.stack([-s, s], -1)
+
+    sp = SmoothedPolicy(PolicyAdapter(forward, dict_space(2, binary=True), spaces.Discrete(2)),
+                        SmoothingConfig(kind="ablation", retain=3), seed=0)
+    obs = make_obs(np.array([1.0, 0.0]))
+    cert = certify_l0_randomized(sp, obs, n0=100, n=2000, alpha=0.001)
+    assert cert.details["selected"] == 1
+    assert attack_state(sp, obs, cert, 1, _attack_args(), level=0.01) is True
