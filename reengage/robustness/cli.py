@@ -302,7 +302,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.vecnormalize:
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-        vn = VecNormalize.load(args.vecnormalize, DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)]))
+        try:
+            vn = VecNormalize.load(args.vecnormalize, DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)]))
+        except Exception as error:  # noqa: BLE001  (a bad statistics file is bad input: exit 2)
+            raise ValueError(f"--vecnormalize {args.vecnormalize}: cannot load VecNormalize statistics ({error})") from None
         vn.training = False
 
         def normalizer(batch: dict) -> dict:

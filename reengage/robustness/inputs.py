@@ -151,7 +151,7 @@ def load_model(algo_cls: type, model_path: Path, env_factories: list[Any]) -> An
         try:
             env = None if factory is None else DummyVecEnv([factory])
             return algo_cls.load(model_path, env=env, device="cpu")
-        except (ValueError, TypeError, KeyError, AssertionError, AttributeError) as error:
+        except Exception as error:  # noqa: BLE001  (any failure to load is a bad model file or setting: exit 2)
             errors.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     raise ValueError(f"cannot load {model_path} as {algo_cls.__name__} ({'; '.join(errors)}); check --algo and "
                      "--env (or use --run with the training run folder)")
