@@ -137,3 +137,8 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unknown environment id 'NoSuch-v9'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_forced_env_with_other_shapes_refused_before_work(models, tmp_path, capsys):
+    _refused(capsys, ["--model", str(models / "dense.zip"), "--env", "reengage/ContinuousSeekDense-v0", "--env-kwargs",
+                      '{"d": 3}', "--force", "--out", str(tmp_path / "o")], "reads observations", "--env-kwargs")

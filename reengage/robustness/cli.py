@@ -313,6 +313,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return vn.normalize_obs(batch)
 
     smoothed = SmoothedPolicy(model, config, seed=args.seed, batch_size=args.batch_size, obs_normalizer=normalizer)
+    inputs.check_model_fits_env(smoothed.adapter.observation_space, smoothed.adapter.action_space, env, env_id)
     check_options(smoothed, args)
     rr_error = None
     rr_source = None

@@ -37,13 +37,13 @@ def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
     """``gym.make`` with unknown ids and bad keyword arguments turned into ValueErrors; spaces checked."""
     import reengage.envs  # noqa: F401  (registers the reengage/ ids)
 
-    if env_id not in gym.registry:
+    if ":" not in env_id and env_id not in gym.registry:  # "module:Id" ids are imported by gym.make
         ours = sorted(k for k in gym.registry if k.startswith("reengage/"))
         raise ValueError(f"unknown environment id {env_id!r}; registered reengage ids: {', '.join(ours)} (or any "
                          "other registered gymnasium id)")
     try:
         env = gym.make(env_id, **env_kwargs)
-    except (TypeError, ValueError, gym.error.Error) as error:
+    except Exception as error:  # noqa: BLE001  (whatever the constructor rejects is bad input: exit 2)
         raise ValueError(f"cannot make {env_id} with --env-kwargs {json.dumps(env_kwargs)}: {error}") from None
     check_observation_space(env.observation_space)
     check_action_space(env.action_space)
@@ -70,7 +70,10 @@ def check_out_dir(path: Path) -> Path:
     for part in [path, *path.parents]:
         if part.exists() and not part.is_dir():
             raise ValueError(f"--out {path}: {part} is a file, not a folder; choose a folder path")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {path}: cannot create the folder ({error.strerror})") from None
     return path
 
 
@@ -155,3 +158,21 @@ def load_model(algo_cls: type, model_path: Path, env_factories: list[Any]) -> An
             errors.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     raise ValueError(f"cannot load {model_path} as {algo_cls.__name__} ({'; '.join(errors)}); check --algo and "
                      "--env (or use --run with the training run folder)")
+
+
+def _shapes(space: gym.spaces.Space) -> dict[str, tuple[int, ...]]:
+    if isinstance(space, gym.spaces.Dict):
+        return {k: tuple(s.shape) for k, s in space.spaces.items()}
+    return {"obs": tuple(space.shape)}
+
+
+def check_model_fits_env(model_obs: gym.spaces.Space, model_act: gym.spaces.Space, env: gym.Env, env_id: str) -> None:
+    """The env must produce the observations the model reads and take the actions it outputs (bounds may differ:
+    a noise wrapper widens them)."""
+    if _shapes(model_obs) != _shapes(env.observation_space):
+        raise ValueError(f"the model reads observations {_shapes(model_obs)} but {env_id} gives "
+                         f"{_shapes(env.observation_space)}; certify on the model's environment (see --env-kwargs)")
+    if type(model_act) is not type(env.action_space) or model_act.shape != env.action_space.shape or (
+        isinstance(model_act, gym.spaces.Discrete) and model_act.n != env.action_space.n
+    ):
+        raise ValueError(f"the model outputs actions in {model_act} but {env_id} takes {env.action_space}")
