@@ -61,6 +61,25 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def manifest_problem(folder: Path) -> str | None:
+    """Why an existing checkpoint folder cannot be used as it stands (``None`` if it can, or is absent)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        entries = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder} has no readable {MANIFEST_FILE} (a write cut short)"
+    for name, entry in entries.items():
+        path = folder / name
+        if not path.exists():
+            return f"{path} is missing"
+        if path.stat().st_size != entry["size"]:
+            return f"{path} is truncated or altered ({path.stat().st_size} bytes, {entry['size']} written)"
+    return None
+
+
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The folder's manifest, or ``None`` if the folder is missing, was cut short, or its files' sizes
     disagree with the manifest (a truncated file)."""
@@ -174,20 +193,21 @@ def load_latest_checkpoint(
     each candidate's problem. Nothing on disk is changed.
     """
     directory = Path(directory)
-    problems = []
-    for position, (folder, _) in enumerate(checkpoint_candidates(directory)):
+    candidates = checkpoint_candidates(directory)
+    usable = {folder for folder, _ in candidates}
+    problems = [problem for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory))
+                if folder not in usable and (problem := manifest_problem(folder)) is not None]
+    for folder, _ in candidates:
         try:
             _verify(folder)
             model, run_state = load_checkpoint(folder, agent_cls, device)
         except Exception as error:  # noqa: BLE001  (any unreadable file: pickle, zip, torch, checksum)
             problems.append(f"{_culprit(folder, error)}: {type(error).__name__}: {error}".strip())
             continue
-        if position > 0:
-            warn(f"warning: {'; '.join(problems)}; resuming from the older checkpoint {folder}")
+        if problems:
+            warn(f"warning: {'; '.join(problems)}; resuming from {folder}")
         return model, run_state, folder
-    incomplete = [str(folder) for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory))
-                  if folder.exists() and read_manifest(folder) is None]
-    details = "; ".join(problems + [f"{folder} is incomplete (a write cut short)" for folder in incomplete])
+    details = "; ".join(problems)
     raise CheckpointError(f"no readable checkpoint in {directory.parent}: {details or 'none was written'}")
 
 

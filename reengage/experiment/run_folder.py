@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .checkpoint import checkpoint_candidates, previous_checkpoint, staging_checkpoint
+from .checkpoint import checkpoint_candidates, manifest_problem, previous_checkpoint, staging_checkpoint
 
 CONFIG_FILE = "config.yaml"
 EVALUATIONS_FILE = "evaluations.csv"
@@ -36,6 +36,8 @@ class RunFolder:
     finished_step: int | None  # the step of model.zip when the run completed, else None
     checkpoint_step: int | None  # the newest complete checkpoint's step, else None
     has_checkpoint: bool
+    # why checkpoint folders on disk cannot be used: (folder, problem), the staging folder included
+    checkpoint_problems: list[tuple[Path, str]]
 
     @property
     def started(self) -> bool:
@@ -77,7 +79,11 @@ def inspect_run_folder(run_dir: Path) -> RunFolder:
             finished = None
     candidates = checkpoint_candidates(run_dir / CHECKPOINT_DIR)
     step = candidates[0][1] if candidates else None
-    return RunFolder(run_dir, saved, finished, step, bool(candidates))
+    usable = {folder for folder, _ in candidates}
+    checkpoint = run_dir / CHECKPOINT_DIR
+    problems = [(folder, problem) for folder in (checkpoint, staging_checkpoint(checkpoint), previous_checkpoint(checkpoint))
+                if folder not in usable and (problem := manifest_problem(folder)) is not None]
+    return RunFolder(run_dir, saved, finished, step, bool(candidates), problems)
 
 
 def _resume_command(run_dir: Path) -> str:
@@ -135,8 +141,15 @@ def check_resume(folder: RunFolder, record: dict[str, Any]) -> bool:
                 f"{folder.path} finished without a checkpoint (checkpoint_every 0), so it cannot be extended; "
                 "start a new run with the longer --timesteps in another --logdir"
             )
+        damaged = [problem for path, problem in folder.checkpoint_problems if path.name != CHECKPOINT_DIR + ".tmp"]
+        if damaged:
+            raise ValueError(
+                f"no readable checkpoint in {folder.path}: {'; '.join(damaged)}; pass --restart (instead of "
+                "--resume) to start the run over"
+            )
+        cut = " (its first checkpoint write was cut short)" if folder.checkpoint_problems else ""
         raise ValueError(
-            f"{folder.path} holds a run that never reached a checkpoint, so there is nothing to resume; "
+            f"{folder.path} holds a run that never reached a checkpoint{cut}, so there is nothing to resume; "
             "pass --restart (instead of --resume) to start it over"
         )
     if folder.checkpoint_step is not None and timesteps < folder.checkpoint_step:
