@@ -18,9 +18,6 @@ import sys
 
 from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
 from reengage.experiment.registry import ALGOS
-from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
-from reengage.experiment.runner import RunInterrupted, train_run
-
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
 
 
@@ -56,6 +53,16 @@ def _error(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # a second Ctrl-C, or one during start-up, before the signal handlers are in place
+        print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
+              "(continue with --resume, or start over with --restart)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_envs:
         files, broken = scan_config_files()
@@ -76,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and not args.logdir:
         return _error("--resume needs --logdir DIR, the folder of the run to continue")
     import torch
+
+    from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
+    from reengage.experiment.runner import RunInterrupted, train_run
 
     torch.set_num_threads(args.threads)
     assignments = list(args.assignments)
@@ -103,10 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as stop:
         print(f"train.py: {stop}", file=sys.stderr)
         return stop.exit_code
-    except KeyboardInterrupt:
-        print(f"train.py: stopped at once by a second signal; the newest complete checkpoint is kept: continue "
-              f"with: python train.py --logdir {logdir} --resume", file=sys.stderr)
-        return 130
     print(f"tensorboard --logdir {logdir}")
     return 0
 

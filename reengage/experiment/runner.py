@@ -255,7 +255,13 @@ def train_run(
     Raises ValueError (with what to do) for a refused start, and :class:`RunInterrupted` after a
     SIGINT/SIGTERM, once the checkpoint is saved.
     """
-    run_dir = Path(logdir)
+    # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
+    with StopRequest() as stop:
+        return _train_run(config, seed, Path(logdir), device, resume, progress, restart, verbose, stop)
+
+
+def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
+               restart: bool, verbose: bool, stop: StopRequest) -> Path:
     check_device(device)
     check_logdir_path(run_dir)
     if resume and restart:
@@ -292,37 +298,39 @@ def train_run(
         model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
     began, first_step = time.perf_counter(), int(model.num_timesteps)
-    with StopRequest() as stop:
-        evaluator = EvaluateAndCheckpoint(config, run_dir, run_state, stop, verbose_lines=verbose)
-        evaluator.init_callback(model)
-        callbacks: list[BaseCallback] = [evaluator]
-        if verbose:
-            window = max(200, 2 * config["train_freq"])
-            callbacks.append(DurationEstimate(config["timesteps"], config["learning_starts"], window))
-        if progress:
-            label = f"{config['algo']} a={config['reengage_alpha']:g} {config['env_id']} seed {seed}"
-            callbacks.append(ProgressBar(config["timesteps"], model.num_timesteps, label))
-        if remaining > 0:
-            # reset_num_timesteps=False for fresh runs too: one code path, whether resumed or not
-            try:
-                model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
-            except BaseException:
-                for callback in callbacks:
-                    if isinstance(callback, ProgressBar):
-                        callback.bar.close()
-                model.logger.close()
-                raise
-        last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
-        final = run_dir / FINAL_MODEL
-        model.save(final)
-        run_state["segments"][-1]["end"] = int(model.num_timesteps)
-        (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
-        if config.get("observation_noise"):
-            from reengage.robustness.noise import SmoothingConfig, save_sidecar
+    evaluator = EvaluateAndCheckpoint(config, run_dir, run_state, stop, verbose_lines=verbose)
+    evaluator.init_callback(model)
+    callbacks: list[BaseCallback] = [evaluator]
+    if verbose:
+        window = max(200, 2 * config["train_freq"])
+        callbacks.append(DurationEstimate(config["timesteps"], config["learning_starts"], window))
+    if progress:
+        label = f"{config['algo']} a={config['reengage_alpha']:g} {config['env_id']} seed {seed}"
+        callbacks.append(ProgressBar(config["timesteps"], model.num_timesteps, label))
+    if remaining > 0:
+        # reset_num_timesteps=False for fresh runs too: one code path, whether resumed or not
+        try:
+            model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+        except BaseException:
+            for callback in callbacks:
+                if isinstance(callback, ProgressBar):
+                    callback.bar.close()
+            model.logger.close()
+            raise
+    last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
+    final = run_dir / FINAL_MODEL
+    # written under another name and renamed: a kill never leaves half a model.zip
+    partial = run_dir / "model.partial.zip"
+    model.save(partial)
+    partial.replace(final)
+    run_state["segments"][-1]["end"] = int(model.num_timesteps)
+    (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
+    if config.get("observation_noise"):
+        from reengage.robustness.noise import SmoothingConfig, save_sidecar
 
-            smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
-            save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
-        model.logger.close()
+        smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
+        save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
+    model.logger.close()
     if verbose:
         say(run_summary(run_dir, run_state, last, int(model.num_timesteps) - first_step,
                         time.perf_counter() - began))
