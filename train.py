@@ -73,8 +73,12 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"train.py: warning: {problem} (its environments are unavailable)", file=sys.stderr)
         return 0
     if args.list_keys:
+        from reengage.experiment.validation import CHOICES, RANGES
+
         for key, (_, default, meaning) in SCHEMA.items():
-            print(f"{key:22s} {meaning} (default {default!r})")
+            valid = f"; {RANGES[key].describe()}" if key in RANGES else ""
+            valid += f"; one of {', '.join(CHOICES[key])}" if key in CHOICES else ""
+            print(f"{key:22s} {meaning} (default {default!r}{valid})")
         return 0
     if args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")
