@@ -26,7 +26,7 @@ class Range:
     high_open: bool = False
 
     def contains(self, value: float) -> bool:
-        if isinstance(value, float) and math.isnan(value):
+        if not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -43,7 +43,7 @@ class Range:
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         if self.high is not None:
             return f"{'<' if self.high_open else '<='} {self.high:g}"
-        return "any number"
+        return "a finite number"
 
 
 # dotted key -> valid range. A key absent from the config (or null) is not checked.
@@ -62,6 +62,7 @@ RANGES: dict[str, Range] = {
     "eval_episodes": Range(1),
     "eval_seed": Range(0),
     "reengage_alpha": Range(0),
+    "c_low": Range(),  # the sparse reward's low value: any finite number
     "checkpoint_every": Range(0),
     "her.n_sampled_goal": Range(0),
     "algo_kwargs.reengage_tau": Range(0, 1),
@@ -102,6 +103,8 @@ def check_ranges(config: dict[str, Any]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key}={value!r} is not a number; {key} must be a number {valid.describe()}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key}={value!r} is not a finite number; {key} must be {valid.describe()}")
         if not valid.contains(value):
             raise ValueError(f"{key}={value!r} is out of range; {key} must be {valid.describe()}")
     for key, choices in CHOICES.items():
