@@ -18,6 +18,7 @@ import sys
 
 from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
 from reengage.experiment.registry import ALGOS
+
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
 
 
@@ -84,8 +85,6 @@ def _main(argv: list[str] | None = None) -> int:
         return _error(f"--threads must be >= 1, got {args.threads}")
     if args.seed is not None and args.seed < 0:
         return _error(f"--seed must be >= 0, got {args.seed}")
-    if args.resume and not args.logdir:
-        return _error("--resume needs --logdir DIR, the folder of the run to continue")
     import torch
 
     from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
@@ -96,20 +95,21 @@ def _main(argv: list[str] | None = None) -> int:
     if args.checkpoint_every is not None:
         assignments.append(f"checkpoint_every={args.checkpoint_every}")
     try:
-        if args.resume:
-            check_logdir_path(args.logdir)
-            config, seed = config_for_resume(read_saved_config(args.logdir), args.env, args.algo, args.alpha,
-                                             args.timesteps, assignments)
-            if args.seed is not None and args.seed != seed:
-                return _error(f"--resume with --seed {args.seed} would not continue the run in {args.logdir} "
-                              f"(saved seed {seed}); leave --seed out")
-        else:
+        logdir = args.logdir
+        if not args.resume or logdir is None:
             config = resolve_config(args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, args.alpha, args.timesteps,
                                     assignments)
             seed = DEFAULT_SEED if args.seed is None else args.seed
-        logdir = args.logdir or (
-            f"runs/{config['env_id'].replace('/', '_')}/{config['algo']}_a{config['reengage_alpha']:g}_s{seed}"
-        )
+            logdir = logdir or (
+                f"runs/{config['env_id'].replace('/', '_')}/{config['algo']}_a{config['reengage_alpha']:g}_s{seed}"
+            )
+        if args.resume:
+            check_logdir_path(logdir)
+            config, seed = config_for_resume(read_saved_config(logdir), args.env, args.algo, args.alpha,
+                                             args.timesteps, assignments)
+            if args.seed is not None and args.seed != seed:
+                return _error(f"--resume with --seed {args.seed} would not continue the run in {logdir} "
+                              f"(saved seed {seed}); leave --seed out")
         train_run(config, seed, logdir, args.device, args.resume, progress=not args.no_progress,
                   restart=args.restart)
     except ValueError as error:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 # -- ranges and choices ------------------------------------------------------------------------------
 
@@ -130,22 +130,19 @@ _FILLED_IN = {
 }
 
 
-def accepted_arguments(target: Callable | type) -> set[str] | None:
-    """Keyword arguments ``target`` accepts, following ``**kwargs`` up a class's MRO; ``None`` = anything."""
-    classes: Iterable[Any] = target.__mro__ if isinstance(target, type) else [target]
+def accepted_arguments(cls: type) -> set[str] | None:
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the MRO; ``None`` = anything."""
     names: set[str] = set()
-    for cls in classes:
-        function = cls.__dict__.get("__init__") if isinstance(target, type) else cls
-        if function is None:
+    for klass in cls.__mro__:
+        function = klass.__dict__.get("__init__")
+        if function is None or klass is object:
             continue
-        if cls is object:
-            break
         parameters = inspect.signature(function).parameters.values()
         names |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names - _FILLED_IN
-    # every class up to object forwards **kwargs: the signatures do not say what is valid
-    return None if not isinstance(target, type) else names - _FILLED_IN
+    # every class forwards **kwargs to one that takes anything: the signatures do not say what is valid
+    return None
 
 
 def check_mapping_keys(key: str, mapping: dict[str, Any] | None, target: Any, target_name: str) -> None:
