@@ -177,3 +177,14 @@ def test_a_kill_between_the_renames_keeps_the_newest_complete_checkpoint(tmp_pat
     train_run(_config(250), 0, run_dir, progress=False, resume=True, verbose=False)
     assert json.loads((run_dir / "segments.json").read_text())[-1]["start"] == 200
     assert _same(_parameters(run_dir, _config(250)), _parameters(reference, _config(250)))
+
+
+def test_resume_without_logdir_finds_the_default_folder_of_the_flags(tmp_path, monkeypatch, capsys, reference):
+    monkeypatch.chdir(tmp_path)
+    run_dir = _cut_run(tmp_path)
+    default = tmp_path / "runs" / "reengage_ContinuousSeek5-v0" / "ddpg_a0.2_s0"
+    default.parent.mkdir(parents=True)
+    run_dir.rename(default)
+    assert train.main(["--resume", "--alpha", "0.2", "--no-progress"]) == 0
+    assert "tensorboard --logdir runs/reengage_ContinuousSeek5-v0/ddpg_a0.2_s0" in capsys.readouterr().out
+    assert _same(_parameters(default, _config(250)), _parameters(reference, _config(250)))
