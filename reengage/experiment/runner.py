@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .build import agent_class, build_agent, check_device, make_single_env, make_training_env
 from .checkpoint import load_latest_checkpoint, save_checkpoint
-from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy
+from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .run_folder import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -293,7 +293,11 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
     run_state.setdefault("segments", []).append({"start": int(model.num_timesteps), "resumed": bool(resume)})
     model.set_logger(configure(str(run_dir), ["tensorboard"]))
     if not resume:
-        model.logger.record("hparams", HParam(hyperparameters(config, seed), {SUCCESS_EVER: 0.0, MEAN_RETURN: 0.0}),
+        # the metrics HParams shows beside the settings: the success rate only where it means something
+        probe = make_single_env(config)
+        metrics = {SUCCESS_EVER: 0.0, MEAN_RETURN: 0.0} if reports_success(probe) else {MEAN_RETURN: 0.0}
+        probe.close()
+        model.logger.record("hparams", HParam(hyperparameters(config, seed), metrics),
                             exclude=("stdout", "log", "json", "csv"))
         model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
