@@ -308,7 +308,7 @@ class FastHerReplayBuffer(HerReplayBuffer):
         rows = batch_indices * self.n_envs + env_indices
 
         def gather(array: np.ndarray) -> np.ndarray:
-            return np.take(array.reshape((-1,) + array.shape[2:]), rows, axis=0)
+            return array.reshape((-1,) + array.shape[2:]).take(rows, axis=0)
 
         observations = {key: gather(array) for key, array in self.observations.items()}
         next_observations = {key: gather(array) for key, array in self.next_observations.items()}
@@ -318,7 +318,7 @@ class FastHerReplayBuffer(HerReplayBuffer):
             virtual_batch, virtual_env = batch_indices[n_real:], env_indices[n_real:]
             goal_rows = self._goal_slots(virtual_batch, virtual_env) * self.n_envs + virtual_env
             achieved = self.next_observations[ACHIEVED_GOAL_KEY]
-            new_goals = np.take(achieved.reshape((-1,) + achieved.shape[2:]), goal_rows, axis=0)
+            new_goals = achieved.reshape((-1,) + achieved.shape[2:]).take(goal_rows, axis=0)
             observations[DESIRED_GOAL_KEY][n_real:] = new_goals
             next_observations[DESIRED_GOAL_KEY][n_real:] = new_goals
             if self.infos is not None:
