@@ -65,7 +65,8 @@ def measure_her_sampling(
 ) -> dict[str, Any]:
     """Median batches per second of SB3's and the fast HER buffer at each fill level, measured side by side.
 
-    :return: ``{"d", "batch_size", "buffer_size", "rounds", "batches_per_round", "fills": [{"fill",
+    :return: ``{"d", "batch_size", "buffer_size", "rounds", "batches_per_round", "her",
+        "construct_seconds": {"sb3", "fast"} (one build each), "fills": [{"fill",
         "sb3_batches_per_s", "fast_batches_per_s", "sb3_rounds", "fast_rounds", "speedup"}, ...]}``,
         where ``speedup`` is fast over SB3 (ratio of the medians).
     """
@@ -76,10 +77,13 @@ def measure_her_sampling(
     env = make_training_env(config, seed)
     arguments = (buffer_size, env.observation_space, env.action_space, env)
     np.random.seed(seed)  # SB3's buffer samples from the global generator
-    buffers = {
-        "sb3": HerReplayBuffer(*arguments, device="cpu", **her_kwargs),
-        "fast": FastHerReplayBuffer(*arguments, device="cpu", seed=seed, **her_kwargs),
-    }
+    buffers: dict[str, Any] = {}
+    construct_seconds: dict[str, float] = {}
+    for name, build in (("sb3", lambda: HerReplayBuffer(*arguments, device="cpu", **her_kwargs)),
+                        ("fast", lambda: FastHerReplayBuffer(*arguments, device="cpu", seed=seed, **her_kwargs))):
+        start = time.perf_counter()  # SB3's constructor builds one info dict per slot
+        buffers[name] = build()
+        construct_seconds[name] = time.perf_counter() - start
     rng = np.random.default_rng(seed)
     obs = env.reset()
     stored = 0
@@ -98,7 +102,8 @@ def measure_her_sampling(
                         "sb3_rounds": timings["sb3"], "fast_rounds": timings["fast"], "speedup": fast / sb3})
     env.close()
     return {"d": d, "batch_size": batch_size, "buffer_size": buffer_size, "rounds": rounds,
-            "batches_per_round": batches, "her": her_kwargs, "fills": results}
+            "batches_per_round": batches, "her": her_kwargs, "construct_seconds": construct_seconds,
+            "fills": results}
 
 
 def format_her_sampling(result: dict[str, Any]) -> str:
@@ -106,6 +111,8 @@ def format_her_sampling(result: dict[str, Any]) -> str:
     lines = [f"HER sampling, ContinuousSeek d={result['d']}, batch {result['batch_size']}, capacity "
              f"{result['buffer_size']:,}, {result['her']}, median of {result['rounds']} interleaved rounds "
              f"of {result['batches_per_round']} batches"]
+    built = result["construct_seconds"]
+    lines.append(f"  building the buffer (once each): SB3 {built['sb3']:.2f} s, fast {built['fast']:.3f} s")
     for row in result["fills"]:
         lines.append(f"  fill {row['fill']:>9,}: SB3 {row['sb3_batches_per_s']:8.0f} batches/s, fast "
                      f"{row['fast_batches_per_s']:8.0f} batches/s, ratio fast/SB3 {row['speedup']:6.2f}x")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from scipy.stats import chi2_contingency
-from stable_baselines3 import DDPG, HerReplayBuffer
+from stable_baselines3 import DDPG, SAC, HerReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 import reengage.envs  # noqa: F401  (registers the environments)
@@ -281,7 +281,7 @@ def test_info_dicts_reach_compute_reward_when_copied():
     assert restored.infos.shape == (BUFFER_SIZE, 1) and restored.infos[0, 0] == buffer.infos[0, 0]
 
 
-@pytest.mark.parametrize("cls", [DDPG, ReenGAGEDDPG])
+@pytest.mark.parametrize("cls", [DDPG, ReenGAGEDDPG, SAC])
 def test_trains_with_sb3_and_reengage_agents_and_reloads(tmp_path, cls):
     torch.set_num_threads(1)
     extra = {"reengage_alpha": 0.2} if cls is ReenGAGEDDPG else {}
@@ -298,3 +298,60 @@ def test_trains_with_sb3_and_reengage_agents_and_reloads(tmp_path, cls):
     model.load_replay_buffer(tmp_path / "buffer.pkl", truncate_last_traj=False)
     assert isinstance(model.replay_buffer, FastHerReplayBuffer) and model.replay_buffer.env is model.get_env()
     model.learn(40, reset_num_timesteps=False)
+
+
+def test_rewards_through_env_method_for_a_subprocess_vec_env():
+    """A SubprocVecEnv has no local env: rewards come through env_method, equal to the direct call."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from reengage.agents.her_replay import batch_reward_function
+
+    env = SubprocVecEnv([LabelledGoalEnv, LabelledGoalEnv], start_method="fork")
+    try:
+        achieved = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
+        desired = np.array([[1, 2, 3], [4, 5, 7]], dtype=np.float32)
+        reward = batch_reward_function(env)(achieved, desired, [{}, {}])
+        assert reward.tolist() == [0.0, -1.0]
+        buffer = FastHerReplayBuffer(BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu",
+                                     n_envs=2, seed=0)
+        fill(buffer, 2)
+        batch = buffer.sample(64)
+        relabelled = batch.observations["desired_goal"][:, 0] != NO_GOAL
+        hit = (batch.observations["desired_goal"] == batch.next_observations["achieved_goal"]).all(dim=1)
+        assert torch.equal(batch.rewards[relabelled, 0], hit[relabelled].float() - 1.0)
+    finally:
+        env.close()
+
+
+def test_same_seed_same_training():
+    """Two runs with the same seed give the same parameters (the buffer's generator is seeded from it)."""
+    torch.set_num_threads(1)
+
+    def run() -> list[torch.Tensor]:
+        model = DDPG("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), replay_buffer_class=FastHerReplayBuffer,
+                     learning_starts=30, batch_size=16, buffer_size=1_000, seed=5, device="cpu",
+                     policy_kwargs=dict(net_arch=[8]))
+        model.learn(80)
+        return [p.detach().clone() for p in model.policy.parameters()]
+
+    first, second = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_sampling_benchmark_function_reports_both_buffers():
+    """bench/bench_her_sampling.py's measure_her_sampling (imported by the training-speed bench) runs and reports."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_her_sampling.py"
+    spec = importlib.util.spec_from_file_location("bench_her_sampling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.measure_her_sampling(d=5, fills=(100, 300), batch_size=32, buffer_size=1_000, rounds=2, batches=3)
+    assert [row["fill"] for row in result["fills"]] == [100, 300]
+    for row in result["fills"]:
+        assert row["sb3_batches_per_s"] > 0 and row["fast_batches_per_s"] > 0
+        assert row["speedup"] == pytest.approx(row["fast_batches_per_s"] / row["sb3_batches_per_s"])
+    assert "fill" in module.format_her_sampling(result)
+    with pytest.raises(ValueError, match="fills must be increasing"):
+        module.measure_her_sampling(fills=(300, 100), buffer_size=1_000)
