@@ -295,7 +295,9 @@ class FastHerReplayBuffer(HerReplayBuffer):
             self._reward_fn = batch_reward_function(self.env)
         return self._reward_fn
 
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> DictReplayBufferSamples:  # type: ignore[override]
+    def sample(  # type: ignore[override]
+        self, batch_size: int, env: VecNormalize | None = None
+    ) -> DictReplayBufferSamples:
         """A batch of ``batch_size`` transitions: real ones first, then the relabelled ones.
 
         :param batch_size: number of transitions.

@@ -328,8 +328,8 @@ def test_same_seed_same_training():
     torch.set_num_threads(1)
 
     def run() -> list[torch.Tensor]:
-        model = DDPG("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), replay_buffer_class=FastHerReplayBuffer,
-                     learning_starts=30, batch_size=16, buffer_size=1_000, seed=5, device="cpu",
+        model = DDPG("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"),
+                     replay_buffer_class=FastHerReplayBuffer, learning_starts=30, batch_size=16, buffer_size=1_000, seed=5, device="cpu",
                      policy_kwargs=dict(net_arch=[8]))
         model.learn(80)
         return [p.detach().clone() for p in model.policy.parameters()]
