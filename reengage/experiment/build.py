@@ -37,8 +37,11 @@ def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gy
 
 
 def make_training_env(config: dict[str, Any], seed: int) -> VecEnv:
+    from .vec_env import SnapshotWrapper
+
     def factory() -> gym.Env:
-        return Monitor(make_single_env(config, noise_seed=seed))
+        # SnapshotWrapper: checkpoints pickle the env mid-episode, MuJoCo physics included
+        return SnapshotWrapper(Monitor(make_single_env(config, noise_seed=seed)))
 
     n_envs = config.get("n_envs", 1)
     if n_envs > 1:
