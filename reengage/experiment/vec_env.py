@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import pickle
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -89,13 +92,33 @@ class PicklableSubprocVecEnv(SubprocVecEnv):
         """
         if start_method is None and "fork" in multiprocessing.get_all_start_methods():
             start_method = "fork"
+        self._start(env_fns, start_method)
+
+    def _start(self, env_fns: list[Callable[[], gym.Env]], start_method: str | None) -> None:
         self._start_method = start_method
-        super().__init__(env_fns, start_method=start_method)
+        if start_method == "fork":
+            # a forked worker inherits its siblings' pipe ends, so after the learner dies (a kill, the
+            # case checkpoints exist for) no worker sees EOF: each exits when its parent is gone
+            parent = os.getpid()
+            env_fns = [_exiting_with_parent(factory, parent) for factory in env_fns]
+        SubprocVecEnv.__init__(self, env_fns, start_method=start_method)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"envs": self.env_method("snapshot_bytes"), "start_method": self._start_method}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # the restored environments are already wrapped: start workers around them as they are
-        SubprocVecEnv.__init__(self, [_restore(payload) for payload in state["envs"]], start_method=state["start_method"])
-        self._start_method = state["start_method"]
+        self._start([_restore(payload) for payload in state["envs"]], state["start_method"])
+
+
+def _exiting_with_parent(factory: Callable[[], gym.Env], parent: int) -> Callable[[], gym.Env]:
+    def start() -> gym.Env:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True, name="exit-with-learner").start()
+        return factory()
+
+    return start
