@@ -28,6 +28,9 @@ from torch import Tensor
 
 from reengage import losses
 
+from . import vecnormalize_goal
+from .normalizer import goal_std
+
 MODES = ("sparse", "dense")
 DIM_WEIGHTINGS = ("none", "normalised")
 
@@ -60,8 +63,10 @@ class GoalGradientMixin:
         reengage_goal_key: the observation key holding the goal (``"desired_goal"`` for HER envs).
         reengage_reward_fn: for dense mode, ``f(achieved_goal, desired_goal) -> (B, 1)`` in torch;
             by default the training env's ``differentiable_reward`` method.
-        reengage_dim_weights: ``"none"``, ``"normalised"`` (App. G.4: sigma_i^2 from the VecNormalize
-            statistics of the goal) or a sequence of per-dimension weights.
+        reengage_dim_weights: ``"none"``, ``"normalised"`` (App. G.4: sigma_i^2 from the goal statistics of
+            a VecNormalize env or of the policy's normaliser) or a sequence of per-dimension weights; weights
+            always apply to raw-goal errors. Under VecNormalize the term is computed in raw-goal units
+            (see :mod:`reengage.agents.vecnormalize_goal`) and the sparse mask reads the raw reward.
         reengage_monitor: compute and log the term even when ``reengage_alpha`` is 0 (diagnostics for
             baselines; the term then enters with weight zero).
         reengage_seed: seed of the mixin's private generator for target-action noise
@@ -215,6 +220,12 @@ class GoalGradientMixin:
         next_goal_grad = self.target_goal_gradient(batch, context)
         q_goal_grads = self.critic_goal_gradients(batch.observations, batch.actions)
         dim_weights = self._dim_weights(next_goal_grad.shape[-1])
+        if vecnormalize_goal.normalises_goal(self._vec_normalize_env, self.reengage_goal_key):
+            # the batch's goals are VecNormalize's: express the term in raw-goal units (chain rule)
+            factor = vecnormalize_goal.raw_error_factor(self._vec_normalize_env, self.reengage_goal_key).to(self.device)
+            next_goal_grad = next_goal_grad * self._unclipped(batch.next_observations)
+            q_goal_grads = [q_grad * self._unclipped(batch.observations) for q_grad in q_goal_grads]
+            dim_weights = factor if dim_weights is None else dim_weights * factor
         if self.reengage_mode == "dense":
             reward_goal_grad = self._reward_goal_gradient(batch)
             total = sum(
@@ -222,14 +233,20 @@ class GoalGradientMixin:
                 for q_grad in q_goal_grads
             )
             return total, 0.0
+        # the mask reads the raw reward (VecNormalize's norm_reward scales the sampled one)
+        rewards = vecnormalize_goal.raw_sparse_rewards(self._vec_normalize_env, batch.rewards, self.c_low)
         total = sum(
             losses.sparse_goal_gradient_loss(
-                q_grad, next_goal_grad, batch.rewards, batch.dones, self.gamma, self.c_low, dim_weights
+                q_grad, next_goal_grad, rewards, batch.dones, self.gamma, self.c_low, dim_weights
             )
             for q_grad in q_goal_grads
         )
-        masked_fraction = 1.0 - float(losses.sparse_reward_mask(batch.rewards, self.c_low).mean())
+        masked_fraction = 1.0 - float(losses.sparse_reward_mask(rewards, self.c_low).mean())
         return total, masked_fraction
+
+    def _unclipped(self, observations: ObsDict) -> Tensor:
+        """1 where VecNormalize left the goal unclipped, 0 where it clipped (no raw-goal gradient there)."""
+        return vecnormalize_goal.unclipped_mask(self._vec_normalize_env, observations[self.reengage_goal_key])
 
     def _reward_goal_gradient(self, batch: Any) -> Tensor:
         reward_fn = self.reengage_reward_fn
@@ -245,19 +262,22 @@ class GoalGradientMixin:
         return grad
 
     def _dim_weights(self, goal_dim: int) -> Tensor | None:
+        """Per-dimension weights of the raw-goal squared error (App. G.4: sigma_i^2), or None."""
         weights = self.reengage_dim_weights
         if isinstance(weights, str):
             if weights == "none":
                 return None
-            if self._vec_normalize_env is None or not self._vec_normalize_env.norm_obs:
+            if vecnormalize_goal.normalises_goal(self._vec_normalize_env, self.reengage_goal_key):
+                sigma = vecnormalize_goal.goal_sigma(self._vec_normalize_env, self.reengage_goal_key)
+            else:
+                sigma = goal_std(self.policy, self.reengage_goal_key)
+            if sigma is None:
                 raise ValueError(
-                    "reengage_dim_weights='normalised' needs a VecNormalize training env (App. G.4 weights "
-                    "by the running goal variance); use 'none' or a sequence of weights"
+                    "reengage_dim_weights='normalised' needs goal statistics (App. G.4 weights by the running "
+                    "goal variance): a VecNormalize training env or the policy's observation normaliser "
+                    "(reengage.agents.normalizer); use 'none' or a sequence of weights"
                 )
-            variance = self._vec_normalize_env.obs_rms[self.reengage_goal_key].var
-            return losses.normalised_goal_weights(
-                torch.as_tensor(np.sqrt(variance + self._vec_normalize_env.epsilon), dtype=torch.float32)
-            ).to(self.device)
+            return losses.normalised_goal_weights(sigma).to(self.device)
         tensor = torch.as_tensor(np.asarray(weights, dtype=np.float32), device=self.device)
         if tensor.shape != (goal_dim,):
             raise ValueError(f"reengage_dim_weights has {tensor.numel()} entries; the goal has {goal_dim} dimensions")

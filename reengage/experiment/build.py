@@ -12,7 +12,9 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import reengage.envs  # noqa: F401  (registers the reengage/ ids)
+from reengage.envs.robotics import ensure_registered
 
+from .extensions import extended_class, extension_arguments
 from .registry import algo_spec, import_object
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -25,6 +27,7 @@ def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gy
     example ``{kind: gaussian, sigma: 0.1, keys: [observation]}``): training under the noise the
     policy will be smoothed with keeps the smoothed policy from being vacuous.
     """
+    ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
     env = gym.make(config["env_id"], **config["env_kwargs"])
     if config.get("observation_noise"):
         from reengage.robustness.noise_wrapper import wrap_with_noise
@@ -34,10 +37,20 @@ def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gy
 
 
 def make_training_env(config: dict[str, Any], seed: int) -> VecEnv:
-    def factory() -> gym.Env:
-        return Monitor(make_single_env(config, noise_seed=seed))
+    from .vec_env import SnapshotWrapper
 
-    venv = DummyVecEnv([factory])
+    def factory() -> gym.Env:
+        # SnapshotWrapper: checkpoints pickle the env mid-episode, MuJoCo physics included
+        return SnapshotWrapper(Monitor(make_single_env(config, noise_seed=seed)))
+
+    n_envs = config.get("n_envs", 1)
+    if n_envs > 1:
+        from .vec_env import PicklableSubprocVecEnv
+
+        ensure_registered(config["env_id"])  # fail here, with the message, rather than in a worker
+        venv: VecEnv = PicklableSubprocVecEnv([factory] * n_envs)
+    else:
+        venv = DummyVecEnv([factory])
     venv.seed(seed)
     return venv
 
@@ -54,7 +67,7 @@ def check_device(device: str) -> str:
 
 
 def agent_class(config: dict[str, Any]) -> type:
-    return import_object(algo_spec(config["algo"]).agent)  # type: ignore[return-value]
+    return extended_class(import_object(algo_spec(config["algo"]).agent), config)  # type: ignore[arg-type]
 
 
 def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
@@ -102,4 +115,6 @@ def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "c
     """A fresh agent for the configuration (no logger attached)."""
     policy, kwargs = sb3_arguments(config, env, seed, device)
     reengage = {key: config[key] for key in ("reengage_alpha", "reengage_mode", "c_low")}
-    return agent_class(config)(policy, env, **reengage, **kwargs)
+    extra_policy_kwargs, extra_kwargs = extension_arguments(config)
+    kwargs["policy_kwargs"].update(extra_policy_kwargs)
+    return agent_class(config)(policy, env, **reengage, **kwargs, **extra_kwargs)

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from .extensions import check_extension_values
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 _NUMBER = (int, float)
@@ -58,6 +60,13 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
     "algo_kwargs": ((dict,), {}, "extra keyword arguments for the agent's constructor"),
     "checkpoint_every": ((int,), 0, "environment steps between checkpoints (0: none)"),
     "observation_noise": ((dict, type(None)), None, "train under smoothing noise: {sigma, keys} (robustness)"),
+    # robotics issue (reengage/experiment/extensions.py)
+    "n_envs": ((int,), 1, "parallel training environments (SubprocVecEnv when > 1)"),
+    "obs_normalization": ((dict, type(None)), None,
+                          "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null"),
+    "target_value_clip": ((bool,), False, "clip the target critic's value to [c_low/(1-gamma), 0] (ddpg, td3)"),
+    "action_l2": (_NUMBER, 0.0, "weight of the actor's action L2 penalty (ddpg, td3)"),
+    "random_action_prob": (_NUMBER, 0.0, "probability of a uniform random action after learning_starts (ddpg, td3)"),
 }
 
 FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
@@ -170,7 +179,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = ", ".join("null" if t is type(None) else t.__name__ for t in types)
         raise ValueError(f"{where}: {key}={value!r} has the wrong type; expected {names}")
     return value
@@ -246,6 +255,7 @@ def resolve_config(
         apply_assignment(config, path, value)
     config = validate(config, where=f"{env_id}/{algo}")
     _check_values(config)
+    check_extension_values(config, algo)
     config["env_id"] = env_id
     config["algo"] = algo
     config["config_file"] = source.path.name
