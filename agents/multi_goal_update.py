@@ -166,7 +166,10 @@ def critic_terms(
         raise ValueError("the gate-gradient loss needs the target's gate gradient (target_terms(..., True))")
     gate_loss = 0.0
     for q_values in heads:
-        (pooled_gradient,) = torch.autograd.grad(q_values.sum(), pooled, create_graph=graph_for_gate_loss)
+        # the heads' graph is kept: the TD loss still goes back through it
+        (pooled_gradient,) = torch.autograd.grad(
+            q_values.sum(), pooled, create_graph=graph_for_gate_loss, retain_graph=True
+        )
         q_gate_gradient = critic.encoder.gate_gradient(embeddings, pairs, pooled_gradient)
         gate_loss = gate_loss + losses.gate_gradient_loss(
             q_gate_gradient, batch.item_rewards, target.gate_gradient, batch.dones, agent.gamma

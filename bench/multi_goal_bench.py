@@ -3,6 +3,7 @@
     python bench/multi_goal_bench.py --part speed --rounds 3 --steps 4          # before/after, 1 and 2 threads
     python bench/multi_goal_bench.py --part speed --variants reference fused --threads 1 --json
     python bench/multi_goal_bench.py --part profile                              # torch.profiler tables
+    python bench/multi_goal_bench.py --part precision --rounds 5 --steps 20      # bf16 encoder: loss error
     python bench/multi_goal_bench.py --part memory                               # replay at 10^6 transitions
 
 Speed: environment steps per second while training (train_freq 1, one gradient step per step, alpha 10)
@@ -236,6 +237,47 @@ def speed(args: argparse.Namespace) -> dict:
     return result
 
 
+def precision(args: argparse.Namespace) -> dict:
+    """bf16 autocast of the encoder against float32: the losses and the critic's gradient on real batches."""
+    import torch
+
+    from reengage.agents import multi_goal_update as fused
+
+    torch.set_num_threads(args.threads[0])
+    agent = make_agent(args.env, "fused", args.alpha, TABLE_G4)
+    agent.learn(args.steps, reset_num_timesteps=False)  # a few updates past the initialisation
+    params = list(agent.policy.critic.parameters())
+    rows = []
+    for index in range(args.rounds):
+        np.random.seed(index)
+        batch = agent.replay_buffer.sample(TABLE_G4["batch_size"])
+        pairs, next_pairs = fused.batch_pairs(batch)
+        outcome = {}
+        for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+            rng = torch.get_rng_state(), agent.get_reengage_rng_state()
+            target = fused.target_terms(agent, batch, next_pairs, True, dtype)
+            terms = fused.critic_terms(agent, batch, pairs, target, True, autocast_dtype=dtype)
+            loss = terms.td_loss + args.alpha * terms.gate_loss
+            grad = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+            outcome[name] = (terms.td_loss.item(), terms.gate_loss.item(), grad)
+            torch.set_rng_state(rng[0])
+            agent.set_reengage_rng_state(rng[1])
+        (td32, gate32, grad32), (td16, gate16, grad16) = outcome["float32"], outcome["bfloat16"]
+        rows.append({
+            "td_rel_error": abs(td16 - td32) / abs(td32),
+            "gate_rel_error": abs(gate16 - gate32) / abs(gate32),
+            "grad_rel_error": float((grad16 - grad32).norm() / grad32.norm()),
+            "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
+        })
+    summary = {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+    print(f"bf16 autocast of the encoder vs float32, {len(rows)} batches of {TABLE_G4['batch_size']} "
+          f"(Table G.4 networks after {agent._n_updates} updates), medians:")
+    print(f"  TD loss relative error        {summary['td_rel_error']:.2e}")
+    print(f"  Eq. 8.19 loss relative error  {summary['gate_rel_error']:.2e}")
+    print(f"  critic gradient relative error {summary['grad_rel_error']:.2e} (cosine {summary['grad_cosine']:.5f})")
+    return summary
+
+
 def profile(args: argparse.Namespace) -> None:
     """torch.profiler's top operators for a few steps of each variant (one thread)."""
     import torch
@@ -253,7 +295,7 @@ def profile(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("speed", "profile", "memory", "both"), default="speed",
+    parser.add_argument("--part", choices=("speed", "profile", "precision", "memory", "both"), default="speed",
                         help="'both' = speed and memory")
     parser.add_argument("--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"))
     parser.add_argument("--variants", nargs="+", default=["reference", "fused"], choices=tuple(VARIANTS))
@@ -276,6 +318,11 @@ def main() -> None:
         parser.exit(2, f"multi_goal_bench.py: error: --threads must be >= 1 each, got {args.threads}\n")
     if args.part == "profile":
         profile(args)
+        return
+    if args.part == "precision":
+        summary = precision(args)
+        if args.json:
+            print(json.dumps(summary))
         return
     result = None
     if args.part in ("speed", "both"):

@@ -165,6 +165,13 @@ def test_alpha_zero_fused_is_ddpg_and_skips_the_term():
     assert any(not torch.equal(before[name], value) for name, value in parameters(agent).items())
 
 
+def test_monitoring_at_alpha_zero_logs_the_term_and_leaves_the_update_unchanged():
+    plain, monitored = trained_agent(alpha=0.0, seed=4), trained_agent(alpha=0.0, seed=4, reengage_monitor=True)
+    assert monitored.logger.name_to_value["train/reengage_loss"] > 0
+    for name, value in parameters(plain).items():
+        assert torch.equal(parameters(monitored)[name], value), name
+
+
 def test_bfloat16_encoder_stays_close_to_float32():
     agent = trained_agent()
     np.random.seed(3)
