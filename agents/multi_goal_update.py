@@ -33,8 +33,8 @@ Options (constructor arguments of the Multi-ReenGAGE agents):
 * ``actor_encoding="after_step"`` (default, SB3's order) or ``"shared"``: the actor reuses the critic's
   encoding of this batch from before the critic step (one encoder pass fewer; a slightly different
   algorithm, since the actor then sees the encoder one step old).
-* ``encoder_autocast=None`` (default, float32) or ``torch.bfloat16``: ``phi`` runs under CPU/GPU
-  autocast; the heads, pooling and losses stay float32.
+* ``encoder_precision="float32"`` (default) or ``"bfloat16"``: ``phi`` runs under CPU/GPU autocast;
+  the heads, pooling and losses stay float32 (slower on the project's CPU, see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Multi-ReenGAGE cost on this machine: training steps per second, the arithmetic floor, replay memory.
 
-    python bench/multi_goal_bench.py --part speed --rounds 3 --steps 4          # before/after, 1 and 2 threads
+    python bench/multi_goal_bench.py                                             # speed and memory
+    python bench/multi_goal_bench.py --part speed --rounds 3 --steps 3          # before/after, 1 and 2 threads
     python bench/multi_goal_bench.py --part speed --variants reference fused --threads 1 --json
     python bench/multi_goal_bench.py --part profile                              # torch.profiler tables
     python bench/multi_goal_bench.py --part precision --rounds 5 --steps 20      # bf16 encoder: loss error
@@ -300,8 +301,8 @@ def profile(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("speed", "profile", "precision", "memory", "both"), default="speed",
-                        help="'both' = speed and memory")
+    parser.add_argument("--part", choices=("speed", "profile", "precision", "memory", "both"), default="both",
+                        help="'both' (default) = speed and memory")
     parser.add_argument("--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"))
     parser.add_argument("--variants", nargs="+", default=["reference", "fused"], choices=tuple(VARIANTS))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts to compare")
