@@ -140,7 +140,9 @@ def make_agent(env_id: str, variant: str, alpha: float, arch: dict, seed: int = 
         batch_size=arch["batch_size"],
         buffer_size=100_000,
         seed=seed,
-        policy_kwargs={"encoder_arch": arch["encoder_arch"], "net_arch": arch["head_arch"], "embed_dim": arch["embed_dim"]},
+        policy_kwargs={
+            "encoder_arch": arch["encoder_arch"], "net_arch": arch["head_arch"], "embed_dim": arch["embed_dim"]
+        },
         **VARIANTS[variant],
     )
     agent.learn(301)
@@ -184,7 +186,8 @@ def gemm_gflops(rows: int, width: int, repeats: int = 5) -> float:
 
 
 def mean_active_pairs(agent, batch_size: int, samples: int = 20) -> float:
-    counts = [float(agent.replay_buffer.sample(batch_size).observations["gates"].count_nonzero()) for _ in range(samples)]
+    batches = (agent.replay_buffer.sample(batch_size) for _ in range(samples))
+    counts = [float(batch.observations["gates"].count_nonzero()) for batch in batches]
     return float(np.mean(counts))
 
 
@@ -239,7 +242,8 @@ def speed(args: argparse.Namespace) -> dict:
     for threads in args.threads:
         print(f"{threads} thread(s): encoder GEMM ({int(pairs)} x 400 @ 400 x 400) runs at "
               f"{result[f'gemm_gflops_{threads}t']:.0f} GFLOP/s: floor {result[f'floor_s_per_step_{threads}t']:.3f} s "
-              f"per step ({1 / result[f'floor_s_per_step_{threads}t']:.2f} steps/s; fused-shared: 2 forwards + 1 backward)")
+              f"per step ({1 / result[f'floor_s_per_step_{threads}t']:.2f} steps/s; "
+              "fused-shared: 2 forwards + 1 backward)")
     return result
 
 
@@ -303,7 +307,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("speed", "profile", "precision", "memory", "both"), default="both",
                         help="'both' (default) = speed and memory")
-    parser.add_argument("--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"))
+    parser.add_argument(
+        "--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0")
+    )
     parser.add_argument("--variants", nargs="+", default=["reference", "fused"], choices=tuple(VARIANTS))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts to compare")
     parser.add_argument("--rounds", type=int, default=3)
@@ -319,7 +325,8 @@ def main() -> None:
         return
     for name in ("rounds", "steps", "transitions", "profile_rows"):
         if getattr(args, name) < 1:
-            parser.exit(2, f"multi_goal_bench.py: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}\n")
+            flag = "--" + name.replace("_", "-")
+            parser.exit(2, f"multi_goal_bench.py: error: {flag} must be >= 1, got {getattr(args, name)}\n")
     if any(t < 1 for t in args.threads):
         parser.exit(2, f"multi_goal_bench.py: error: --threads must be >= 1 each, got {args.threads}\n")
     if args.part == "profile":

@@ -212,7 +212,11 @@ def test_unshared_encoder_falls_back_to_the_reference_path():
 
 @pytest.mark.parametrize(
     "argument, value, choices",
-    [("gate_update", "fast", "fused"), ("actor_encoding", "before", "after_step"), ("encoder_precision", "fp16", "bfloat16")],
+    [
+        ("gate_update", "fast", "fused"),
+        ("actor_encoding", "before", "after_step"),
+        ("encoder_precision", "fp16", "bfloat16"),
+    ],
 )
 def test_bad_options_name_the_value_and_the_choices(argument, value, choices):
     with pytest.raises(ValueError, match=f"{argument}.*{choices}.*'{value}'"):
