@@ -6,6 +6,7 @@
     python bench/multi_goal_bench.py --part profile                              # torch.profiler tables
     python bench/multi_goal_bench.py --part precision --rounds 5 --steps 20      # bf16 encoder: loss error
     python bench/multi_goal_bench.py --part memory                               # replay at 10^6 transitions
+    python bench/multi_goal_bench.py --part alpha-cost --variants fused --threads 1  # DDPG vs Multi-ReenGAGE
 
 Speed: environment steps per second while training (train_freq 1, one gradient step per step, alpha 10)
 on DriveSeek with Table G.4's networks (encoder [400, 400] -> 20 on goal ++ state, heads [400], batch 256),
@@ -247,6 +248,30 @@ def speed(args: argparse.Namespace) -> dict:
     return result
 
 
+ALPHA_COST_SIZES = {
+    "doc budget (encoder [64,64]->20, head [64], batch 64)": (
+        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64, "embed_dim": 20}, 100
+    ),
+    "Table G.4 (encoder [400,400]->20, head [400], batch 256)": (TABLE_G4, 5),
+}
+
+
+def alpha_cost(args: argparse.Namespace) -> None:
+    """DDPG (alpha 0) against Multi-ReenGAGE (alpha 10), same networks and path, both environments, two sizes."""
+    import torch
+
+    torch.set_num_threads(args.threads[0])
+    variant = args.variants[-1]
+    print(f"training path: {variant}, {args.threads[0]} torch thread(s)")
+    print("| env | networks | DDPG steps/s | Multi-ReenGAGE steps/s | ReenGAGE / DDPG time |")
+    print("|---|---|---|---|---|")
+    for env_id in ("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"):
+        for name, (arch, steps) in ALPHA_COST_SIZES.items():
+            ddpg = steps / time_steps(make_agent(env_id, variant, 0.0, arch), steps)
+            multi = steps / time_steps(make_agent(env_id, variant, args.alpha, arch), steps)
+            print(f"| {env_id} | {name} | {ddpg:.2f} | {multi:.2f} | {ddpg / multi:.2f}x |", flush=True)
+
+
 def precision(args: argparse.Namespace) -> dict:
     """bf16 autocast of the encoder against float32: the losses and the critic's gradient on real batches."""
     import torch
@@ -305,7 +330,8 @@ def profile(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("speed", "profile", "precision", "memory", "both"), default="both",
+    parts = ("speed", "profile", "precision", "alpha-cost", "memory", "both")
+    parser.add_argument("--part", choices=parts, default="both",
                         help="'both' (default) = speed and memory")
     parser.add_argument(
         "--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0")
@@ -331,6 +357,9 @@ def main() -> None:
         parser.exit(2, f"multi_goal_bench.py: error: --threads must be >= 1 each, got {args.threads}\n")
     if args.part == "profile":
         profile(args)
+        return
+    if args.part == "alpha-cost":
+        alpha_cost(args)
         return
     if args.part == "precision":
         summary = precision(args)
