@@ -18,7 +18,7 @@ authors' set-up: ``phi`` is an MLP [400, 400] -> 20 (ReLU), the heads one hidden
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from gymnasium import spaces
@@ -78,6 +78,87 @@ class DeepSetsEncoder(nn.Module):
             pairs = torch.cat([goals, state.unsqueeze(1).expand(batch, n_slots, state.shape[-1])], dim=-1)
             pooled = (self.phi(pairs) * (gates**2).unsqueeze(-1)).sum(dim=1)
         return pooled / self.n_max
+
+    # ------------------------------------------------------------------ pieces of the fused update
+    # (agents/multi_goal_update.py). Same function as forward(), in steps that expose phi's outputs,
+    # so that a gate gradient needs no backward through phi.
+    def embed_pairs(
+        self, state: Tensor, pairs: ActivePairs, split_first_layer: bool = True, chunk_size: int | None = 2048
+    ) -> Tensor:
+        """``phi(g_i ++ s)`` of every active pair, ``(P, embed_dim)``.
+
+        * ``split_first_layer``: the first layer is evaluated as ``W_g g_i + (W_s s + b)``, the state
+          part once per batch row instead of once per pair (the same sum up to float rounding).
+        * ``chunk_size``: pairs go through ``phi`` in blocks of this many rows (None: all at once). The
+          arithmetic is the same; a block's activations (2048 x 400 floats, 3.3 MB) stay in the core's
+          cache between a layer's product and its ReLU, and blocks this size are reused by the memory
+          allocator instead of being mapped fresh (and page-faulted) on every call.
+        """
+        first = self.phi[0]
+        split = split_first_layer and isinstance(first, nn.Linear)
+        if split:
+            w_goal, w_state = first.weight[:, : self.goal_dim], first.weight[:, self.goal_dim :]
+            per_row = torch.addmm(first.bias, state, w_state.t()) if first.bias is not None else state @ w_state.t()
+            inputs = pairs.goals
+        else:
+            inputs = torch.cat([pairs.goals, state.index_select(0, pairs.rows)], dim=-1)
+        layers = list(self.phi)[1:]
+        step = inputs.shape[0] if chunk_size is None else max(int(chunk_size), 1)
+        blocks = []
+        for start in range(0, inputs.shape[0], step):
+            block = inputs[start : start + step]
+            if split:
+                hidden = per_row.index_select(0, pairs.rows[start : start + step])
+                # in place (no second block-sized buffer); autocast does not cast in-place ops, so match dtypes
+                hidden = hidden.addmm_(block.to(hidden.dtype), w_goal.t().to(hidden.dtype))
+            else:
+                hidden = first(block)
+            for layer in layers:
+                # a Linear does not keep its output for backward, so its ReLU may work in place
+                hidden = torch.relu_(hidden) if isinstance(layer, nn.ReLU) else layer(hidden)
+            blocks.append(hidden)
+        if not blocks:
+            return inputs.new_zeros(0, self.embed_dim)
+        return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+
+    def pool_pairs(self, embeddings: Tensor, pairs: ActivePairs) -> Tensor:
+        """``sum_i b_i^2 phi_i / n_max`` per batch row, ``(B, embed_dim)`` (Eq. G.14)."""
+        weighted = embeddings * (pairs.gates**2 / self.n_max).unsqueeze(-1)
+        pooled = torch.zeros(pairs.batch, embeddings.shape[-1], dtype=embeddings.dtype, device=embeddings.device)
+        return pooled.index_add(0, pairs.rows, weighted)
+
+    def gate_gradient(self, embeddings: Tensor, pairs: ActivePairs, pooled_gradient: Tensor) -> Tensor:
+        """``d f / d b`` of any ``f(pooled)`` from ``d f / d pooled``: ``2 b_i (phi_i . df/dpooled) / n_max``.
+
+        ``(B, n_slots)``, exactly zero on padding slots. Differentiable in ``embeddings`` and
+        ``pooled_gradient`` (so the matching loss of Eq. 8.19 reaches phi's parameters).
+        """
+        per_pair = (embeddings * pooled_gradient.index_select(0, pairs.rows)).sum(dim=-1)
+        per_pair = per_pair * (2.0 / self.n_max) * pairs.gates
+        gradient = torch.zeros(pairs.batch, pairs.n_slots, dtype=per_pair.dtype, device=per_pair.device)
+        return gradient.index_put((pairs.rows, pairs.slots), per_pair)
+
+
+class ActivePairs(NamedTuple):
+    """The (row, slot) pairs of a batch of goal sets whose gate is non-zero, gathered once.
+
+    Only these pairs reach ``phi`` (a zero gate contributes nothing to the pooled sum and has a zero
+    gate gradient, Eq. G.14-G.15). An observation and its next observation share the goal set, so one
+    ``ActivePairs`` serves both the critic's and the target's encodings of a replay batch.
+    """
+
+    rows: Tensor  # (P,) batch row of each pair
+    slots: Tensor  # (P,) goal slot of each pair
+    gates: Tensor  # (P,) b_i
+    goals: Tensor  # (P, goal_dim) g_i
+    batch: int
+    n_slots: int
+
+
+def active_pairs(goals: Tensor, gates: Tensor) -> ActivePairs:
+    """``goals (B, n, g)`` and ``gates (B, n)`` -> the pairs with ``b_i != 0`` (row-major order)."""
+    rows, slots = torch.nonzero(gates, as_tuple=True)
+    return ActivePairs(rows, slots, gates[rows, slots], goals[rows, slots], int(gates.shape[0]), int(gates.shape[1]))
 
 
 def _as_float(x: Tensor) -> Tensor:

@@ -1,12 +1,28 @@
-"""Multi-ReenGAGE cost on this machine: training steps per second and replay memory at 10^6 transitions.
+"""Multi-ReenGAGE cost on this machine: training steps per second, the arithmetic floor, replay memory.
 
-    python bench/multi_goal_bench.py                 # both parts
-    python bench/multi_goal_bench.py --part speed    # or --part memory
+    python bench/multi_goal_bench.py                                             # speed and memory
+    python bench/multi_goal_bench.py --part speed --rounds 3 --steps 3          # before/after, 1 and 2 threads
+    python bench/multi_goal_bench.py --part speed --variants reference fused --threads 1 --json
+    python bench/multi_goal_bench.py --part profile                              # torch.profiler tables
+    python bench/multi_goal_bench.py --part precision --rounds 5 --steps 20      # bf16 encoder: loss error
+    python bench/multi_goal_bench.py --part memory                               # replay at 10^6 transitions
+    python bench/multi_goal_bench.py --part alpha-cost --variants fused --threads 1  # DDPG vs Multi-ReenGAGE
 
-Speed: environment steps per second while training (train_freq 1, one gradient step each), for DDPG
-(alpha 0) and Multi-ReenGAGE (alpha 10) on the same networks, measured side by side in one process,
-at two sizes: the small networks of docs/multi_goal.md's budget, and Table G.4's (encoder [400, 400]
--> 20, heads [400], batch 256; only a few steps, it is slow on a CPU).
+Speed: environment steps per second while training (train_freq 1, one gradient step per step, alpha 10)
+on DriveSeek with Table G.4's networks (encoder [400, 400] -> 20 on goal ++ state, heads [400], batch 256),
+after 300 random steps. The variants are the same agent class with different training paths:
+
+* ``reference`` -- ``gate_update="reference"``: stock SB3 ``train`` with the Multi-ReenGAGE hook (before);
+* ``fused`` -- the default fused step (after), float32, SB3's order of actor and critic updates;
+* ``fused-shared`` -- fused, the actor reusing the critic's pre-step encoding (one encoder pass fewer);
+* ``fused-bf16`` -- fused with the set encoder under bfloat16 autocast.
+
+Every (variant, thread count) pair is timed once per round, rounds interleaved, so that load from
+other processes falls on all of them alike; the table gives medians and the ratio to ``reference``.
+
+Floor: the FLOPs of the encoder passes a step cannot avoid (target forward, critic forward and
+backward, the actor's forward), counted on the sampled batches' active pairs, divided by the speed of
+the encoder's own largest matrix product on this machine measured in the same process.
 
 Memory: a fresh process fills a GoalSetReplayBuffer with 10^6 DriveSeek transitions (25,000 episodes
 of 40 steps, each with its own goal set) through ``add()`` and reports its peak resident memory, next
@@ -18,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -100,7 +117,17 @@ def memory(transitions: int) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def speed(env_id: str, arch: dict, steps: int, alpha: float) -> float:
+TABLE_G4 = {"encoder_arch": [400, 400], "head_arch": [400], "batch_size": 256, "embed_dim": 20}
+VARIANTS = {
+    "reference": {"gate_update": "reference"},
+    "fused": {"gate_update": "fused"},
+    "fused-shared": {"gate_update": "fused", "actor_encoding": "shared"},
+    "fused-bf16": {"gate_update": "fused", "encoder_precision": "bfloat16"},
+}
+
+
+def make_agent(env_id: str, variant: str, alpha: float, arch: dict, seed: int = 0):
+    """A Multi-ReenGAGE DDPG agent past 300 random steps and one training step (the warm-up)."""
     import gymnasium as gym
 
     import reengage.envs  # noqa: F401
@@ -113,52 +140,239 @@ def speed(env_id: str, arch: dict, steps: int, alpha: float) -> float:
         learning_starts=300,
         batch_size=arch["batch_size"],
         buffer_size=100_000,
-        seed=0,
-        policy_kwargs={"encoder_arch": arch["encoder_arch"], "net_arch": arch["head_arch"], "embed_dim": 20},
+        seed=seed,
+        policy_kwargs={
+            "encoder_arch": arch["encoder_arch"], "net_arch": arch["head_arch"], "embed_dim": arch["embed_dim"]
+        },
+        **VARIANTS[variant],
     )
-    agent.learn(301)  # fill past learning_starts (random actions), one training step to warm up
+    agent.learn(301)
+    return agent
+
+
+def time_steps(agent, steps: int) -> float:
+    """Seconds for ``steps`` environment steps, each followed by one gradient step."""
     start = time.perf_counter()
     agent.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
-SIZES = {
+def encoder_flops(arch: dict, state_dim: int, goal_dim: int, pairs: float, batch: int) -> dict[str, float]:
+    """FLOPs of one forward and one backward of phi over ``pairs`` (sample, goal) pairs.
+
+    Forward: the first layer split (goal part per pair, state part per sample), then the dense layers.
+    Backward: weight gradients of every layer and input gradients of all but the first (the pairs' goals
+    and states need none): about twice the forward.
+    """
+    sizes = [*arch["encoder_arch"], arch["embed_dim"]]
+    first = 2 * (pairs * goal_dim + batch * state_dim) * sizes[0]
+    dense = sum(2 * pairs * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    backward = 2 * pairs * (goal_dim + state_dim) * sizes[0] + 2 * dense
+    return {"forward": first + dense, "backward": backward}
+
+
+def gemm_gflops(rows: int, width: int, repeats: int = 5) -> float:
+    """Measured speed of the encoder's dominant product, (rows x width) @ (width x width), float32."""
+    import torch
+
+    left, right = torch.randn(rows, width), torch.randn(width, width)
+    out = torch.empty(rows, width)
+    torch.mm(left, right, out=out)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(left, right, out=out)
+        times.append(time.perf_counter() - start)
+    return 2 * rows * width * width / float(np.median(times)) / 1e9
+
+
+def mean_active_pairs(agent, batch_size: int, samples: int = 20) -> float:
+    batches = (agent.replay_buffer.sample(batch_size) for _ in range(samples))
+    counts = [float(batch.observations["gates"].count_nonzero()) for batch in batches]
+    return float(np.mean(counts))
+
+
+def speed(args: argparse.Namespace) -> dict:
+    import torch
+
+    arch = TABLE_G4
+    agents = {variant: make_agent(args.env, variant, args.alpha, arch) for variant in args.variants}
+    any_agent = next(iter(agents.values()))
+    space = any_agent.observation_space
+    pairs = mean_active_pairs(any_agent, arch["batch_size"])
+    seconds: dict[tuple[str, int], list[float]] = {(v, t): [] for v in args.variants for t in args.threads}
+    gflops: dict[int, list[float]] = {t: [] for t in args.threads}
+    for round_index in range(args.rounds):
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            gflops[threads].append(gemm_gflops(int(pairs), arch["encoder_arch"][-1]))
+            for variant in args.variants:
+                seconds[(variant, threads)].append(time_steps(agents[variant], args.steps) / args.steps)
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+
+    flops = encoder_flops(arch, space["observation"].shape[0], space["goals"].shape[1], pairs, arch["batch_size"])
+    floor_flops = 3 * flops["forward"] + flops["backward"]  # target fwd, critic fwd + bwd, actor fwd
+    # the shared actor encoding drops the actor's forward: a smaller floor for that (different) algorithm
+    variant_floor = {v: floor_flops - (flops["forward"] if v == "fused-shared" else 0.0) for v in args.variants}
+    print(f"DriveSeek, Table G.4 networks, batch {arch['batch_size']}, alpha {args.alpha:g}; "
+          f"{args.rounds} interleaved rounds of {args.steps} steps; {os.cpu_count()} CPU cores")
+    print(f"active (sample, goal) pairs per batch: {pairs:.0f} of {arch['batch_size'] * space['gates'].shape[0]}")
+    print(f"encoder FLOPs per pass over them: forward {flops['forward'] / 1e9:.2f} G, backward "
+          f"{flops['backward'] / 1e9:.2f} G; unavoidable per step (3 forwards + 1 backward): {floor_flops / 1e9:.1f} G")
+    print()
+    print("| variant | threads | s / step (median, range) | steps / s | speed-up over reference | own floor / time |")
+    print("|---|---|---|---|---|---|")
+    result: dict = {"pairs_per_batch": pairs, "floor_gflop": floor_flops / 1e9, "variants": {}}
+    for threads in args.threads:
+        rate = float(np.median(gflops[threads]))
+        floor_seconds = floor_flops / (rate * 1e9)
+        result[f"gemm_gflops_{threads}t"] = rate
+        result[f"floor_s_per_step_{threads}t"] = floor_seconds
+        for variant in args.variants:
+            floor_seconds = variant_floor[variant] / (rate * 1e9)
+            times = seconds[(variant, threads)]
+            median = float(np.median(times))
+            reference = seconds.get(("reference", threads))
+            ratio = f"{np.median(reference) / median:.2f}x" if reference else "-"
+            print(f"| {variant} | {threads} | {median:.3f} ({min(times):.3f}-{max(times):.3f}) | {1 / median:.2f} | "
+                  f"{ratio} | {floor_seconds / median:.2f} |")
+            result["variants"][f"{variant}/{threads}t"] = {
+                "s_per_step": median, "steps_per_s": 1 / median, "floor_over_time": floor_seconds / median, "all": times
+            }
+    print()
+    for threads in args.threads:
+        print(f"{threads} thread(s): encoder GEMM ({int(pairs)} x 400 @ 400 x 400) runs at "
+              f"{result[f'gemm_gflops_{threads}t']:.0f} GFLOP/s: floor {result[f'floor_s_per_step_{threads}t']:.3f} s "
+              f"per step ({1 / result[f'floor_s_per_step_{threads}t']:.2f} steps/s; "
+              "fused-shared: 2 forwards + 1 backward)")
+    return result
+
+
+ALPHA_COST_SIZES = {
     "doc budget (encoder [64,64]->20, head [64], batch 64)": (
-        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64},
-        100,
+        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64, "embed_dim": 20}, 100
     ),
-    "Table G.4 (encoder [400,400]->20, head [400], batch 256)": (
-        {"encoder_arch": [400, 400], "head_arch": [400], "batch_size": 256},
-        5,
-    ),
+    "Table G.4 (encoder [400,400]->20, head [400], batch 256)": (TABLE_G4, 5),
 }
+
+
+def alpha_cost(args: argparse.Namespace) -> None:
+    """DDPG (alpha 0) against Multi-ReenGAGE (alpha 10), same networks and path, both environments, two sizes."""
+    import torch
+
+    torch.set_num_threads(args.threads[0])
+    variant = args.variants[-1]
+    print(f"training path: {variant}, {args.threads[0]} torch thread(s)")
+    print("| env | networks | DDPG steps/s | Multi-ReenGAGE steps/s | ReenGAGE / DDPG time |")
+    print("|---|---|---|---|---|")
+    for env_id in ("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"):
+        for name, (arch, steps) in ALPHA_COST_SIZES.items():
+            ddpg = steps / time_steps(make_agent(env_id, variant, 0.0, arch), steps)
+            multi = steps / time_steps(make_agent(env_id, variant, args.alpha, arch), steps)
+            print(f"| {env_id} | {name} | {ddpg:.2f} | {multi:.2f} | {ddpg / multi:.2f}x |", flush=True)
+
+
+def precision(args: argparse.Namespace) -> dict:
+    """bf16 autocast of the encoder against float32: the losses and the critic's gradient on real batches."""
+    import torch
+
+    from reengage.agents import multi_goal_update as fused
+
+    torch.set_num_threads(args.threads[0])
+    agent = make_agent(args.env, "fused", args.alpha, TABLE_G4)
+    agent.learn(args.steps, reset_num_timesteps=False)  # a few updates past the initialisation
+    params = list(agent.policy.critic.parameters())
+    rows = []
+    for index in range(args.rounds):
+        np.random.seed(index)
+        batch = agent.replay_buffer.sample(TABLE_G4["batch_size"])
+        pairs, next_pairs = fused.batch_pairs(batch)
+        outcome = {}
+        for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+            rng = torch.get_rng_state(), agent.get_reengage_rng_state()
+            target = fused.target_terms(agent, batch, next_pairs, True, dtype)
+            terms = fused.critic_terms(agent, batch, pairs, target, True, autocast_dtype=dtype)
+            loss = terms.td_loss + args.alpha * terms.gate_loss
+            grad = torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+            outcome[name] = (terms.td_loss.item(), terms.gate_loss.item(), grad)
+            torch.set_rng_state(rng[0])
+            agent.set_reengage_rng_state(rng[1])
+        (td32, gate32, grad32), (td16, gate16, grad16) = outcome["float32"], outcome["bfloat16"]
+        rows.append({
+            "td_rel_error": abs(td16 - td32) / abs(td32),
+            "gate_rel_error": abs(gate16 - gate32) / abs(gate32),
+            "grad_rel_error": float((grad16 - grad32).norm() / grad32.norm()),
+            "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
+        })
+    summary = {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+    print(f"bf16 autocast of the encoder vs float32, {len(rows)} batches of {TABLE_G4['batch_size']} "
+          f"(Table G.4 networks after {agent._n_updates} updates), medians:")
+    print(f"  TD loss relative error        {summary['td_rel_error']:.2e}")
+    print(f"  Eq. 8.19 loss relative error  {summary['gate_rel_error']:.2e}")
+    print(f"  critic gradient relative error {summary['grad_rel_error']:.2e} (cosine {summary['grad_cosine']:.5f})")
+    return summary
+
+
+def profile(args: argparse.Namespace) -> None:
+    """torch.profiler's top operators for a few steps of each variant (one thread)."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.set_num_threads(args.threads[0])
+    for variant in args.variants:
+        agent = make_agent(args.env, variant, args.alpha, TABLE_G4)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            time_steps(agent, args.steps)
+        print(f"\n## {variant}: {args.steps} steps, {args.threads[0]} thread(s)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("speed", "memory", "both"), default="both")
+    parts = ("speed", "profile", "precision", "alpha-cost", "memory", "both")
+    parser.add_argument("--part", choices=parts, default="both",
+                        help="'both' (default) = speed and memory")
+    parser.add_argument(
+        "--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0")
+    )
+    parser.add_argument("--variants", nargs="+", default=["reference", "fused"], choices=tuple(VARIANTS))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts to compare")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4, help="environment steps per variant and round")
+    parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--transitions", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print the speed results as one JSON object, last line")
     parser.add_argument("--child-memory", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory is not None:
         print(json.dumps(memory_child(args.child_memory)))
         return
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(f"machine: {__import__('os').cpu_count()} CPU cores, torch threads {args.threads}")
+    for name in ("rounds", "steps", "transitions", "profile_rows"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            parser.exit(2, f"multi_goal_bench.py: error: {flag} must be >= 1, got {getattr(args, name)}\n")
+    if any(t < 1 for t in args.threads):
+        parser.exit(2, f"multi_goal_bench.py: error: --threads must be >= 1 each, got {args.threads}\n")
+    if args.part == "profile":
+        profile(args)
+        return
+    if args.part == "alpha-cost":
+        alpha_cost(args)
+        return
+    if args.part == "precision":
+        summary = precision(args)
+        if args.json:
+            print(json.dumps(summary))
+        return
+    result = None
     if args.part in ("speed", "both"):
-        print("| env | networks | DDPG steps/s | Multi-ReenGAGE steps/s | ReenGAGE / DDPG time |")
-        print("|---|---|---|---|---|")
-        for env_id in ("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"):
-            for name, (arch, steps) in SIZES.items():
-                ddpg = speed(env_id, arch, steps, 0.0)
-                multi = speed(env_id, arch, steps, 10.0)
-                print(f"| {env_id} | {name} | {ddpg:.2f} | {multi:.2f} | {ddpg / multi:.2f}x |", flush=True)
+        result = speed(args)
     if args.part in ("memory", "both"):
-        result = memory(args.transitions)
-        print(json.dumps(result, indent=1))
+        print(json.dumps(memory(args.transitions), indent=1))
+    if args.json and result is not None:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
