@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -54,7 +55,13 @@ def check_device(device: str) -> str:
 
 
 def agent_class(config: dict[str, Any]) -> type:
-    return import_object(algo_spec(config["algo"]).agent)  # type: ignore[return-value]
+    """The agent class of the config: the fast training path unless ``trainer: sb3`` (or the algo has none)."""
+    spec = algo_spec(config["algo"])
+    if config.get("trainer", "fast") == "fast" and spec.fast_agent is not None:
+        return import_object(spec.fast_agent)  # type: ignore[return-value]
+    if config.get("trainer", "fast") == "fast":
+        warnings.warn(f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path", stacklevel=2)
+    return import_object(spec.agent)  # type: ignore[return-value]
 
 
 def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> tuple[Any, dict[str, Any]]:

@@ -58,7 +58,10 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
     "algo_kwargs": ((dict,), {}, "extra keyword arguments for the agent's constructor"),
     "checkpoint_every": ((int,), 0, "environment steps between checkpoints (0: none)"),
     "observation_noise": ((dict, type(None)), None, "train under smoothing noise: {sigma, keys} (robustness)"),
+    "trainer": ((str,), "fast", "fast (lean update, the default) or sb3 (stock stable-baselines3 train())"),
 }
+
+TRAINERS = ("fast", "sb3")
 
 FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
 
@@ -219,5 +222,7 @@ def _check_values(config: dict) -> None:
         raise ValueError(f"gamma must be in (0, 1], got {config['gamma']!r}")
     if config["reengage_alpha"] < 0:
         raise ValueError(f"reengage_alpha must be >= 0, got {config['reengage_alpha']!r}")
+    if config["trainer"] not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {config['trainer']!r}")
     if config["checkpoint_every"] < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0 disables), got {config['checkpoint_every']!r}")
