@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from reengage import losses
@@ -137,3 +139,58 @@ def goal_gradient_term(
         mask = losses.sparse_reward_mask(rewards.reshape(-1, 1), c_low)
     assert isinstance(total, Tensor)
     return GoalGradientTerm(total, list(q_goal_grads), target_goal_grad, mask)
+
+
+# ---------------------------------------------------------------------- analytic form for ReLU MLPs
+def relu_mlp_layers(network: nn.Module) -> list[nn.Linear] | None:
+    """The linear layers of ``Linear, ReLU, ..., Linear`` (SB3's ``create_mlp``), or ``None`` if it is not one."""
+    modules = list(network.children()) if isinstance(network, nn.Sequential) else []
+    if not modules or len(modules) % 2 == 0:
+        return None
+    linears = modules[0::2]
+    if not all(isinstance(m, nn.Linear) for m in linears) or not all(isinstance(m, nn.ReLU) for m in modules[1::2]):
+        return None
+    return linears  # type: ignore[return-value]
+
+
+def relu_mlp_with_input_gradient(layers: Sequence[nn.Linear], inputs: Tensor, columns: slice) -> tuple[Tensor, Tensor]:
+    """``q = MLP(x)`` and ``d q / d x[:, columns]`` for a ReLU MLP with one output, as a first-order graph.
+
+    ``dq/dx = W_1^T diag(m_1) W_2^T ... diag(m_L) w_out`` with ``m_i = 1[z_i > 0]``: the ReLU masks are
+    constants almost everywhere, so the gradient is a product of weight matrices and masks that
+    ordinary (first-order) autograd differentiates in the weights; no double backward is needed, and
+    the function is compilable. Equal to ``autograd.grad(q.sum(), x, create_graph=True)`` (tested).
+    """
+    masks = []
+    hidden = inputs
+    for layer in layers[:-1]:
+        pre_activation = F.linear(hidden, layer.weight, layer.bias)
+        mask = (pre_activation > 0).to(pre_activation.dtype)
+        hidden = pre_activation * mask
+        masks.append(mask)
+    q_values = F.linear(hidden, layers[-1].weight, layers[-1].bias)
+    gradient = masks[-1] * layers[-1].weight  # (B, H_L): the output layer has one row
+    for index in range(len(layers) - 2, 0, -1):
+        gradient = (gradient @ layers[index].weight) * masks[index - 1]
+    return q_values, gradient @ layers[0].weight[:, columns]
+
+
+def goal_columns(extractor: nn.Module, observation_space: Any, goal_key: str) -> slice | None:
+    """Where the goal sits in the features of SB3's ``CombinedExtractor`` when it only flattens.
+
+    ``None`` when the extractor is anything else (the analytic form then does not apply).
+    """
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+    from stable_baselines3.common.torch_layers import CombinedExtractor
+
+    if type(extractor) is not CombinedExtractor:
+        return None
+    offset = 0
+    for key, sub in extractor.extractors.items():  # the order in which CombinedExtractor concatenates
+        if not isinstance(sub, nn.Flatten):
+            return None
+        width = get_flattened_obs_dim(observation_space.spaces[key])
+        if key == goal_key:
+            return slice(offset, offset + width)
+        offset += width
+    return None

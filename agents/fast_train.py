@@ -41,7 +41,10 @@ from .fast_goal_gradient import (
     critic_goal_gradients,
     critic_heads,
     freeze,
+    goal_columns,
     goal_gradient_term,
+    relu_mlp_layers,
+    relu_mlp_with_input_gradient,
     target_value_and_goal_gradient,
 )
 from .goal_gradient import ObsDict
@@ -132,7 +135,11 @@ class FastTrainMixin:
     def _term_tensors(
         self, batch: Any, q_values: list[Tensor], goal_leaves: list[Tensor], target_goal_grad: Tensor
     ) -> GoalGradientTerm:
-        q_goal_grads = critic_goal_gradients(q_values, goal_leaves)
+        return self._term_from_gradients(batch, q_values, critic_goal_gradients(q_values, goal_leaves), target_goal_grad)
+
+    def _term_from_gradients(
+        self, batch: Any, q_values: list[Tensor], q_goal_grads: list[Tensor], target_goal_grad: Tensor
+    ) -> GoalGradientTerm:
         reward_goal_grad = self._reward_goal_gradient(batch) if self.reengage_mode == "dense" else None  # type: ignore[attr-defined]
         term = goal_gradient_term(
             q_goal_grads,
@@ -171,6 +178,9 @@ def _memoise_training_mode(policy: nn.Module) -> None:
 class FastTD3Trainer(FastTrainMixin):
     """Fast ``train()`` for TD3 and DDPG (TD3 with one critic, ``policy_delay=1`` and no target noise)."""
 
+    #: compute the critic's goal gradient in closed form for ReLU MLP critics (first-order graph)
+    analytic_goal_gradient: bool = False
+
     def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.critic, self.critic_target), (self.actor, self.actor_target)]
 
@@ -190,6 +200,17 @@ class FastTD3Trainer(FastTrainMixin):
         next_q = torch.cat(self.critic_target(next_obs, next_actions.clamp(-1.0, 1.0)), dim=1)
         return next_q.min(dim=1, keepdim=True).values
 
+    def _analytic_heads(self, batch: Any) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Q-values and goal gradients of every head in closed form (ReLU MLP critics), else ``None``."""
+        critic = self.critic
+        columns = goal_columns(critic.features_extractor, self.observation_space, self.reengage_goal_key)  # type: ignore[attr-defined]
+        layer_lists = [relu_mlp_layers(q_net) for q_net in critic.q_networks]
+        if columns is None or any(layers is None for layers in layer_lists):
+            return None
+        inputs = torch.cat([critic.extract_features(batch.observations, critic.features_extractor), batch.actions], dim=1)
+        outputs = [relu_mlp_with_input_gradient(layers, inputs, columns) for layers in layer_lists]  # type: ignore[arg-type]
+        return [q for q, _ in outputs], [gradient for _, gradient in outputs]
+
     def critic_loss(self, batch: Any) -> tuple[Tensor, GoalGradientTerm | None]:
         """The TD loss of TD3/DDPG and (when active) the unweighted ReenGAGE term on one batch.
 
@@ -207,6 +228,12 @@ class FastTD3Trainer(FastTrainMixin):
         # n-step buffers give per-transition discounts (as in SB3); the term keeps gamma, as the mixin does
         discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
         target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+        analytic = self._analytic_heads(batch) if with_term and self.analytic_goal_gradient else None
+        if analytic is not None:
+            q_values, q_goal_grads = analytic
+            td_loss = sum(F.mse_loss(q, target_q) for q in q_values)
+            assert isinstance(td_loss, Tensor) and target_goal_grad is not None
+            return td_loss, self._term_from_gradients(batch, q_values, q_goal_grads, target_goal_grad)
         critic = self.critic
         q_values, goal_leaves = critic_heads(
             lambda obs: critic.extract_features(obs, critic.features_extractor),
