@@ -8,6 +8,7 @@ from .dqn import DQNGoalGradient, ReenGAGEDQN
 from .deep_sets import DeepSetsActor, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy
 from .goal_gradient import GoalGradientMixin
 from .goal_set_replay import GoalSetReplayBuffer, GoalSetReplaySamples
+from .her_replay import FastHerReplayBuffer
 from .multi_goal import GateGradientMixin, MultiReenGAGEDDPG, MultiReenGAGETD3
 from .sac import ReenGAGESAC, SACGoalGradient
 from .td3 import ReenGAGEDDPG, ReenGAGETD3, TD3GoalGradient
@@ -29,5 +30,6 @@ __all__ = [
     "DeepSetsTD3Policy",
     "GoalSetReplayBuffer",
     "GoalSetReplaySamples",
+    "FastHerReplayBuffer",
     "ReenGAGEDQN",
 ]
