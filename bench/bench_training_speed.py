@@ -28,6 +28,7 @@ import resource
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="clock of the printed ratios")
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
+    parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
+                        help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
@@ -141,16 +144,31 @@ def main(argv: list[str] | None = None) -> int:
     stock_buffer, fast_buffer = agents["stock"].replay_buffer, agents["twin"].replay_buffer
     stock_rate = sampling_throughput(stock_buffer, args.batch_size)
     fast_rate = sampling_throughput(fast_buffer, args.batch_size)
-    print(f"HER sampling, batch {args.batch_size}, {stock_buffer.size()} stored transitions: "
+    print(f"HER sampling in the timed agents, batch {args.batch_size}, {stock_buffer.size()} stored transitions: "
           f"{type(stock_buffer).__name__} {stock_rate:,.0f} transitions/s, {type(fast_buffer).__name__} "
           f"{fast_rate:,.0f} transitions/s ({fast_rate / stock_rate:.2f}x)")
+    her_speedups = {}
+    if args.her_fills:
+        try:  # the buffer's own benchmark (branch issue-9a), at larger fills
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from bench_her_sampling import measure_her_sampling
+        except ImportError:
+            measure_her_sampling = None
+        if measure_her_sampling is not None:
+            result = measure_her_sampling(d=args.d, fills=tuple(args.her_fills), batch_size=args.batch_size,
+                                          buffer_size=max(args.her_fills), rounds=3, batches=100)
+            for row in result["fills"]:
+                her_speedups[row["fill"]] = row["speedup"]
+                print(f"  bench_her_sampling, fill {row['fill']:,}: SB3 {row['sb3_batches_per_s']:,.0f} batches/s, "
+                      f"fast {row['fast_batches_per_s']:,.0f} batches/s ({row['speedup']:.1f}x)")
     print(f"memory: replay buffers (capacity 100,000) {type(stock_buffer).__name__} {buffer_bytes(stock_buffer) / 2**20:.1f} MiB, "
           f"{type(fast_buffer).__name__} {buffer_bytes(fast_buffer) / 2**20:.1f} MiB; peak RSS of this process "
           f"(all agents) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
     if args.json:
         print(json.dumps({**ratios, "clock": args.clock, "wall_ratios": wall_ratios,
                           "ms_per_step_cpu": medians["cpu"], "ms_per_step_wall": medians["wall"],
-                          "her_sampling_speedup": fast_rate / stock_rate}))
+                          "her_sampling_speedup": fast_rate / stock_rate,
+                          "her_sampling_speedup_by_fill": her_speedups}))
     return 0
 
 
