@@ -48,6 +48,7 @@ from .fast_goal_gradient import (
     target_value_and_goal_gradient,
 )
 from .goal_gradient import ObsDict
+from .sac import ReenGAGESAC
 from .td3 import ReenGAGEDDPG, ReenGAGETD3
 
 # modules whose behaviour depends on train/eval mode; a policy holding one keeps SB3's switching
@@ -287,3 +288,103 @@ class FastReenGAGEDDPG(FastTD3Trainer, ReenGAGEDDPG):
 
 class FastReenGAGETD3(FastTD3Trainer, ReenGAGETD3):
     """:class:`~reengage.agents.ReenGAGETD3` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""
+
+
+class FastSACTrainer(FastTrainMixin):
+    """Fast ``train()`` for SAC (App. G.5 target: through the reparameterised action and the entropy term)."""
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critic, self.critic_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        unsupported = super()._fast_unsupported()
+        if self.use_sde:
+            unsupported.append("use_sde=True")
+        if self.batch_norm_stats:
+            unsupported.append("batch-norm statistics in the critic")
+        return unsupported
+
+    def _entropy_step(self, log_prob: Tensor, logged: dict[str, list[Tensor]]) -> Tensor:
+        """SB3's entropy-coefficient update; returns the coefficient read before it (as SB3 uses it)."""
+        if self.ent_coef_optimizer is None or self.log_ent_coef is None:
+            return self.ent_coef_tensor
+        ent_coef = torch.exp(self.log_ent_coef.detach())
+        ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+        self.ent_coef_optimizer.zero_grad()
+        ent_coef_loss.backward()
+        self.ent_coef_optimizer.step()
+        logged["train/ent_coef_loss"].append(ent_coef_loss.detach())
+        return ent_coef
+
+    def _fast_target_value(self, next_obs: ObsDict, ent_coef: Tensor) -> Tensor:
+        """``min_j Q'_j(s', a') - ent_coef * log pi(a' | s')`` with ``a' ~ pi(. | s')`` reparameterised, (B, 1)."""
+        next_actions, next_log_prob = self.actor.action_log_prob(next_obs)
+        next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1).min(dim=1, keepdim=True).values
+        return next_q - ent_coef * next_log_prob.reshape(-1, 1)
+
+    def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
+        """SAC's TD loss (with SB3's factor 1/2) and, when active, the unweighted ReenGAGE term; one target forward."""
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        next_value, target_goal_grad = target_value_and_goal_gradient(
+            lambda obs: self._fast_target_value(obs, ent_coef), batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+        critic = self.critic
+        q_values, goal_leaves = critic_heads(
+            lambda obs: critic.extract_features(obs, critic.features_extractor),
+            critic.q_networks,
+            batch.observations,
+            batch.actions,
+            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
+        )
+        td_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in q_values)
+        assert isinstance(td_loss, Tensor)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        optimisers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimisers.append(self.ent_coef_optimizer)
+        self._prepare_optimisers(optimisers)
+        self._update_learning_rate(optimisers)
+        actor_params = list(self.actor.parameters())
+        logged: dict[str, list[Tensor]] = {key: [] for key in (
+            "train/ent_coef", "train/actor_loss", "train/critic_loss", "train/ent_coef_loss",
+            "train/reengage_loss", "train/reengage_masked_fraction")}
+        for gradient_step in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            # the same draws in the same order as SB3: the policy's action first, then the target's
+            actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
+            log_prob = log_prob.reshape(-1, 1)
+            ent_coef = self._entropy_step(log_prob, logged)
+            logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
+
+            td_loss, term = self.critic_loss(batch, ent_coef)
+            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+            self.critic.optimizer.zero_grad()
+            loss.backward()
+            self.critic.optimizer.step()
+            logged["train/critic_loss"].append(td_loss.detach())
+            if term is not None:
+                logged["train/reengage_loss"].append(term.loss.detach())
+                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+
+            min_qf_pi = torch.cat(self.critic(batch.observations, actions_pi), dim=1).min(dim=1, keepdim=True).values
+            actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward(inputs=actor_params)  # into the actor only
+            self.actor.optimizer.step()
+            logged["train/actor_loss"].append(actor_loss.detach())
+            if gradient_step % self.target_update_interval == 0:
+                self._polyak_update()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_losses(logged)
+
+
+class FastReenGAGESAC(FastSACTrainer, ReenGAGESAC):
+    """:class:`~reengage.agents.ReenGAGESAC` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""

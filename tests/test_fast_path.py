@@ -16,8 +16,8 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 
 import reengage.envs  # noqa: F401
-from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGETD3
-from reengage.agents.fast_train import FastReenGAGEDDPG, FastReenGAGETD3
+from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGESAC, ReenGAGETD3
+from reengage.agents.fast_train import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
 from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
                                                                         reason="needs a CUDA device")])
 DEVICES = ["cpu", CUDA]
-FAST_TO_SB3 = {FastReenGAGEDDPG: ReenGAGEDDPG, FastReenGAGETD3: ReenGAGETD3}
+FAST_TO_SB3 = {FastReenGAGEDDPG: ReenGAGEDDPG, FastReenGAGETD3: ReenGAGETD3, FastReenGAGESAC: ReenGAGESAC}
 
 
 def _agent(cls, env_id="reengage/ContinuousSeek5-v0", device="cpu", seed=0, **extra):
@@ -36,6 +36,8 @@ def _agent(cls, env_id="reengage/ContinuousSeek5-v0", device="cpu", seed=0, **ex
         action_noise=NormalActionNoise(np.zeros(5), 0.1 * np.ones(5)),
         policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False),
     )
+    if issubclass(cls, ReenGAGESAC):
+        del kwargs["action_noise"]
     kwargs.update(extra)
     return cls("MultiInputPolicy", gym.make(env_id), **kwargs)
 
@@ -148,6 +150,27 @@ def test_fast_and_sb3_paths_make_the_same_update(fast_cls, alpha, device):
             stock.logger.name_to_value["train/reengage_loss"], rel=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_fast_and_sb3_paths_make_the_same_sac_update(alpha, device):
+    """SAC draws the policy's action, then the target's; the term reuses the target's sample on the fast path."""
+    fast, stock, batch = _filled_pair(FastReenGAGESAC, alpha, device)
+    for step in range(3):
+        for agent in (fast, stock):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+        torch.manual_seed(200 + step)
+        torch.empty(batch.actions.shape, device=device).normal_()  # the policy action's noise
+        next_action_noise = torch.empty(batch.actions.shape, device=device).normal_()
+        stock._draw_normal = lambda shape, noise=next_action_noise: noise  # the mixin's term: the same sample
+        torch.manual_seed(200 + step)
+        fast.train(1, 64)
+        torch.manual_seed(200 + step)
+        stock.train(1, 64)
+    _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock), rtol=1e-4, atol=1e-5)
+    for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef"):
+        assert fast.logger.name_to_value[key] == pytest.approx(stock.logger.name_to_value[key], rel=1e-4)
+
+
 def test_fast_path_at_alpha_zero_is_stock_ddpg():
     fast, _, batch = _filled_pair(FastReenGAGEDDPG, 0.0)
     stock = _agent(DDPG)
@@ -177,6 +200,7 @@ def test_fast_path_is_the_default_and_sb3_is_a_flag():
     assert resolve_config("reengage/ContinuousSeek5-v0", "ddpg")["trainer"] == "fast"
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg")) is FastReenGAGEDDPG
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "td3")) is FastReenGAGETD3
+    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "sac")) is FastReenGAGESAC
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=sb3"])) is ReenGAGEDDPG
     with pytest.raises(ValueError, match="trainer must be one of fast, sb3, got 'turbo'"):
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=turbo"])

@@ -22,7 +22,8 @@ ALGOS: dict[str, AlgoSpec] = {
                      "reengage.agents.fast_train:FastReenGAGEDDPG"),
     "td3": AlgoSpec("reengage.agents:ReenGAGETD3", True, "TD3 (+ HER) with the ReenGAGE term",
                     "reengage.agents.fast_train:FastReenGAGETD3"),
-    "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term"),
+    "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term",
+                    "reengage.agents.fast_train:FastReenGAGESAC"),
     "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)"),
     "multi_ddpg": AlgoSpec(
         "reengage.agents:MultiReenGAGEDDPG", True, "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)"
