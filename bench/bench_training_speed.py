@@ -68,6 +68,23 @@ def sampling_throughput(buffer: Any, batch_size: int, seconds: float = 1.0) -> f
     return calls * batch_size / (time.process_time() - start)
 
 
+def profile(agent: Any, warm_up: int, steps: int) -> int:
+    """cProfile ``steps`` environment steps after ``warm_up``; print the functions by cumulative and own time."""
+    import cProfile
+    import pstats
+
+    agent.learn(warm_up)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    agent.learn(steps, reset_num_timesteps=False)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    print(f"{type(agent).__name__}: {steps} steps profiled (cProfile inflates Python-heavy code)")
+    stats.sort_stats("cumulative").print_stats(30)
+    stats.sort_stats("tottime").print_stats(15)
+    return 0
+
+
 def check(name: str, value: float) -> str:
     relation, bound = TARGETS[name]
     met = value >= bound if relation == ">=" else value <= bound
@@ -86,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
     parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
                         help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
+    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path"), default=None,
+                        help="instead of timing, cProfile --steps steps of one candidate and print the top functions")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
@@ -105,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.with_sb3_path:
         sb3_path = agent_class({**reengage_config, "trainer": "sb3"})
         agents["sb3 path"] = build(sb3_path, reengage_config, 0, reengage_alpha=args.alpha)
+    if args.profile is not None:
+        if args.profile == "sb3 path" and "sb3 path" not in agents:
+            agents["sb3 path"] = build(agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0,
+                                       reengage_alpha=args.alpha)
+        return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps)
     for agent in agents.values():
         agent.learn(baseline_config["learning_starts"] + 50)  # past the random phase, buffers filled alike
 
