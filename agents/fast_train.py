@@ -27,6 +27,7 @@ Options that this path does not implement refuse with a message naming ``trainer
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -163,17 +164,20 @@ class FastTrainMixin:
                 self.logger.record(key, float(torch.stack(values).mean()))
 
 
+def set_training_mode(policy: nn.Module, mode: bool) -> None:
+    """``policy.set_training_mode(mode)`` only when the mode changes (bound to MLP policies)."""
+    if policy.training != mode:
+        type(policy).set_training_mode(policy, mode)
+
+
 def _memoise_training_mode(policy: nn.Module) -> None:
-    """Make ``policy.set_training_mode`` a no-op when the mode does not change (MLP policies only)."""
+    """Make ``policy.set_training_mode`` a no-op when the mode does not change (MLP policies only).
+
+    A bound method, not a closure, so that ``copy.deepcopy(policy)`` rebinds it to the copy.
+    """
     if any(isinstance(module, _MODE_SENSITIVE) for module in policy.modules()):
         return
-    original = type(policy).set_training_mode
-
-    def set_training_mode(mode: bool) -> None:
-        if policy.training != mode:
-            original(policy, mode)
-
-    policy.set_training_mode = set_training_mode  # type: ignore[method-assign]
+    policy.set_training_mode = types.MethodType(set_training_mode, policy)  # type: ignore[method-assign]
 
 
 class FastTD3Trainer(FastTrainMixin):

@@ -243,3 +243,17 @@ def test_short_cuda_training_on_the_fast_path():
     agent.learn(200)
     assert all(p.device.type == "cuda" for p in agent.policy.parameters())
     assert np.isfinite(agent.logger.name_to_value["train/reengage_loss"])
+
+
+def test_mode_switches_are_skipped_only_when_the_mode_is_unchanged():
+    import copy
+
+    agent = _agent(FastReenGAGEDDPG, reengage_alpha=0.0)
+    policy = agent.policy
+    policy.set_training_mode(False)
+    assert not policy.training and not policy.actor.training
+    policy.set_training_mode(True)
+    assert policy.training and policy.critic.training
+    twin = copy.deepcopy(policy)
+    twin.set_training_mode(False)  # acts on the copy, not on the original
+    assert not twin.actor.training and policy.actor.training
