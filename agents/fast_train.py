@@ -68,7 +68,7 @@ def fast_her_buffer_class() -> type | None:
 class FastTrainMixin:
     """What every fast agent shares: set-up, fused target updates, logging. Place it first in the bases."""
 
-    _fast_excluded = ["_fast_online_params", "_fast_target_params", "_fast_actor_params", "_fast_ready"]
+    _fast_excluded = ["_fast_online_params", "_fast_target_params"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("replay_buffer_class") is HerReplayBuffer:
@@ -84,6 +84,9 @@ class FastTrainMixin:
 
     def _fast_unsupported(self) -> list[str]:
         """Settings this fast path does not implement (each a short phrase)."""
+        critic = getattr(self, "critic", None)
+        if critic is not None and not hasattr(critic, "q_networks"):
+            return [f"a critic without SB3's q_networks ({type(critic).__name__})"]
         return []
 
     # ------------------------------------------------------------------ set-up
@@ -103,7 +106,6 @@ class FastTrainMixin:
             targets += list(target.parameters())
         self._fast_online_params: list[Tensor] = online
         self._fast_target_params: list[Tensor] = targets
-        self._fast_ready = False
         _memoise_training_mode(self.policy)
 
     def _excluded_save_params(self) -> list[str]:
