@@ -257,3 +257,38 @@ def test_mode_switches_are_skipped_only_when_the_mode_is_unchanged():
     twin = copy.deepcopy(policy)
     twin.set_training_mode(False)  # acts on the copy, not on the original
     assert not twin.actor.training and policy.actor.training
+
+
+def test_analytic_relu_gradient_equals_autograd_double_backward():
+    from reengage.agents.fast_goal_gradient import relu_mlp_layers, relu_mlp_with_input_gradient
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                                  torch.nn.Linear(16, 1))
+    inputs, target = torch.randn(32, 12), torch.randn(32, 4)
+    columns = slice(3, 7)
+    q_analytic, grad_analytic = relu_mlp_with_input_gradient(relu_mlp_layers(network), inputs, columns)
+    loss_analytic = ((grad_analytic - target) ** 2).mean() + q_analytic.square().mean()
+    leaf = inputs.clone().requires_grad_(True)
+    q_autograd = network(leaf)
+    (grad_autograd,) = torch.autograd.grad(q_autograd.sum(), leaf, create_graph=True)
+    loss_autograd = ((grad_autograd[:, columns] - target) ** 2).mean() + q_autograd.square().mean()
+    torch.testing.assert_close(loss_analytic, loss_autograd, rtol=1e-5, atol=0)
+    for a, b in zip(torch.autograd.grad(loss_analytic, list(network.parameters())),
+                    torch.autograd.grad(loss_autograd, list(network.parameters()))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert relu_mlp_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))) is None
+
+
+def test_analytic_option_gives_the_same_critic_loss_in_the_agent():
+    fast, _, batch = _filled_pair(FastReenGAGETD3, 0.3)
+    losses = []
+    for analytic in (False, True):
+        fast.analytic_goal_gradient = analytic
+        torch.manual_seed(5)
+        td_loss, term = fast.critic_loss(batch)
+        losses.append((td_loss, term.loss, torch.autograd.grad(td_loss + 0.3 * term.loss, list(fast.critic.parameters()))))
+    torch.testing.assert_close(losses[0][0], losses[1][0], rtol=1e-5, atol=0)
+    torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-5, atol=1e-9)
+    for a, b in zip(losses[0][2], losses[1][2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
