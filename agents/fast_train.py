@@ -31,7 +31,6 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3 import HerReplayBuffer
@@ -48,7 +47,8 @@ from .fast_goal_gradient import (
     relu_mlp_with_input_gradient,
     target_value_and_goal_gradient,
 )
-from .goal_gradient import ObsDict
+from .dqn import ReenGAGEDQN
+from .goal_gradient import ObsDict, with_leaf
 from .sac import ReenGAGESAC
 from .td3 import ReenGAGEDDPG, ReenGAGETD3
 
@@ -394,3 +394,80 @@ class FastSACTrainer(FastTrainMixin):
 
 class FastReenGAGESAC(FastSACTrainer, ReenGAGESAC):
     """:class:`~reengage.agents.ReenGAGESAC` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""
+
+
+class FastDQNTrainer(FastTrainMixin):
+    """Fast ``train()`` for DQN (App. G.2): one target forward gives the hard-max TD target (Eq. G.10, or
+    the soft one of Eq. G.11) and the goal gradient of the soft target (Eq. G.9).
+
+    The target network update stays SB3's (``_on_step``, every ``target_update_interval`` steps).
+    """
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.q_net, self.q_net_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        unsupported = []
+        if self.batch_norm_stats:
+            unsupported.append("batch-norm statistics in the Q-network")
+        return unsupported
+
+    def critic_loss(self, batch: Any) -> tuple[Tensor, GoalGradientTerm | None]:
+        """DQN's Huber TD loss and, when active, the unweighted soft-target ReenGAGE term; one target forward."""
+        from reengage import losses
+
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        tau = self.reengage_tau  # type: ignore[attr-defined]
+        target_net = self.policy.q_net_target  # the policy's network (train() of the SB3 path may swap the attribute)
+        next_q: list[Tensor] = []
+
+        def soft_target(obs: ObsDict) -> Tensor:
+            next_q.append(target_net(obs))
+            return losses.soft_max_target(next_q[-1], tau)
+
+        soft_value, target_goal_grad = target_value_and_goal_gradient(
+            soft_target, batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        if self.reengage_soft_value_target and tau > 0:  # type: ignore[attr-defined]
+            next_value = soft_value
+        else:
+            next_value = next_q[-1].detach().max(dim=1, keepdim=True).values
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+
+        obs, goal_leaves = batch.observations, []
+        if with_term:
+            obs, goal = with_leaf(batch.observations, self.reengage_goal_key)  # type: ignore[attr-defined]
+            goal_leaves = [goal]
+        q_values = [torch.gather(self.q_net(obs), dim=1, index=batch.actions.long())]
+        td_loss = F.smooth_l1_loss(q_values[0], target_q)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        optimiser = self.policy.optimizer
+        self._prepare_optimisers([optimiser])
+        self._update_learning_rate(optimiser)
+        logged: dict[str, list[Tensor]] = {"train/loss": [], "train/reengage_loss": [],
+                                            "train/reengage_masked_fraction": []}
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            td_loss, term = self.critic_loss(batch)
+            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+            optimiser.zero_grad()
+            loss.backward()
+            # step() runs DQNGoalGradient's pre-hook, which clips the combined gradient to max_grad_norm
+            optimiser.step()
+            logged["train/loss"].append(td_loss.detach())
+            if term is not None:
+                logged["train/reengage_loss"].append(term.loss.detach())
+                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_losses(logged)
+
+
+class FastReenGAGEDQN(FastDQNTrainer, ReenGAGEDQN):
+    """:class:`~reengage.agents.ReenGAGEDQN` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""

@@ -201,12 +201,15 @@ def test_fast_path_is_the_default_and_sb3_is_a_flag():
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg")) is FastReenGAGEDDPG
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "td3")) is FastReenGAGETD3
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "sac")) is FastReenGAGESAC
+    assert agent_class(resolve_config("reengage/BitFlipping-v0", "dqn")).__name__ == "FastReenGAGEDQN"
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=sb3"])) is ReenGAGEDDPG
     with pytest.raises(ValueError, match="trainer must be one of fast, sb3, got 'turbo'"):
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=turbo"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert agent_class(resolve_config("reengage/BitFlipping-v0", "dqn")) is ReenGAGEDQN
+        from reengage.agents import MultiReenGAGEDDPG
+
+        assert agent_class(resolve_config("reengage/DriveSeek-v0", "multi_ddpg")) is MultiReenGAGEDDPG
     assert any("stock SB3 path" in str(w.message) for w in caught)
 
 
@@ -292,3 +295,32 @@ def test_analytic_option_gives_the_same_critic_loss_in_the_agent():
     torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-5, atol=1e-9)
     for a, b in zip(losses[0][2], losses[1][2]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha, soft_value", [(0.0, False), (0.5, False), (0.5, True)])
+def test_fast_and_sb3_paths_make_the_same_dqn_update(alpha, soft_value):
+    from reengage.agents.fast_train import FastReenGAGEDQN
+    from reengage.envs import BitFlippingEnv
+
+    def build(cls):
+        return cls("MultiInputPolicy", BitFlippingEnv(n_bits=5), learning_rate=1e-3, buffer_size=2000,
+                   learning_starts=100, batch_size=32, gamma=0.98, max_grad_norm=0.5,
+                   replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=4),
+                   policy_kwargs=dict(net_arch=[32]), seed=0, reengage_alpha=alpha, reengage_tau=0.5,
+                   reengage_soft_value_target=soft_value)
+
+    fast, stock = build(FastReenGAGEDQN), build(ReenGAGEDQN)
+    fast.learn(52)  # random phase only (DQN collects 4 steps per rollout): no update yet
+    assert fast._n_updates == 0
+    stock.policy.load_state_dict(fast.policy.state_dict())
+    stock.set_logger(Logger(folder=None, output_formats=[]))
+    batch = fast.replay_buffer.sample(32)
+    batch = batch._replace(dones=batch.dones.clone().index_fill_(0, torch.arange(0, 32, 5), 1.0))
+    assert 0 < float((batch.rewards == -1).float().mean()) < 1
+    for _ in range(3):
+        for agent in (fast, stock):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+            agent.train(1, 32)
+    _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock))
+    assert fast.logger.name_to_value["train/loss"] == pytest.approx(stock.logger.name_to_value["train/loss"], rel=1e-5)
+    assert not any(p.requires_grad for p in fast.policy.q_net_target.parameters())

@@ -24,7 +24,8 @@ ALGOS: dict[str, AlgoSpec] = {
                     "reengage.agents.fast_train:FastReenGAGETD3"),
     "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term",
                     "reengage.agents.fast_train:FastReenGAGESAC"),
-    "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)"),
+    "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
+                    "reengage.agents.fast_train:FastReenGAGEDQN"),
     "multi_ddpg": AlgoSpec(
         "reengage.agents:MultiReenGAGEDDPG", True, "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)"
     ),
