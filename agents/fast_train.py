@@ -1,7 +1,7 @@
 """The fast training path: SB3-compatible agents whose ``train()`` is plain tensor code.
 
-``FastReenGAGEDDPG``, ``FastReenGAGETD3`` and ``FastReenGAGESAC`` subclass the toolkit's SB3 agents and
-replace only the gradient step; rollout collection, callbacks, save/load, checkpoints and evaluation
+``FastReenGAGEDDPG``, ``FastReenGAGETD3``, ``FastReenGAGESAC`` and ``FastReenGAGEDQN`` subclass the toolkit's
+SB3 agents and replace only the gradient step; rollout collection, callbacks, save/load, checkpoints and evaluation
 are the parent's, so everything built on the SB3 classes keeps working. The algorithm is the same
 (gradient steps per environment step, hyper-parameters, exploration and target noise); what goes is
 overhead:
