@@ -39,8 +39,10 @@ def auc_difference_ci(fast: np.ndarray, stock: np.ndarray, seed: int = 0, confid
     from scipy.stats import bootstrap
 
     difference = float(fast.mean() - stock.mean())
-    if len(fast) < 2 or len(stock) < 2 or np.ptp(np.concatenate([fast, stock])) == 0:
-        return difference, difference, difference
+    if len(fast) < 2 or len(stock) < 2:
+        return difference, float("nan"), float("nan")  # no interval from one seed
+    if np.ptp(np.concatenate([fast, stock])) == 0:
+        return difference, difference, difference  # every run identical: the bootstrap is degenerate
     result = bootstrap(
         (fast, stock),
         lambda x, y, axis=-1: x.mean(axis=axis) - y.mean(axis=axis),
@@ -91,7 +93,10 @@ def report(args: argparse.Namespace, groups: dict[str, dict[str, list[Path]]], c
         difference, low, high = auc_difference_ci(fast, stock)
         plot = out.with_name(out.name + "_" + label.split("+")[0].split(" ")[0].lower())
         lines += write_section(plot, f"{args.env} {label}: fast vs SB3 path", summaries)
-        verdict = "includes 0: no detectable change" if low <= 0 <= high else "excludes 0: learning differs"
+        if np.isnan(low):
+            verdict = "too few seeds for an interval"
+        else:
+            verdict = "includes 0: no detectable change" if low <= 0 <= high else "excludes 0: learning differs"
         lines += [
             f"AUC difference fast - sb3: **{difference:+.3f}**, 95% bootstrap CI [{low:+.3f}, {high:+.3f}] "
             f"({counts['fast']} vs {counts['sb3']} seeds; {verdict}).",
