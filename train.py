@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch CPU threads (default 1: 256-wide networks gain little from more, and "
                              "parallel runs oversubscribe the cores)")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (0: none)")
+    parser.add_argument("--trainer", choices=("fast", "sb3"), default=None,
+                        help="training path: fast (default: lean update) or sb3 (stock stable-baselines3 train())")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --logdir from its checkpoint, with its saved settings")
     parser.add_argument("--restart", action="store_true",
@@ -94,6 +96,8 @@ def _main(argv: list[str] | None = None) -> int:
     assignments = list(args.assignments)
     if args.checkpoint_every is not None:
         assignments.append(f"checkpoint_every={args.checkpoint_every}")
+    if args.trainer is not None:
+        assignments.append(f"trainer={args.trainer}")
     try:
         logdir = args.logdir
         if not args.resume or logdir is None:

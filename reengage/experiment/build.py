@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -67,7 +68,15 @@ def check_device(device: str) -> str:
 
 
 def agent_class(config: dict[str, Any]) -> type:
-    return extended_class(import_object(algo_spec(config["algo"]).agent), config)  # type: ignore[arg-type]
+    """The agent class of the config: the fast training path unless ``trainer: sb3`` (or the algo has none)."""
+    spec = algo_spec(config["algo"])
+    if config.get("trainer", "fast") == "fast" and spec.fast_agent is not None:
+        base = import_object(spec.fast_agent)
+    else:
+        if config.get("trainer", "fast") == "fast":
+            warnings.warn(f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path", stacklevel=2)
+        base = import_object(spec.agent)
+    return extended_class(base, config)  # type: ignore[arg-type]
 
 
 def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> tuple[Any, dict[str, Any]]:

@@ -67,7 +67,10 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
     "target_value_clip": ((bool,), False, "clip the target critic's value to [c_low/(1-gamma), 0] (ddpg, td3)"),
     "action_l2": (_NUMBER, 0.0, "weight of the actor's action L2 penalty (ddpg, td3)"),
     "random_action_prob": (_NUMBER, 0.0, "probability of a uniform random action after learning_starts (ddpg, td3)"),
+    "trainer": ((str,), "fast", "fast (lean update, the default) or sb3 (stock stable-baselines3 train())"),
 }
+
+TRAINERS = ("fast", "sb3")
 
 FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
 
@@ -280,5 +283,31 @@ def _check_values(config: dict) -> None:
         raise ValueError(f"gamma must be in (0, 1], got {config['gamma']!r}")
     if config["reengage_alpha"] < 0:
         raise ValueError(f"reengage_alpha must be >= 0, got {config['reengage_alpha']!r}")
+    if config["trainer"] not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {config['trainer']!r}")
+    _check_fast_trainer_options(config)
     if config["checkpoint_every"] < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0 disables), got {config['checkpoint_every']!r}")
+
+
+# options of the robotics recipe whose interaction with the fast update is not verified yet: the fast
+# path refuses them rather than train something that could silently differ from the SB3 path
+_SB3_ONLY_OPTIONS = {
+    "obs_normalization": lambda value: value is not None,
+    "target_value_clip": bool,
+    "action_l2": lambda value: value > 0,
+    "random_action_prob": lambda value: value > 0,
+}
+
+
+def _check_fast_trainer_options(config: dict) -> None:
+    from .registry import algo_spec
+
+    if config["trainer"] != "fast" or algo_spec(config["algo"]).fast_agent is None:
+        return
+    used = [key for key, active in _SB3_ONLY_OPTIONS.items() if key in config and active(config[key])]
+    if used:
+        raise ValueError(
+            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} supported on the SB3 training path only; "
+            "add --trainer sb3 (or --set trainer=sb3)"
+        )

@@ -14,13 +14,18 @@ class AlgoSpec:
     agent: str  # "module:Class" of the stable-baselines3 subclass
     continuous_actions: bool  # takes Gaussian action noise; a discrete agent does not
     description: str
+    fast_agent: str | None = None  # "module:Class" of the fast training path (config key trainer: fast)
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "ddpg": AlgoSpec("reengage.agents:ReenGAGEDDPG", True, "DDPG (+ HER) with the ReenGAGE term"),
-    "td3": AlgoSpec("reengage.agents:ReenGAGETD3", True, "TD3 (+ HER) with the ReenGAGE term"),
-    "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term"),
-    "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)"),
+    "ddpg": AlgoSpec("reengage.agents:ReenGAGEDDPG", True, "DDPG (+ HER) with the ReenGAGE term",
+                     "reengage.agents.fast_train:FastReenGAGEDDPG"),
+    "td3": AlgoSpec("reengage.agents:ReenGAGETD3", True, "TD3 (+ HER) with the ReenGAGE term",
+                    "reengage.agents.fast_train:FastReenGAGETD3"),
+    "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term",
+                    "reengage.agents.fast_train:FastReenGAGESAC"),
+    "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
+                    "reengage.agents.fast_train:FastReenGAGEDQN"),
     "multi_ddpg": AlgoSpec(
         "reengage.agents:MultiReenGAGEDDPG", True, "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)"
     ),

@@ -1,0 +1,473 @@
+"""The fast training path: SB3-compatible agents whose ``train()`` is plain tensor code.
+
+``FastReenGAGEDDPG``, ``FastReenGAGETD3``, ``FastReenGAGESAC`` and ``FastReenGAGEDQN`` subclass the toolkit's
+SB3 agents and replace only the gradient step; rollout collection, callbacks, save/load, checkpoints and evaluation
+are the parent's, so everything built on the SB3 classes keeps working. The algorithm is the same
+(gradient steps per environment step, hyper-parameters, exploration and target noise); what goes is
+overhead:
+
+* the ReenGAGE term shares the TD loss's target forward and critic forward
+  (:mod:`reengage.agents.fast_goal_gradient`), and the target networks are frozen;
+* the actor loss back-propagates into the actor's parameters only (``backward(inputs=...)``): the
+  critic's weight gradients, which SB3 computes and then discards, are never formed;
+* target networks follow with one fused ``torch._foreach_lerp_`` over all parameters, and Adam runs
+  its fused implementation;
+* ``set_training_mode`` only acts when the mode changes (SB3 calls it at every environment step and
+  each call walks every sub-module);
+* losses are read back to the host once per ``train()`` call, not once per loss;
+* the HER buffer is :class:`reengage.agents.her_replay.FastHerReplayBuffer` when that module exists.
+
+Numerically the update equals the SB3 path's to float rounding (``lerp`` and ``foreach`` Adam round
+differently from SB3's ``mul``/``add`` and single-tensor Adam). One documented difference with the
+ReenGAGE term on: the term's target goal gradient uses **the same** TD3 target-policy noise sample as
+the TD target (one shared target forward), where the mixin draws a second sample of its own.
+
+Options that this path does not implement refuse with a message naming ``trainer: sb3``.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import HerReplayBuffer
+from torch import Tensor, nn
+
+from .fast_goal_gradient import (
+    GoalGradientTerm,
+    critic_goal_gradients,
+    critic_heads,
+    freeze,
+    goal_columns,
+    goal_gradient_term,
+    relu_mlp_layers,
+    relu_mlp_with_input_gradient,
+    target_value_and_goal_gradient,
+)
+from .dqn import ReenGAGEDQN
+from .goal_gradient import ObsDict, with_leaf
+from .sac import ReenGAGESAC
+from .td3 import ReenGAGEDDPG, ReenGAGETD3
+
+# modules whose behaviour depends on train/eval mode; a policy holding one keeps SB3's switching
+_MODE_SENSITIVE = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.modules.dropout._DropoutNd)
+
+
+def fast_her_buffer_class() -> type | None:
+    """The vectorised HER buffer of branch issue-9a if this install has it, else ``None``."""
+    try:
+        from .her_replay import FastHerReplayBuffer
+    except ImportError:
+        return None
+    return FastHerReplayBuffer
+
+
+class FastTrainMixin:
+    """What every fast agent shares: set-up, fused target updates, logging. Place it first in the bases."""
+
+    _fast_excluded = ["_fast_online_params", "_fast_target_params"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("replay_buffer_class") is HerReplayBuffer:
+            fast_buffer = fast_her_buffer_class()
+            if fast_buffer is not None:
+                kwargs["replay_buffer_class"] = fast_buffer
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ per-algorithm pieces
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs that the Polyak update moves together."""
+        raise NotImplementedError
+
+    def _fast_unsupported(self) -> list[str]:
+        """Settings this fast path does not implement (each a short phrase)."""
+        critic = getattr(self, "critic", None)
+        if critic is not None and not hasattr(critic, "q_networks"):
+            return [f"a critic without SB3's q_networks ({type(critic).__name__})"]
+        return []
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        unsupported = self._fast_unsupported()
+        if unsupported:
+            raise ValueError(
+                f"the fast trainer does not support {', '.join(unsupported)}; use the stock SB3 path "
+                "(config key trainer: sb3, or train.py --trainer sb3)"
+            )
+        for _, target in self._fast_target_pairs():
+            freeze(target)
+        online, targets = [], []
+        for source, target in self._fast_target_pairs():
+            online += list(source.parameters())
+            targets += list(target.parameters())
+        self._fast_online_params: list[Tensor] = online
+        self._fast_target_params: list[Tensor] = targets
+        _memoise_training_mode(self.policy)
+
+    def _excluded_save_params(self) -> list[str]:
+        return super()._excluded_save_params() + self._fast_excluded  # type: ignore[misc]
+
+    def _prepare_optimisers(self, optimisers: Sequence[torch.optim.Optimizer]) -> None:
+        # after load() the optimiser state dicts (and their param-group flags) are replaced: set again
+        # (fused Adam: one kernel per step over all parameters, on CPU and CUDA alike)
+        for optimiser in optimisers:
+            for group in optimiser.param_groups:
+                if isinstance(optimiser, torch.optim.Adam) and not group.get("fused"):
+                    group["foreach"], group["fused"] = None, True
+                elif not isinstance(optimiser, torch.optim.Adam) and group.get("foreach") is None:
+                    group["foreach"] = True
+
+    def _polyak_update(self) -> None:
+        """``target <- (1 - tau) target + tau online`` for every parameter, in one fused call."""
+        with torch.no_grad():
+            torch._foreach_lerp_(self._fast_target_params, self._fast_online_params, self.tau)
+
+    # ------------------------------------------------------------------ the term
+    def _goal_gradient_diagnostics(
+        self, q_goal_grads: list[Tensor], target_goal_grad: Tensor, q_values: list[Tensor], mask: Tensor | None
+    ) -> None:
+        """Hook for optional diagnostics (goal-gradient norms, cosine, value range); off by default.
+
+        Called once per gradient step with the term's intermediate tensors when the term is computed.
+        Implementations must not modify the tensors or the graph (detach before use).
+        """
+
+    def _term_tensors(
+        self, batch: Any, q_values: list[Tensor], goal_leaves: list[Tensor], target_goal_grad: Tensor
+    ) -> GoalGradientTerm:
+        return self._term_from_gradients(batch, q_values, critic_goal_gradients(q_values, goal_leaves), target_goal_grad)
+
+    def _term_from_gradients(
+        self, batch: Any, q_values: list[Tensor], q_goal_grads: list[Tensor], target_goal_grad: Tensor
+    ) -> GoalGradientTerm:
+        reward_goal_grad = self._reward_goal_gradient(batch) if self.reengage_mode == "dense" else None  # type: ignore[attr-defined]
+        term = goal_gradient_term(
+            q_goal_grads,
+            target_goal_grad,
+            batch.rewards,
+            batch.dones,
+            self.gamma,
+            self.reengage_mode,  # type: ignore[attr-defined]
+            self.c_low,  # type: ignore[attr-defined]
+            self._dim_weights(target_goal_grad.shape[-1]),  # type: ignore[attr-defined]
+            reward_goal_grad,
+        )
+        self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, q_values, term.mask)
+        return term
+
+    def _record_losses(self, logged: dict[str, list[Tensor]]) -> None:
+        """One host read-back for all the losses of this ``train()`` call."""
+        for key, values in logged.items():
+            if values:
+                self.logger.record(key, float(torch.stack(values).mean()))
+
+
+def set_training_mode(policy: nn.Module, mode: bool) -> None:
+    """``policy.set_training_mode(mode)`` only when the mode changes (bound to MLP policies)."""
+    if policy.training != mode:
+        type(policy).set_training_mode(policy, mode)
+
+
+def _memoise_training_mode(policy: nn.Module) -> None:
+    """Make ``policy.set_training_mode`` a no-op when the mode does not change (MLP policies only).
+
+    A bound method, not a closure, so that ``copy.deepcopy(policy)`` rebinds it to the copy.
+    """
+    if any(isinstance(module, _MODE_SENSITIVE) for module in policy.modules()):
+        return
+    policy.set_training_mode = types.MethodType(set_training_mode, policy)  # type: ignore[method-assign]
+
+
+class FastTD3Trainer(FastTrainMixin):
+    """Fast ``train()`` for TD3 and DDPG (TD3 with one critic, ``policy_delay=1`` and no target noise)."""
+
+    #: compute the critic's goal gradient in closed form for ReLU MLP critics (first-order graph)
+    analytic_goal_gradient: bool = False
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critic, self.critic_target), (self.actor, self.actor_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        unsupported = super()._fast_unsupported()
+        if self.critic_batch_norm_stats or self.actor_batch_norm_stats:
+            unsupported.append("batch-norm statistics in the actor or critic")
+        if self.policy.share_features_extractor:
+            unsupported.append("share_features_extractor=True")
+        return unsupported
+
+    def _fast_target_value(self, next_obs: ObsDict, noise: Tensor | None) -> Tensor:
+        """``min_j Q'_j(s', clip(pi'(s') + noise, -1, 1))``, the target of TD3 and DDPG, (B, 1)."""
+        next_actions = self.actor_target(next_obs)
+        if noise is not None:
+            next_actions = next_actions + noise
+        next_q = torch.cat(self.critic_target(next_obs, next_actions.clamp(-1.0, 1.0)), dim=1)
+        return next_q.min(dim=1, keepdim=True).values
+
+    def _analytic_heads(self, batch: Any) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Q-values and goal gradients of every head in closed form (ReLU MLP critics), else ``None``."""
+        critic = self.critic
+        columns = goal_columns(critic.features_extractor, self.observation_space, self.reengage_goal_key)  # type: ignore[attr-defined]
+        layer_lists = [relu_mlp_layers(q_net) for q_net in critic.q_networks]
+        if columns is None or any(layers is None for layers in layer_lists):
+            return None
+        inputs = torch.cat([critic.extract_features(batch.observations, critic.features_extractor), batch.actions], dim=1)
+        outputs = [relu_mlp_with_input_gradient(layers, inputs, columns) for layers in layer_lists]  # type: ignore[arg-type]
+        return [q for q, _ in outputs], [gradient for _, gradient in outputs]
+
+    def critic_loss(self, batch: Any) -> tuple[Tensor, GoalGradientTerm | None]:
+        """The TD loss of TD3/DDPG and (when active) the unweighted ReenGAGE term on one batch.
+
+        Draws the target-policy noise from torch's global generator as SB3 does (DDPG's is zero and
+        draws nothing). Both losses come from one target forward and one critic forward.
+        """
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        noise = None
+        if self.target_policy_noise > 0:
+            noise = batch.actions.clone().normal_(0, self.target_policy_noise)
+            noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+        next_value, target_goal_grad = target_value_and_goal_gradient(
+            lambda obs: self._fast_target_value(obs, noise), batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        # n-step buffers give per-transition discounts (as in SB3); the term keeps gamma, as the mixin does
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+        analytic = self._analytic_heads(batch) if with_term and self.analytic_goal_gradient else None
+        if analytic is not None:
+            q_values, q_goal_grads = analytic
+            td_loss = sum(F.mse_loss(q, target_q) for q in q_values)
+            assert isinstance(td_loss, Tensor) and target_goal_grad is not None
+            return td_loss, self._term_from_gradients(batch, q_values, q_goal_grads, target_goal_grad)
+        critic = self.critic
+        q_values, goal_leaves = critic_heads(
+            lambda obs: critic.extract_features(obs, critic.features_extractor),
+            critic.q_networks,
+            batch.observations,
+            batch.actions,
+            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
+        )
+        td_loss = sum(F.mse_loss(q, target_q) for q in q_values)
+        assert isinstance(td_loss, Tensor)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        optimisers = [self.actor.optimizer, self.critic.optimizer]
+        self._prepare_optimisers(optimisers)
+        self._update_learning_rate(optimisers)
+        actor_params = list(self.actor.parameters())
+        logged: dict[str, list[Tensor]] = {"train/critic_loss": [], "train/actor_loss": [],
+                                            "train/reengage_loss": [], "train/reengage_masked_fraction": []}
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            td_loss, term = self.critic_loss(batch)
+            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+            self.critic.optimizer.zero_grad()
+            loss.backward()
+            self.critic.optimizer.step()
+            logged["train/critic_loss"].append(td_loss.detach())
+            if term is not None:
+                logged["train/reengage_loss"].append(term.loss.detach())
+                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+
+            if self._n_updates % self.policy_delay == 0:
+                actor_loss = -self.critic.q1_forward(batch.observations, self.actor(batch.observations)).mean()
+                self.actor.optimizer.zero_grad()
+                # into the actor only: the critic's weight gradients would be thrown away
+                actor_loss.backward(inputs=actor_params)
+                self.actor.optimizer.step()
+                logged["train/actor_loss"].append(actor_loss.detach())
+                self._polyak_update()
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_losses(logged)
+
+
+class FastReenGAGEDDPG(FastTD3Trainer, ReenGAGEDDPG):
+    """:class:`~reengage.agents.ReenGAGEDDPG` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""
+
+
+class FastReenGAGETD3(FastTD3Trainer, ReenGAGETD3):
+    """:class:`~reengage.agents.ReenGAGETD3` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""
+
+
+class FastSACTrainer(FastTrainMixin):
+    """Fast ``train()`` for SAC (App. G.5 target: through the reparameterised action and the entropy term)."""
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critic, self.critic_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        unsupported = super()._fast_unsupported()
+        if self.use_sde:
+            unsupported.append("use_sde=True")
+        if self.batch_norm_stats:
+            unsupported.append("batch-norm statistics in the critic")
+        return unsupported
+
+    def _entropy_step(self, log_prob: Tensor, logged: dict[str, list[Tensor]]) -> Tensor:
+        """SB3's entropy-coefficient update; returns the coefficient read before it (as SB3 uses it)."""
+        if self.ent_coef_optimizer is None or self.log_ent_coef is None:
+            return self.ent_coef_tensor
+        ent_coef = torch.exp(self.log_ent_coef.detach())
+        ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+        self.ent_coef_optimizer.zero_grad()
+        ent_coef_loss.backward()
+        self.ent_coef_optimizer.step()
+        logged["train/ent_coef_loss"].append(ent_coef_loss.detach())
+        return ent_coef
+
+    def _fast_target_value(self, next_obs: ObsDict, ent_coef: Tensor) -> Tensor:
+        """``min_j Q'_j(s', a') - ent_coef * log pi(a' | s')`` with ``a' ~ pi(. | s')`` reparameterised, (B, 1)."""
+        next_actions, next_log_prob = self.actor.action_log_prob(next_obs)
+        next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1).min(dim=1, keepdim=True).values
+        return next_q - ent_coef * next_log_prob.reshape(-1, 1)
+
+    def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
+        """SAC's TD loss (with SB3's factor 1/2) and, when active, the unweighted ReenGAGE term; one target forward."""
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        next_value, target_goal_grad = target_value_and_goal_gradient(
+            lambda obs: self._fast_target_value(obs, ent_coef), batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+        critic = self.critic
+        q_values, goal_leaves = critic_heads(
+            lambda obs: critic.extract_features(obs, critic.features_extractor),
+            critic.q_networks,
+            batch.observations,
+            batch.actions,
+            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
+        )
+        td_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in q_values)
+        assert isinstance(td_loss, Tensor)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        optimisers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimisers.append(self.ent_coef_optimizer)
+        self._prepare_optimisers(optimisers)
+        self._update_learning_rate(optimisers)
+        actor_params = list(self.actor.parameters())
+        logged: dict[str, list[Tensor]] = {key: [] for key in (
+            "train/ent_coef", "train/actor_loss", "train/critic_loss", "train/ent_coef_loss",
+            "train/reengage_loss", "train/reengage_masked_fraction")}
+        for gradient_step in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            # the same draws in the same order as SB3: the policy's action first, then the target's
+            actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
+            log_prob = log_prob.reshape(-1, 1)
+            ent_coef = self._entropy_step(log_prob, logged)
+            logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
+
+            td_loss, term = self.critic_loss(batch, ent_coef)
+            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+            self.critic.optimizer.zero_grad()
+            loss.backward()
+            self.critic.optimizer.step()
+            logged["train/critic_loss"].append(td_loss.detach())
+            if term is not None:
+                logged["train/reengage_loss"].append(term.loss.detach())
+                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+
+            min_qf_pi = torch.cat(self.critic(batch.observations, actions_pi), dim=1).min(dim=1, keepdim=True).values
+            actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward(inputs=actor_params)  # into the actor only
+            self.actor.optimizer.step()
+            logged["train/actor_loss"].append(actor_loss.detach())
+            if gradient_step % self.target_update_interval == 0:
+                self._polyak_update()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_losses(logged)
+
+
+class FastReenGAGESAC(FastSACTrainer, ReenGAGESAC):
+    """:class:`~reengage.agents.ReenGAGESAC` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""
+
+
+class FastDQNTrainer(FastTrainMixin):
+    """Fast ``train()`` for DQN (App. G.2): one target forward gives the hard-max TD target (Eq. G.10, or
+    the soft one of Eq. G.11) and the goal gradient of the soft target (Eq. G.9).
+
+    The target network update stays SB3's (``_on_step``, every ``target_update_interval`` steps).
+    """
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.q_net, self.q_net_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        unsupported = []
+        if self.batch_norm_stats:
+            unsupported.append("batch-norm statistics in the Q-network")
+        return unsupported
+
+    def critic_loss(self, batch: Any) -> tuple[Tensor, GoalGradientTerm | None]:
+        """DQN's Huber TD loss and, when active, the unweighted soft-target ReenGAGE term; one target forward."""
+        from reengage import losses
+
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        tau = self.reengage_tau  # type: ignore[attr-defined]
+        target_net = self.policy.q_net_target  # the policy's network (train() of the SB3 path may swap the attribute)
+        next_q: list[Tensor] = []
+
+        def soft_target(obs: ObsDict) -> Tensor:
+            next_q.append(target_net(obs))
+            return losses.soft_max_target(next_q[-1], tau)
+
+        soft_value, target_goal_grad = target_value_and_goal_gradient(
+            soft_target, batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        if self.reengage_soft_value_target and tau > 0:  # type: ignore[attr-defined]
+            next_value = soft_value
+        else:
+            next_value = next_q[-1].detach().max(dim=1, keepdim=True).values
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+
+        obs, goal_leaves = batch.observations, []
+        if with_term:
+            obs, goal = with_leaf(batch.observations, self.reengage_goal_key)  # type: ignore[attr-defined]
+            goal_leaves = [goal]
+        q_values = [torch.gather(self.q_net(obs), dim=1, index=batch.actions.long())]
+        td_loss = F.smooth_l1_loss(q_values[0], target_q)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        optimiser = self.policy.optimizer
+        self._prepare_optimisers([optimiser])
+        self._update_learning_rate(optimiser)
+        logged: dict[str, list[Tensor]] = {"train/loss": [], "train/reengage_loss": [],
+                                            "train/reengage_masked_fraction": []}
+        for _ in range(gradient_steps):
+            batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            td_loss, term = self.critic_loss(batch)
+            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+            optimiser.zero_grad()
+            loss.backward()
+            # step() runs DQNGoalGradient's pre-hook, which clips the combined gradient to max_grad_norm
+            optimiser.step()
+            logged["train/loss"].append(td_loss.detach())
+            if term is not None:
+                logged["train/reengage_loss"].append(term.loss.detach())
+                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._record_losses(logged)
+
+
+class FastReenGAGEDQN(FastDQNTrainer, ReenGAGEDQN):
+    """:class:`~reengage.agents.ReenGAGEDQN` with the fast ``train()`` (see :mod:`reengage.agents.fast_train`)."""

@@ -1,0 +1,337 @@
+"""The fast training path computes the same losses and updates as the reference and the SB3 path."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import DDPG, TD3, HerReplayBuffer
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise
+
+import reengage.envs  # noqa: F401
+from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGESAC, ReenGAGETD3
+from reengage.agents.fast_train import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
+from reengage.experiment.build import agent_class
+from reengage.experiment.config import resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                        reason="needs a CUDA device")])
+DEVICES = ["cpu", CUDA]
+FAST_TO_SB3 = {FastReenGAGEDDPG: ReenGAGEDDPG, FastReenGAGETD3: ReenGAGETD3, FastReenGAGESAC: ReenGAGESAC}
+
+
+def _agent(cls, env_id="reengage/ContinuousSeek5-v0", device="cpu", seed=0, **extra):
+    kwargs = dict(
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
+        learning_starts=80, batch_size=64, buffer_size=2000, seed=seed, gamma=0.95, device=device,
+        action_noise=NormalActionNoise(np.zeros(5), 0.1 * np.ones(5)),
+        policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False),
+    )
+    if issubclass(cls, ReenGAGESAC):
+        del kwargs["action_noise"]
+    kwargs.update(extra)
+    return cls("MultiInputPolicy", gym.make(env_id), **kwargs)
+
+
+def _filled_pair(fast_cls, alpha, device="cpu", env_id="reengage/ContinuousSeek5-v0", **extra):
+    """A fast agent and an SB3-path agent with identical parameters, optimisers and one shared batch."""
+    fast = _agent(fast_cls, env_id, device, reengage_alpha=alpha, **extra)
+    fast.learn(80)  # random phase only: fills the buffer, trains nothing
+    batch = fast.replay_buffer.sample(64)
+    # a few terminal transitions, so the (1 - d) factors are exercised
+    dones = batch.dones.clone()
+    dones[::7] = 1.0
+    batch = batch._replace(dones=dones)
+    stock_cls = FAST_TO_SB3[fast_cls]
+    stock = _agent(stock_cls, env_id, device, reengage_alpha=alpha, **extra)
+    stock.policy.load_state_dict(fast.policy.state_dict())
+    stock.set_logger(Logger(folder=None, output_formats=[]))
+    if fast.reengage_mode == "sparse":
+        assert 0 < float((batch.rewards == -1).float().mean()) < 1  # both sides of the sparse mask
+    return fast, stock, batch
+
+
+def _reference_critic_loss(agent, batch, noise):
+    """SB3's TD loss (same target noise) plus alpha times the mixin's term: the reference definition."""
+    with torch.no_grad():
+        next_actions = agent.actor_target(batch.next_observations)
+        if noise is not None:
+            next_actions = next_actions + noise
+        next_q = torch.cat(agent.critic_target(batch.next_observations, next_actions.clamp(-1, 1)), dim=1)
+        target = batch.rewards + (1 - batch.dones) * agent.gamma * next_q.min(dim=1, keepdim=True).values
+    td = sum(F.mse_loss(q, target) for q in agent.critic(batch.observations, batch.actions))
+    term, _ = agent.goal_gradient_loss(batch)
+    return td, term
+
+
+def _match_term_noise(agent, noise):
+    """Make the mixin's private target noise the given sample (it is scaled by target_policy_noise)."""
+    std = agent.target_policy_noise
+    agent._draw_normal = lambda shape: (noise / std if std > 0 else torch.zeros(tuple(shape), device=noise.device))
+
+
+def _critic_gradients(agent, loss):
+    agent.critic.optimizer.zero_grad()
+    loss.backward()
+    return {name: p.grad.clone() for name, p in agent.critic.named_parameters()}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fast_cls, mode", [(FastReenGAGEDDPG, "sparse"), (FastReenGAGETD3, "sparse"),
+                                            (FastReenGAGEDDPG, "dense")])
+def test_fast_loss_matches_the_reference(fast_cls, mode, device):
+    env_id = "reengage/ContinuousSeekDense-v0" if mode == "dense" else "reengage/ContinuousSeek5-v0"
+    # the SB3-path agent holds the same parameters, with trainable (unfrozen) targets
+    fast, reference, batch = _filled_pair(fast_cls, 0.3, device, env_id, reengage_mode=mode)
+    torch.manual_seed(11)
+    td_fast, term = fast.critic_loss(batch)
+    noise = None
+    if fast.target_policy_noise > 0:
+        torch.manual_seed(11)
+        noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
+        noise = noise.clamp(-fast.target_noise_clip, fast.target_noise_clip)
+        _match_term_noise(reference, noise)
+    td_ref, term_ref = _reference_critic_loss(reference, batch, noise)
+
+    assert term is not None and term.loss.item() > 0
+    torch.testing.assert_close(td_fast, td_ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(term.loss, term_ref, rtol=1e-5, atol=1e-8)
+    fast_grads = _critic_gradients(fast, td_fast + 0.3 * term.loss)
+    ref_grads = _critic_gradients(reference, td_ref + 0.3 * term_ref)
+    for name in ref_grads:
+        torch.testing.assert_close(fast_grads[name], ref_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    # the frozen targets received no gradients
+    assert all(p.grad is None for p in fast.critic_target.parameters())
+
+
+def _policy_tensors(agent):
+    return {name: tensor.detach().clone() for name, tensor in agent.policy.state_dict().items()}
+
+
+def _assert_same_parameters(a, b, rtol=1e-5, atol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fast_cls, alpha", [(FastReenGAGEDDPG, 0.0), (FastReenGAGEDDPG, 0.2),
+                                             (FastReenGAGETD3, 0.0), (FastReenGAGETD3, 0.2)])
+def test_fast_and_sb3_paths_make_the_same_update(fast_cls, alpha, device):
+    """Three gradient steps (TD3: one actor update, delay 2) on the same batch from the same parameters."""
+    fast, stock, batch = _filled_pair(fast_cls, alpha, device)
+    before = _policy_tensors(fast)
+    for step in range(3):
+        # (the mixin restores the buffer's own sample() after each train(): set the batch every time)
+        for agent in (fast, stock):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+        if fast.target_policy_noise > 0:
+            torch.manual_seed(100 + step)
+            noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
+            _match_term_noise(stock, noise.clamp(-fast.target_noise_clip, fast.target_noise_clip))
+        torch.manual_seed(100 + step)
+        fast.train(1, 64)
+        torch.manual_seed(100 + step)
+        stock.train(1, 64)
+    after = _policy_tensors(fast)
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # it trained
+    _assert_same_parameters(after, _policy_tensors(stock))
+    if alpha > 0:
+        assert fast.logger.name_to_value["train/reengage_loss"] == pytest.approx(
+            stock.logger.name_to_value["train/reengage_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_fast_and_sb3_paths_make_the_same_sac_update(alpha, device):
+    """SAC draws the policy's action, then the target's; the term reuses the target's sample on the fast path."""
+    fast, stock, batch = _filled_pair(FastReenGAGESAC, alpha, device)
+    for step in range(3):
+        for agent in (fast, stock):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+        torch.manual_seed(200 + step)
+        torch.empty(batch.actions.shape, device=device).normal_()  # the policy action's noise
+        next_action_noise = torch.empty(batch.actions.shape, device=device).normal_()
+        stock._draw_normal = lambda shape, noise=next_action_noise: noise  # the mixin's term: the same sample
+        torch.manual_seed(200 + step)
+        fast.train(1, 64)
+        torch.manual_seed(200 + step)
+        stock.train(1, 64)
+    _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock), rtol=1e-4, atol=1e-5)
+    for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef"):
+        assert fast.logger.name_to_value[key] == pytest.approx(stock.logger.name_to_value[key], rel=1e-4)
+
+
+def test_fast_path_at_alpha_zero_is_stock_ddpg():
+    fast, _, batch = _filled_pair(FastReenGAGEDDPG, 0.0)
+    stock = _agent(DDPG)
+    stock.policy.load_state_dict(fast.policy.state_dict())
+    stock.set_logger(Logger(folder=None, output_formats=[]))
+    for agent in (fast, stock):
+        agent.replay_buffer.sample = lambda *args, **kwargs: batch
+        agent.train(2, 64)
+    _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock))
+    assert "train/reengage_loss" not in fast.logger.name_to_value
+
+
+def test_diagnostics_hook_sees_the_term_tensors():
+    fast, _, batch = _filled_pair(FastReenGAGETD3, 0.2)
+    seen = {}
+
+    def record(q_goal_grads, target_goal_grad, q_values, mask):
+        seen.update(heads=len(q_goal_grads), grad=tuple(target_goal_grad.shape), q=tuple(q_values[0].shape),
+                    mask=None if mask is None else tuple(mask.shape))
+
+    fast._goal_gradient_diagnostics = record
+    fast.critic_loss(batch)
+    assert seen == {"heads": 2, "grad": (64, 5), "q": (64, 1), "mask": (64, 1)}
+
+
+def test_fast_path_is_the_default_and_sb3_is_a_flag():
+    assert resolve_config("reengage/ContinuousSeek5-v0", "ddpg")["trainer"] == "fast"
+    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg")) is FastReenGAGEDDPG
+    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "td3")) is FastReenGAGETD3
+    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "sac")) is FastReenGAGESAC
+    assert agent_class(resolve_config("reengage/BitFlipping-v0", "dqn")).__name__ == "FastReenGAGEDQN"
+    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=sb3"])) is ReenGAGEDDPG
+    with pytest.raises(ValueError, match="trainer must be one of fast, sb3, got 'turbo'"):
+        resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=turbo"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from reengage.agents import MultiReenGAGEDDPG
+
+        assert agent_class(resolve_config("reengage/DriveSeek-v0", "multi_ddpg")) is MultiReenGAGEDDPG
+    assert any("stock SB3 path" in str(w.message) for w in caught)
+
+
+def test_train_py_refuses_an_unknown_trainer(tmp_path, capsys):
+    sys.path.insert(0, str(REPO))
+    try:
+        import train
+    finally:
+        sys.path.remove(str(REPO))
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--trainer", "turbo"])
+    assert exit_info.value.code == 2 and "invalid choice: 'turbo'" in capsys.readouterr().err
+    assert train.parse_args(["--trainer", "sb3"]).trainer == "sb3"
+    assert train.main(["--set", "trainer=turbo", "--timesteps", "10", "--logdir", str(tmp_path / "x")]) == 2
+    assert "trainer must be one of fast, sb3, got 'turbo'" in capsys.readouterr().err
+
+
+def test_fast_agent_saves_loads_and_keeps_frozen_targets(tmp_path):
+    agent = _agent(FastReenGAGEDDPG, reengage_alpha=0.2)
+    agent.learn(100)
+    agent.save(tmp_path / "model.zip")
+    agent.save_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = FastReenGAGEDDPG.load(tmp_path / "model.zip", env=gym.make("reengage/ContinuousSeek5-v0"))
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    _assert_same_parameters(_policy_tensors(agent), _policy_tensors(loaded), rtol=0, atol=0)
+    assert not any(p.requires_grad for p in loaded.critic_target.parameters())
+    loaded.learn(20, reset_num_timesteps=False)  # trains on after loading
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_short_cuda_training_on_the_fast_path():
+    agent = _agent(FastReenGAGETD3, device="cuda", reengage_alpha=0.2)
+    agent.learn(200)
+    assert all(p.device.type == "cuda" for p in agent.policy.parameters())
+    assert np.isfinite(agent.logger.name_to_value["train/reengage_loss"])
+
+
+def test_mode_switches_are_skipped_only_when_the_mode_is_unchanged():
+    import copy
+
+    agent = _agent(FastReenGAGEDDPG, reengage_alpha=0.0)
+    policy = agent.policy
+    policy.set_training_mode(False)
+    assert not policy.training and not policy.actor.training
+    policy.set_training_mode(True)
+    assert policy.training and policy.critic.training
+    twin = copy.deepcopy(policy)
+    twin.set_training_mode(False)  # acts on the copy, not on the original
+    assert not twin.actor.training and policy.actor.training
+
+
+def test_analytic_relu_gradient_equals_autograd_double_backward():
+    from reengage.agents.fast_goal_gradient import relu_mlp_layers, relu_mlp_with_input_gradient
+
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                                  torch.nn.Linear(16, 1))
+    inputs, target = torch.randn(32, 12), torch.randn(32, 4)
+    columns = slice(3, 7)
+    q_analytic, grad_analytic = relu_mlp_with_input_gradient(relu_mlp_layers(network), inputs, columns)
+    loss_analytic = ((grad_analytic - target) ** 2).mean() + q_analytic.square().mean()
+    leaf = inputs.clone().requires_grad_(True)
+    q_autograd = network(leaf)
+    (grad_autograd,) = torch.autograd.grad(q_autograd.sum(), leaf, create_graph=True)
+    loss_autograd = ((grad_autograd[:, columns] - target) ** 2).mean() + q_autograd.square().mean()
+    torch.testing.assert_close(loss_analytic, loss_autograd, rtol=1e-5, atol=0)
+    for a, b in zip(torch.autograd.grad(loss_analytic, list(network.parameters())),
+                    torch.autograd.grad(loss_autograd, list(network.parameters()))):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert relu_mlp_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))) is None
+
+
+def test_analytic_option_gives_the_same_critic_loss_in_the_agent():
+    fast, _, batch = _filled_pair(FastReenGAGETD3, 0.3)
+    losses = []
+    for analytic in (False, True):
+        fast.analytic_goal_gradient = analytic
+        torch.manual_seed(5)
+        td_loss, term = fast.critic_loss(batch)
+        losses.append((td_loss, term.loss, torch.autograd.grad(td_loss + 0.3 * term.loss, list(fast.critic.parameters()))))
+    torch.testing.assert_close(losses[0][0], losses[1][0], rtol=1e-5, atol=0)
+    torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-5, atol=1e-9)
+    for a, b in zip(losses[0][2], losses[1][2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha, soft_value", [(0.0, False), (0.5, False), (0.5, True)])
+def test_fast_and_sb3_paths_make_the_same_dqn_update(alpha, soft_value):
+    from reengage.agents.fast_train import FastReenGAGEDQN
+    from reengage.envs import BitFlippingEnv
+
+    def build(cls):
+        return cls("MultiInputPolicy", BitFlippingEnv(n_bits=5), learning_rate=1e-3, buffer_size=2000,
+                   learning_starts=100, batch_size=32, gamma=0.98, max_grad_norm=0.5,
+                   replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=4),
+                   policy_kwargs=dict(net_arch=[32]), seed=0, reengage_alpha=alpha, reengage_tau=0.5,
+                   reengage_soft_value_target=soft_value)
+
+    fast, stock = build(FastReenGAGEDQN), build(ReenGAGEDQN)
+    fast.learn(52)  # random phase only (DQN collects 4 steps per rollout): no update yet
+    assert fast._n_updates == 0
+    stock.policy.load_state_dict(fast.policy.state_dict())
+    stock.set_logger(Logger(folder=None, output_formats=[]))
+    batch = fast.replay_buffer.sample(32)
+    batch = batch._replace(dones=batch.dones.clone().index_fill_(0, torch.arange(0, 32, 5), 1.0))
+    assert 0 < float((batch.rewards == -1).float().mean()) < 1
+    for _ in range(3):
+        for agent in (fast, stock):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+            agent.train(1, 32)
+    _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock))
+    assert fast.logger.name_to_value["train/loss"] == pytest.approx(stock.logger.name_to_value["train/loss"], rel=1e-5)
+    assert not any(p.requires_grad for p in fast.policy.q_net_target.parameters())
+
+
+def test_auc_difference_interval():
+    from reengage.experiment.learning_unchanged import auc_difference_ci
+
+    rng = np.random.default_rng(0)
+    same = auc_difference_ci(rng.normal(0.8, 0.05, 5), rng.normal(0.8, 0.05, 5))
+    assert same[1] <= 0 <= same[2]
+    apart = auc_difference_ci(np.array([0.9, 0.92, 0.91, 0.93, 0.9]), np.array([0.5, 0.52, 0.51, 0.49, 0.5]))
+    assert apart[0] == pytest.approx(0.408) and apart[1] > 0.3
+    assert np.isnan(auc_difference_ci(np.array([0.7]), np.array([0.8]))[1])
