@@ -28,6 +28,8 @@ from torch import Tensor
 
 from reengage import losses
 
+from .diagnostics import collect_goal_gradient_diagnostics, critic_gradients, parameter_gradient_ratio
+
 MODES = ("sparse", "dense")
 DIM_WEIGHTINGS = ("none", "normalised")
 
@@ -66,6 +68,9 @@ class GoalGradientMixin:
             baselines; the term then enters with weight zero).
         reengage_seed: seed of the mixin's private generator for target-action noise
             (default: the agent's ``seed``, else 0).
+        reengage_diagnostics_every: every this many gradient steps, log the term's diagnostics
+            (:mod:`agents.diagnostics`) under ``reengage_diag/`` in TensorBoard; 0 (default) = never.
+            They read the agent only, so they leave training unchanged, at alpha 0 too.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class GoalGradientMixin:
         reengage_dim_weights: str | Sequence[float] = "none",
         reengage_monitor: bool = False,
         reengage_seed: int | None = None,
+        reengage_diagnostics_every: int = 0,
         **kwargs: Any,
     ) -> None:
         if reengage_mode not in MODES:
@@ -90,6 +96,11 @@ class GoalGradientMixin:
                 f"reengage_dim_weights must be one of {DIM_WEIGHTINGS} or a sequence of weights, "
                 f"got {reengage_dim_weights!r}"
             )
+        if int(reengage_diagnostics_every) != reengage_diagnostics_every or reengage_diagnostics_every < 0:
+            raise ValueError(
+                f"reengage_diagnostics_every must be an integer >= 0 (0 = off), got {reengage_diagnostics_every!r}"
+            )
+        self.reengage_diagnostics_every = int(reengage_diagnostics_every)
         self.reengage_alpha = float(reengage_alpha)
         self.reengage_mode = reengage_mode
         self.c_low = float(c_low)
@@ -130,7 +141,7 @@ class GoalGradientMixin:
     # ---------------------------------------------------------------- set-up
     @property
     def reengage_active(self) -> bool:
-        return self.reengage_alpha > 0 or self.reengage_monitor
+        return self.reengage_alpha > 0 or self.reengage_monitor or self.reengage_diagnostics_every > 0
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -184,11 +195,20 @@ class GoalGradientMixin:
             return
         batch, context = self._captured
         self._captured = None  # one term per sampled batch
-        with torch.enable_grad():
-            loss, masked_fraction = self.goal_gradient_loss(batch, context)
-            (self.reengage_alpha * loss).backward()
-        self._term_log["loss"].append(loss.item())
-        self._term_log["masked"].append(masked_fraction)
+        every = self.reengage_diagnostics_every
+        diagnose = every > 0 and self._n_updates % every == 0
+        diagnostics = collect_goal_gradient_diagnostics(self, batch, context) if diagnose else None
+        td_gradients = critic_gradients(optimizer) if diagnose else None
+        if self.reengage_alpha > 0 or self.reengage_monitor:
+            with torch.enable_grad():
+                loss, masked_fraction = self.goal_gradient_loss(batch, context)
+                (self.reengage_alpha * loss).backward()
+            self._term_log["loss"].append(loss.item())
+            self._term_log["masked"].append(masked_fraction)
+        if diagnostics is not None:
+            diagnostics.update(parameter_gradient_ratio(td_gradients, critic_gradients(optimizer)))
+            for key, value in diagnostics.items():
+                self.logger.record_mean(f"reengage_diag/{key}", value)
 
     def target_goal_gradient(self, batch: Any, context: dict[str, Any] | None = None) -> Tensor:
         """Total derivative in g of the target value at s' (through the target actor too), (B, goal_dim)."""
