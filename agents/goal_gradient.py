@@ -31,7 +31,7 @@ from reengage import losses
 from .diagnostics import collect_goal_gradient_diagnostics, critic_gradients, parameter_gradient_ratio
 
 MODES = ("sparse", "dense")
-DIM_WEIGHTINGS = ("none", "normalised")
+DIM_WEIGHTINGS = ("none", "normalised", "bounds")
 
 ObsDict = dict[str, Tensor]
 
@@ -63,7 +63,9 @@ class GoalGradientMixin:
         reengage_reward_fn: for dense mode, ``f(achieved_goal, desired_goal) -> (B, 1)`` in torch;
             by default the training env's ``differentiable_reward`` method.
         reengage_dim_weights: ``"none"``, ``"normalised"`` (App. G.4: sigma_i^2 from the VecNormalize
-            statistics of the goal) or a sequence of per-dimension weights.
+            statistics of the goal), ``"bounds"`` (sigma_i^2 of a uniform goal over the declared bounds
+            of the goal space, ``(high - low)^2 / 12``: makes alpha invariant to a rescaling of the goal)
+            or a sequence of per-dimension weights.
         reengage_monitor: compute and log the term even when ``reengage_alpha`` is 0 (diagnostics for
             baselines; the term then enters with weight zero).
         reengage_seed: seed of the mixin's private generator for target-action noise
@@ -269,6 +271,8 @@ class GoalGradientMixin:
         if isinstance(weights, str):
             if weights == "none":
                 return None
+            if weights == "bounds":
+                return bounds_goal_weights(self.observation_space[self.reengage_goal_key]).to(self.device)
             if self._vec_normalize_env is None or not self._vec_normalize_env.norm_obs:
                 raise ValueError(
                     "reengage_dim_weights='normalised' needs a VecNormalize training env (App. G.4 weights "
@@ -282,6 +286,14 @@ class GoalGradientMixin:
         if tensor.shape != (goal_dim,):
             raise ValueError(f"reengage_dim_weights has {tensor.numel()} entries; the goal has {goal_dim} dimensions")
         return tensor
+
+
+def bounds_goal_weights(goal_space: Any) -> Tensor:
+    """App. G.4's sigma_i^2 for a goal spread uniformly over its declared Box bounds: ``(high - low)^2 / 12``."""
+    low, high = np.asarray(goal_space.low, dtype=np.float64), np.asarray(goal_space.high, dtype=np.float64)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("reengage_dim_weights='bounds' needs a goal space with finite bounds; use 'none' or 'normalised'")
+    return losses.normalised_goal_weights(torch.as_tensor((high - low) / np.sqrt(12.0), dtype=torch.float32))
 
 
 def _env_differentiable_reward(vec_env: Any) -> Callable[[Tensor, Tensor], Tensor]:

@@ -133,3 +133,31 @@ def test_partial_target_derivative_holds_the_target_action():
 def test_unknown_target_derivative_is_refused():
     with pytest.raises(ValueError, match="total"):
         _train(0.2, every=0, steps=1, reengage_target_derivative="full")
+
+
+def test_bounds_weights_make_the_term_invariant_to_the_goal_scale():
+    """A goal space scaled by c: gradients scale by 1/c, the MSE by 1/c^2, the 'bounds' weights by c^2."""
+    from gymnasium import spaces
+
+    from agents.goal_gradient import bounds_goal_weights
+
+    small = spaces.Box(-3.0, 3.0, shape=(4,))
+    large = spaces.Box(-15.0, 15.0, shape=(4,))
+    assert torch.allclose(bounds_goal_weights(small), torch.full((4,), 3.0))
+    rng = torch.Generator().manual_seed(0)
+    q_grad, target = torch.randn(8, 4, generator=rng), torch.randn(8, 4, generator=rng)
+    rewards, dones = -torch.ones(8, 1), torch.zeros(8, 1)
+    from reengage import losses
+
+    loss_small = losses.sparse_goal_gradient_loss(q_grad, target, rewards, dones, 0.95,
+                                                  dim_weights=bounds_goal_weights(small))
+    loss_large = losses.sparse_goal_gradient_loss(q_grad / 5, target / 5, rewards, dones, 0.95,
+                                                  dim_weights=bounds_goal_weights(large))
+    assert loss_large.item() == pytest.approx(loss_small.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="finite bounds"):
+        bounds_goal_weights(spaces.Box(-np.inf, np.inf, shape=(2,)))
+
+
+def test_bounds_weights_reach_the_agent():
+    agent, _ = _train(0.2, every=0, steps=1, reengage_dim_weights="bounds")
+    assert torch.allclose(agent._dim_weights(3), torch.full((3,), 3.0))
