@@ -188,10 +188,14 @@ def collect_goal_gradient_diagnostics(agent, batch, context) -> dict[str, float]
 
     key = agent.reengage_goal_key
     obs, goal = with_leaf(batch.observations, key)
-    actions = batch.actions.detach().clone().requires_grad_(True)
+    # discrete actions (DQN) have no action gradient
+    continuous = batch.actions.is_floating_point()
+    actions = batch.actions.detach().clone().requires_grad_(continuous)
     with torch.enable_grad():
         q_values = agent._current_q_heads(obs, actions)[0]
-        q_goal_grad, action_grad = torch.autograd.grad(q_values.sum(), (goal, actions))
+        inputs = (goal, actions) if continuous else (goal,)
+        q_goal_grad, *rest = torch.autograd.grad(q_values.sum(), inputs)
+    action_grad = rest[0] if continuous else None
     if agent.reengage_mode == "sparse":
         mask = (batch.rewards.reshape(-1) == agent.c_low).float()
         return_range = sparse_return_range(agent.c_low, agent.gamma)
@@ -201,7 +205,7 @@ def collect_goal_gradient_diagnostics(agent, batch, context) -> dict[str, float]
 
     goal_directions = policy_actions = actor_directions = None
     achieved = batch.observations.get("achieved_goal")
-    if achieved is not None and achieved.shape == actions.shape:
+    if continuous and achieved is not None and achieved.shape == actions.shape:
         # ContinuousSeek-like: the achieved goal is the position and the action moves it
         desired = batch.observations[key].float()
         goal_directions = desired - (achieved.float() + batch.actions)

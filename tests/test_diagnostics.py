@@ -81,7 +81,7 @@ class _RecordingLogger(Logger):
         super().record_mean(key, value, exclude)
 
 
-def _train(alpha, every, steps=90, cls=ReenGAGEDDPG, **kwargs):
+def _train(alpha, every, steps=70, cls=ReenGAGEDDPG, **kwargs):
     env = gym.make("reengage/ContinuousSeek-v0", d=3, box=3.0)
     agent = cls(
         "MultiInputPolicy", env, reengage_alpha=alpha, reengage_diagnostics_every=every,
@@ -161,3 +161,20 @@ def test_bounds_weights_make_the_term_invariant_to_the_goal_scale():
 def test_bounds_weights_reach_the_agent():
     agent, _ = _train(0.2, every=0, steps=1, reengage_dim_weights="bounds")
     assert torch.allclose(agent._dim_weights(3), torch.full((3,), 3.0))
+
+
+def test_diagnostics_run_on_discrete_actions():
+    """DQN: no action gradient and no actor keys, but the goal-gradient keys are logged."""
+    from reengage.agents import ReenGAGEDQN
+    from reengage.envs import BitFlippingEnv
+
+    agent = ReenGAGEDQN(
+        "MultiInputPolicy", BitFlippingEnv(n_bits=4), reengage_alpha=0.5, reengage_diagnostics_every=1,
+        replay_buffer_class=HerReplayBuffer, learning_starts=30, batch_size=16, seed=0,
+        policy_kwargs=dict(net_arch=[16]),
+    )
+    logger = _RecordingLogger()
+    agent.set_logger(logger)
+    agent.learn(60)
+    assert "reengage_diag/grad_cosine" in logger.seen and "reengage_diag/q_outside_return_range" in logger.seen
+    assert "reengage_diag/actor_goal_cosine" not in logger.seen
