@@ -30,9 +30,10 @@ from reengage import losses
 
 from . import vecnormalize_goal
 from .normalizer import goal_std
+from .diagnostics import collect_goal_gradient_diagnostics, critic_gradients, parameter_gradient_ratio
 
 MODES = ("sparse", "dense")
-DIM_WEIGHTINGS = ("none", "normalised")
+DIM_WEIGHTINGS = ("none", "normalised", "bounds")
 
 ObsDict = dict[str, Tensor]
 
@@ -64,13 +65,18 @@ class GoalGradientMixin:
         reengage_reward_fn: for dense mode, ``f(achieved_goal, desired_goal) -> (B, 1)`` in torch;
             by default the training env's ``differentiable_reward`` method.
         reengage_dim_weights: ``"none"``, ``"normalised"`` (App. G.4: sigma_i^2 from the goal statistics of
-            a VecNormalize env or of the policy's normaliser) or a sequence of per-dimension weights; weights
-            always apply to raw-goal errors. Under VecNormalize the term is computed in raw-goal units
+            a VecNormalize env or of the policy's normaliser), ``"bounds"`` (sigma_i^2 of a uniform goal over
+            the declared bounds of the goal space, ``(high - low)^2 / 12``: makes alpha invariant to a
+            rescaling of the goal) or a sequence of per-dimension weights; weights always apply to raw-goal
+            errors. Under VecNormalize the term is computed in raw-goal units
             (see :mod:`reengage.agents.vecnormalize_goal`) and the sparse mask reads the raw reward.
         reengage_monitor: compute and log the term even when ``reengage_alpha`` is 0 (diagnostics for
             baselines; the term then enters with weight zero).
         reengage_seed: seed of the mixin's private generator for target-action noise
             (default: the agent's ``seed``, else 0).
+        reengage_diagnostics_every: every this many gradient steps, log the term's diagnostics
+            (:mod:`agents.diagnostics`) under ``reengage_diag/`` in TensorBoard; 0 (default) = never.
+            They read the agent only, so they leave training unchanged, at alpha 0 too.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class GoalGradientMixin:
         reengage_dim_weights: str | Sequence[float] = "none",
         reengage_monitor: bool = False,
         reengage_seed: int | None = None,
+        reengage_diagnostics_every: int = 0,
         **kwargs: Any,
     ) -> None:
         if reengage_mode not in MODES:
@@ -95,6 +102,11 @@ class GoalGradientMixin:
                 f"reengage_dim_weights must be one of {DIM_WEIGHTINGS} or a sequence of weights, "
                 f"got {reengage_dim_weights!r}"
             )
+        if int(reengage_diagnostics_every) != reengage_diagnostics_every or reengage_diagnostics_every < 0:
+            raise ValueError(
+                f"reengage_diagnostics_every must be an integer >= 0 (0 = off), got {reengage_diagnostics_every!r}"
+            )
+        self.reengage_diagnostics_every = int(reengage_diagnostics_every)
         self.reengage_alpha = float(reengage_alpha)
         self.reengage_mode = reengage_mode
         self.c_low = float(c_low)
@@ -135,7 +147,7 @@ class GoalGradientMixin:
     # ---------------------------------------------------------------- set-up
     @property
     def reengage_active(self) -> bool:
-        return self.reengage_alpha > 0 or self.reengage_monitor
+        return self.reengage_alpha > 0 or self.reengage_monitor or self.reengage_diagnostics_every > 0
 
     def _setup_model(self) -> None:
         super()._setup_model()
@@ -189,11 +201,20 @@ class GoalGradientMixin:
             return
         batch, context = self._captured
         self._captured = None  # one term per sampled batch
-        with torch.enable_grad():
-            loss, masked_fraction = self.goal_gradient_loss(batch, context)
-            (self.reengage_alpha * loss).backward()
-        self._term_log["loss"].append(loss.item())
-        self._term_log["masked"].append(masked_fraction)
+        every = self.reengage_diagnostics_every
+        diagnose = every > 0 and self._n_updates % every == 0
+        diagnostics = collect_goal_gradient_diagnostics(self, batch, context) if diagnose else None
+        td_gradients = critic_gradients(optimizer) if diagnose else None
+        if self.reengage_alpha > 0 or self.reengage_monitor:
+            with torch.enable_grad():
+                loss, masked_fraction = self.goal_gradient_loss(batch, context)
+                (self.reengage_alpha * loss).backward()
+            self._term_log["loss"].append(loss.item())
+            self._term_log["masked"].append(masked_fraction)
+        if diagnostics is not None:
+            diagnostics.update(parameter_gradient_ratio(td_gradients, critic_gradients(optimizer)))
+            for key, value in diagnostics.items():
+                self.logger.record_mean(f"reengage_diag/{key}", value)
 
     def target_goal_gradient(self, batch: Any, context: dict[str, Any] | None = None) -> Tensor:
         """Total derivative in g of the target value at s' (through the target actor too), (B, goal_dim)."""
@@ -267,6 +288,8 @@ class GoalGradientMixin:
         if isinstance(weights, str):
             if weights == "none":
                 return None
+            if weights == "bounds":
+                return bounds_goal_weights(self.observation_space[self.reengage_goal_key]).to(self.device)
             if vecnormalize_goal.normalises_goal(self._vec_normalize_env, self.reengage_goal_key):
                 sigma = vecnormalize_goal.goal_sigma(self._vec_normalize_env, self.reengage_goal_key)
             else:
@@ -282,6 +305,14 @@ class GoalGradientMixin:
         if tensor.shape != (goal_dim,):
             raise ValueError(f"reengage_dim_weights has {tensor.numel()} entries; the goal has {goal_dim} dimensions")
         return tensor
+
+
+def bounds_goal_weights(goal_space: Any) -> Tensor:
+    """App. G.4's sigma_i^2 for a goal spread uniformly over its declared Box bounds: ``(high - low)^2 / 12``."""
+    low, high = np.asarray(goal_space.low, dtype=np.float64), np.asarray(goal_space.high, dtype=np.float64)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("reengage_dim_weights='bounds' needs a goal space with finite bounds; use 'none' or 'normalised'")
+    return losses.normalised_goal_weights(torch.as_tensor((high - low) / np.sqrt(12.0), dtype=torch.float32))
 
 
 def _env_differentiable_reward(vec_env: Any) -> Callable[[Tensor, Tensor], Tensor]:

@@ -11,8 +11,27 @@ from torch import Tensor
 from .goal_gradient import GoalGradientMixin, ObsDict
 
 
+TARGET_DERIVATIVES = ("total", "partial")
+
+
 class TD3GoalGradient(GoalGradientMixin):
-    """Target of TD3 (and of DDPG, which is TD3 with one critic, no delay and no target noise)."""
+    """Target of TD3 (and of DDPG, which is TD3 with one critic, no delay and no target noise).
+
+    Args (in addition to :class:`GoalGradientMixin`'s):
+        reengage_target_derivative: ``"total"`` (Eq. 8.9: the target gradient flows through the target
+            actor ``pi'(s', g)`` too) or ``"partial"`` (the target action is held fixed; an ablation).
+    """
+
+    # read by _target_value; the diagnostics flip it for a moment to measure the target actor's share
+    reengage_hold_target_action: bool = False
+
+    def __init__(self, *args: Any, reengage_target_derivative: str = "total", **kwargs: Any) -> None:
+        if reengage_target_derivative not in TARGET_DERIVATIVES:
+            raise ValueError(
+                f"reengage_target_derivative must be one of {TARGET_DERIVATIVES}, got {reengage_target_derivative!r}"
+            )
+        self.reengage_hold_target_action = reengage_target_derivative == "partial"
+        super().__init__(*args, **kwargs)
 
     def _target_value(self, next_obs: ObsDict, batch: Any, context: dict[str, Any]) -> Tensor:
         actions = batch.actions
@@ -20,7 +39,8 @@ class TD3GoalGradient(GoalGradientMixin):
         noise = (self._draw_normal(actions.shape) * self.target_policy_noise).clamp(
             -self.target_noise_clip, self.target_noise_clip
         )
-        next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
+        actor_obs = {key: value.detach() for key, value in next_obs.items()} if self.reengage_hold_target_action else next_obs
+        next_actions = (self.actor_target(actor_obs) + noise).clamp(-1.0, 1.0)
         next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1)
         return next_q.min(dim=1, keepdim=True).values
 

@@ -124,6 +124,8 @@ def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "c
     """A fresh agent for the configuration (no logger attached)."""
     policy, kwargs = sb3_arguments(config, env, seed, device)
     reengage = {key: config[key] for key in ("reengage_alpha", "reengage_mode", "c_low")}
+    if config.get("reengage_diagnostics"):
+        reengage["reengage_diagnostics_every"] = config["reengage_diagnostics"]
     extra_policy_kwargs, extra_kwargs = extension_arguments(config)
     kwargs["policy_kwargs"].update(extra_policy_kwargs)
     return agent_class(config)(policy, env, **reengage, **kwargs, **extra_kwargs)

@@ -53,6 +53,7 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
     "reengage_alpha": (_NUMBER, 0.2, "weight of the goal-gradient term (0 = baseline)"),
     "reengage_mode": ((str,), "sparse", "sparse (Eq. 8.9) or dense (Eq. 8.8)"),
     "c_low": (_NUMBER, -1.0, "low value of the sparse reward"),
+    "reengage_diagnostics": ((int,), 0, "log goal-gradient diagnostics every N gradient steps (0: off)"),
     "policy": ((str,), "MultiInputPolicy", "SB3 policy name or 'module:Class'"),
     "policy_kwargs": ((dict,), {}, "extra policy kwargs"),
     "replay_buffer_class": ((str, type(None)), None, "'module:Class' of a replay buffer (with her: null)"),

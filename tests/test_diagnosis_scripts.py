@@ -1,0 +1,52 @@
+"""The diagnosis scripts: summary table numbers, binning, and bad input refused with exit code 2."""
+
+import pytest
+
+from reengage.experiment import plot_diagnostics, summary_table
+from train import main as train_main
+
+
+def _run(tmp_path, name, successes):
+    run = tmp_path / name
+    run.mkdir()
+    lines = ["step,eval/success_rate,eval/final_success,eval/mean_reward"]
+    lines += [f"{2000 * (i + 1)},{s},{s},-9.0" for i, s in enumerate(successes)]
+    (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_summary_table_final_auc_and_difference(tmp_path, capsys):
+    base = [_run(tmp_path, f"b{i}", s) for i, s in enumerate([[0, 0.5], [0, 0.3]])]
+    other = [_run(tmp_path, f"r{i}", s) for i, s in enumerate([[0, 0.0], [0.2, 0.2]])]
+    code = summary_table.main([f"base={base[0]},{base[1]}", f"new={other[0]},{other[1]}", "--baseline", "base"])
+    out = capsys.readouterr().out
+    assert code == 0
+    base_row = next(line for line in out.splitlines() if line.startswith("| base |"))
+    new_row = next(line for line in out.splitlines() if line.startswith("| new |"))
+    assert "0.50, 0.30" in base_row and "| 0.40 " in base_row  # finals and their mean
+    assert "| 0.20 " in base_row  # AUC: mean of (0.25, 0.15)
+    assert "-0.10" in new_row  # AUC 0.10 - 0.20
+
+
+def test_summary_table_refuses_missing_runs_and_unknown_baseline(tmp_path, capsys):
+    assert summary_table.main([f"x={tmp_path / 'nope'}"]) == 2
+    assert "no evaluations.csv" in capsys.readouterr().err
+    run = _run(tmp_path, "a", [0.1])
+    assert summary_table.main([f"x={run}", "--baseline", "y"]) == 2
+    assert "not a group" in capsys.readouterr().err
+    assert summary_table.main(["no-equals-sign"]) == 2
+
+
+def test_binning_and_csv_reading(tmp_path):
+    assert plot_diagnostics.binned([(1, 1.0), (1000, 3.0), (1001, 5.0)], 1000) == {1000: 2.0, 2000: 5.0}
+    run = _run(tmp_path, "r", [0.0, 0.5])
+    assert plot_diagnostics.read_scalars(run)["eval/success_rate"] == [(2000, 0.0), (4000, 0.5)]
+    assert plot_diagnostics.main([str(tmp_path / "missing")]) == 2
+    assert plot_diagnostics.main([str(run), "--bucket", "0"]) == 2
+
+
+def test_negative_diagnostics_interval_exits_2(tmp_path, capsys):
+    code = train_main(["--env", "reengage/ContinuousSeek-v0", "--timesteps", "10", "--set", "reengage_diagnostics=-1",
+                       "--logdir", str(tmp_path / "run"), "--no-progress"])
+    assert code == 2
+    assert "reengage_diagnostics_every" in capsys.readouterr().err
