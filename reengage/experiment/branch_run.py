@@ -1,6 +1,6 @@
 """Branching experiment: continue a checkpointed ContinuousSeek run with another ReenGAGE setting.
 
-    python bench/diagnosis/branch_run.py runs/d15/a0_s0/checkpoint runs/branch/a0.2_total --alpha 0.2 --steps 4000
+    python -m reengage.experiment.branch_run runs/d15/a0_s0/checkpoint runs/branch/a0.2_total --alpha 0.2 --steps 4000
 
 Loads ``checkpoint`` (a train.py checkpoint folder with its replay buffer and random states), sets the
 goal-gradient weight (and, with ``--partial``, holds the target action fixed in the target gradient),
@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import gymnasium as gym  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.logger import configure  # noqa: E402
 
 import reengage.envs  # noqa: E402,F401
-from agents.td3 import ReenGAGEDDPG  # noqa: E402
+from reengage.agents.td3 import ReenGAGEDDPG  # noqa: E402
 from reengage.experiment.checkpoint import load_checkpoint  # noqa: E402
 from reengage.experiment.evaluation import evaluate_goal_policy  # noqa: E402
 

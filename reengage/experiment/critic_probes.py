@@ -1,6 +1,6 @@
 """Offline probes of a checkpointed ContinuousSeek DDPG/ReenGAGE run (docs/diagnosis.md, issue 14).
 
-    python bench/diagnosis/critic_probes.py runs/d15/a0_s0/checkpoint runs/d15/a0.2_s0/checkpoint
+    python -m reengage.experiment.critic_probes runs/d15/a0_s0/checkpoint runs/d15/a0.2_s0/checkpoint
 
 For each checkpoint (a ``checkpoint/`` folder written by train.py, with its replay buffer) it prints:
 
@@ -23,8 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from agents.td3 import ReenGAGEDDPG  # noqa: E402
+from reengage.agents.td3 import ReenGAGEDDPG  # noqa: E402
 from reengage.experiment.checkpoint import load_checkpoint  # noqa: E402
 
 ALPHA = 0.2
