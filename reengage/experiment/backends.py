@@ -1,0 +1,175 @@
+"""Where runs execute: local worker processes (default) or Ray tasks.
+
+Both backends take jobs (see :func:`reengage.experiment.execute.execute_run`) one at a time, report the
+outcomes of the jobs that have finished, and can stop everything in flight. The grid driver
+(:mod:`reengage.experiment.grid`) keeps at most ``capacity`` jobs in flight, so "running" means running.
+
+Why Ray *tasks* and not Ray Tune: the driver already owns what Tune would add (grid expansion,
+run identity by configuration hash, skip/resume from the run folder, the report); one run is one
+function call, so a remote function is the whole integration. Tune would bring a second notion of a
+trial, its own result folders and its own resume rules, which could disagree with the run folder
+about whether a run is finished.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import signal
+from pathlib import Path
+from typing import Any, Protocol
+
+from .execute import FAILED, execute_run, read_status
+
+RAY_INSTALL_HINT = 'the ray backend needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot start (Ray not installed, cluster unreachable); the message says what to do."""
+
+
+class Backend(Protocol):
+    capacity: int
+    name: str
+
+    def submit(self, job: dict[str, Any]) -> None: ...
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]: ...
+
+    def in_flight(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _worker_main(job: dict[str, Any]) -> None:
+    # Ctrl-C reaches every process of the terminal's group; the driver alone decides what stops
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    execute_run(job)
+
+
+class LocalBackend:
+    """One fresh process per run (spawned, so no torch state is forked), at most ``workers`` at a time.
+
+    A process per run rather than a long-lived pool: a run that crashes the interpreter (out of
+    memory, a segfault in a native library) takes only itself down, and stopping the grid is a plain
+    terminate of each process.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.capacity = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._processes: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def submit(self, job: dict[str, Any]) -> None:
+        process = self._context.Process(target=_worker_main, args=(job,), name=job["identity"]["run_id"], daemon=True)
+        process.start()
+        self._processes[job["identity"]["run_id"]] = (process, job)
+
+    def in_flight(self) -> int:
+        return len(self._processes)
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]:
+        if not self._processes:
+            return []
+        sentinels = [process.sentinel for process, _ in self._processes.values()]
+        multiprocessing.connection.wait(sentinels, timeout=timeout)
+        outcomes = []
+        for run_id, (process, job) in list(self._processes.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            del self._processes[run_id]
+            status = read_status(Path(job["run_dir"]))
+            if status is None:
+                status = {"status": FAILED, "error": f"worker process exited with code {process.exitcode} before finishing"}
+            outcomes.append({**status, "run_id": run_id})
+        return outcomes
+
+    def stop(self) -> None:
+        for process, _ in self._processes.values():
+            process.terminate()
+        for process, _ in self._processes.values():
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        self._processes.clear()
+
+    def close(self) -> None:
+        self.stop()
+
+
+class RayBackend:
+    """Each run is a Ray task with one CPU; ``address=None`` starts a local Ray instance.
+
+    On a cluster, every node needs this package installed (the same commit) and the results folder
+    must be on storage that every node and the driver share: the run folder is the run's state.
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise BackendUnavailable(RAY_INSTALL_HINT) from None
+        import logging
+
+        self._ray = ray
+        options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": logging.WARNING}
+        if address:
+            options["address"] = address
+        else:
+            options.update(num_cpus=workers or multiprocessing.cpu_count(), include_dashboard=False)
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise BackendUnavailable(f"cannot start Ray (address={address!r}): {error}") from None
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.capacity = max(1, min(workers, cluster_cpus) if workers else cluster_cpus)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self._refs: dict[Any, dict[str, Any]] = {}
+
+    def submit(self, job: dict[str, Any]) -> None:
+        self._refs[self._remote.remote(job)] = job
+
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def wait(self, timeout: float) -> list[dict[str, Any]]:
+        if not self._refs:
+            return []
+        refs = list(self._refs)
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        outcomes = []
+        for ref in ready:
+            job = self._refs.pop(ref)
+            try:
+                outcomes.append(self._ray.get(ref))
+            except Exception as error:  # noqa: BLE001  (a dead worker or a cancelled task: report, go on)
+                outcomes.append({"status": FAILED, "error": f"Ray task failed: {type(error).__name__}: {error}",
+                                 "run_id": job["identity"]["run_id"]})
+        return outcomes
+
+    def stop(self) -> None:
+        for ref in self._refs:
+            self._ray.cancel(ref, force=True)
+        self._refs.clear()
+
+    def close(self) -> None:
+        self.stop()
+        self._ray.shutdown()
+
+
+def make_backend(name: str, workers: int | None, address: str | None = None) -> Backend:
+    if name == "local":
+        return LocalBackend(workers or multiprocessing.cpu_count())
+    if name == "ray":
+        return RayBackend(workers, address)
+    raise BackendUnavailable(f"unknown backend {name!r}; valid backends: local, ray")
