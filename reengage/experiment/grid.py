@@ -73,9 +73,10 @@ class Progress:
         self.last_print = float("-inf")
         self.seconds_per_step: list[float] = []
 
-    def record(self, outcome: dict[str, Any]) -> None:
+    def record(self, outcome: dict[str, Any], wall_seconds: float) -> None:
+        # the driver's wall time (process start and imports included), from fresh runs only
         if outcome.get("status") == DONE and not outcome.get("resumed") and outcome.get("timesteps"):
-            self.seconds_per_step.append(outcome["seconds"] / outcome["timesteps"])
+            self.seconds_per_step.append(wall_seconds / outcome["timesteps"])
 
     def eta(self, waiting_steps: int, running: dict[str, tuple[float, int]]) -> str:
         if not self.seconds_per_step:
@@ -136,8 +137,8 @@ def run_grid(
             outcomes = backend.wait(timeout=1.0)
             for outcome in outcomes:
                 run_id = outcome["run_id"]
-                running.pop(run_id, None)
-                progress.record(outcome)
+                started, _ = running.pop(run_id, (time.monotonic(), 0))
+                progress.record(outcome, time.monotonic() - started)
                 if outcome.get("status") == DONE:
                     summary.done.append(run_id)
                 else:
