@@ -89,10 +89,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BackendUnavailable as error:
         return _error(str(error))
     # `kill PID` of a background grid stops it as cleanly as Ctrl-C does
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     print(f"[{experiment.name}] {len(experiment.runs)} runs, backend {backend.name} ({backend.capacity} at a time), "
           f"results in {results}", file=sys.stderr, flush=True)
-    summary = run_grid(experiment, results, backend, args.device, args.threads, progress_every=args.progress_every)
+    try:
+        summary = run_grid(experiment, results, backend, args.device, args.threads, progress_every=args.progress_every)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed of {summary.total}", file=sys.stderr)
     for run_id, error in summary.failed.items():
