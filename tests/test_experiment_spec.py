@@ -108,7 +108,12 @@ def test_missing_ray_gives_install_hint(monkeypatch: pytest.MonkeyPatch, capsys:
     assert 'pip install -e ".[ray]"' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+# the cluster-scale files resolve hundreds of configurations (tens of seconds on a loaded 2-core machine)
+_FILES = [pytest.param(path, marks=pytest.mark.slow) if path.stem.endswith("_full") else path
+          for path in sorted(EXPERIMENTS.glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", _FILES, ids=lambda p: getattr(p, "name", str(p)))
 def test_every_experiment_file_expands(path: Path) -> None:
     experiment = load_experiment(path)
     assert experiment.runs and experiment.baseline in experiment.variants
