@@ -121,7 +121,8 @@ def run_grid(
             summary.skipped.append(run.run_id)
             continue
         queue.append({
-            "run_dir": str(run_dir), "config": run.config, "seed": run.seed, "identity": run.identity(),
+            # absolute: a Ray worker's working directory is not the driver's
+            "run_dir": str(run_dir.resolve()), "config": run.config, "seed": run.seed, "identity": run.identity(),
             "device": device, "threads": threads,
         })
     progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)
