@@ -100,6 +100,40 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
     assert "Traceback" in statuses(tmp_path)[failed_id]["traceback"]
 
 
+def test_a_worker_killed_mid_run_is_reported_and_replaced(tmp_path: Path) -> None:
+    # what the out-of-memory killer does to a worker: the run fails with the exit code, the grid goes on
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(seeds=[0], timesteps=100000)
+    raw.pop("report")
+    raw["variants"] = [{"name": "long", "algo": "ddpg", "alpha": 0},
+                       {"name": "broken", "algo": "ddpg", "alpha": 0, "overrides": {"algo_kwargs": {"bad_kw": 1}}}]
+    long_run, broken_run = expand_experiment(raw).runs
+    backend = LocalBackend(1)
+    try:
+        backend.submit({"run_dir": str(tmp_path / "long"), "config": long_run.config, "seed": 0,
+                        "identity": long_run.identity()})
+        (worker, _), = backend._busy.values()
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "long" / "config.yaml").exists():  # the run has started training
+            assert time.monotonic() < deadline and not backend.wait(0.5)
+        os.kill(worker.process.pid, signal.SIGKILL)
+        outcomes = []
+        while not outcomes:
+            outcomes = backend.wait(5)
+        assert outcomes[0]["status"] == "failed" and "exited with code -9" in outcomes[0]["error"]
+        backend.submit({"run_dir": str(tmp_path / "broken"), "config": broken_run.config, "seed": 0,
+                        "identity": broken_run.identity()})
+        (replacement, _), = backend._busy.values()
+        assert replacement.process.pid != worker.process.pid
+        outcomes = []
+        while not outcomes:
+            outcomes = backend.wait(5)
+        assert outcomes[0]["status"] == "failed" and "bad_kw" in outcomes[0]["error"]
+    finally:
+        backend.close()
+    assert not replacement.process.is_alive()
+
+
 def test_smoke_grid_on_a_local_ray_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     results = tmp_path / "ray"

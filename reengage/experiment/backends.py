@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,18 +44,30 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _worker_main(job: dict[str, Any]) -> None:
+def _worker_loop(connection: Any) -> None:
+    """A long-lived worker: runs the jobs the driver sends, one at a time, until it receives None."""
     # Ctrl-C reaches every process of the terminal's group; the driver alone decides what stops
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    execute_run(job)
+    while True:
+        job = connection.recv()
+        if job is None:
+            return
+        connection.send(execute_run(job))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    connection: Any
 
 
 class LocalBackend:
-    """One fresh process per run (spawned, so no torch state is forked), at most ``workers`` at a time.
+    """Up to ``workers`` long-lived worker processes (spawned, so no torch state is forked).
 
-    A process per run rather than a long-lived pool: a run that crashes the interpreter (out of
-    memory, a segfault in a native library) takes only itself down, and stopping the grid is a plain
-    terminate of each process.
+    A worker imports torch and stable-baselines3 once and then trains run after run, as a Ray worker
+    does; on a loaded 2-core machine those imports took longer than a small run. A run that kills its
+    worker (out of memory, a crash in native code) is reported failed and the worker is replaced.
+    Stopping the grid terminates every worker.
     """
 
     name = "local"
@@ -62,42 +75,64 @@ class LocalBackend:
     def __init__(self, workers: int) -> None:
         self.capacity = workers
         self._context = multiprocessing.get_context("spawn")
-        self._processes: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._idle: list[_Worker] = []
+        self._busy: dict[str, tuple[_Worker, dict[str, Any]]] = {}
+
+    def _start_worker(self) -> _Worker:
+        driver_end, worker_end = self._context.Pipe()
+        # not a daemon: a run may start processes of its own (vectorised environments); stop() ends it
+        process = self._context.Process(target=_worker_loop, args=(worker_end,), name="reengage-experiment-worker")
+        process.start()
+        worker_end.close()
+        return _Worker(process, driver_end)
 
     def submit(self, job: dict[str, Any]) -> None:
-        process = self._context.Process(target=_worker_main, args=(job,), name=job["identity"]["run_id"], daemon=True)
-        process.start()
-        self._processes[job["identity"]["run_id"]] = (process, job)
+        worker = self._idle.pop() if self._idle else self._start_worker()
+        worker.connection.send(job)
+        self._busy[job["identity"]["run_id"]] = (worker, job)
 
     def in_flight(self) -> int:
-        return len(self._processes)
+        return len(self._busy)
 
     def wait(self, timeout: float) -> list[dict[str, Any]]:
-        if not self._processes:
+        if not self._busy:
             return []
-        sentinels = [process.sentinel for process, _ in self._processes.values()]
-        multiprocessing.connection.wait(sentinels, timeout=timeout)
+        handles = [h for worker, _ in self._busy.values() for h in (worker.connection, worker.process.sentinel)]
+        multiprocessing.connection.wait(handles, timeout=timeout)
         outcomes = []
-        for run_id, (process, job) in list(self._processes.items()):
-            if process.is_alive():
-                continue
-            process.join()
-            del self._processes[run_id]
-            status = read_status(Path(job["run_dir"]))
-            if status is None:
-                status = {"status": FAILED, "error": f"worker process exited with code {process.exitcode} before finishing"}
-            outcomes.append({**status, "run_id": run_id})
+        for run_id, (worker, job) in list(self._busy.items()):
+            outcome = None
+            if worker.connection.poll():
+                try:
+                    outcome = worker.connection.recv()
+                except (EOFError, OSError):
+                    outcome = None
+            if outcome is not None:
+                del self._busy[run_id]
+                self._idle.append(worker)
+                outcomes.append(outcome)
+            elif not worker.process.is_alive():
+                worker.process.join()
+                del self._busy[run_id]
+                status = read_status(Path(job["run_dir"]))
+                if status is None:
+                    status = {"status": FAILED,
+                              "error": f"worker process exited with code {worker.process.exitcode} before finishing"}
+                outcomes.append({**status, "run_id": run_id})
         return outcomes
 
     def stop(self) -> None:
-        for process, _ in self._processes.values():
-            process.terminate()
-        for process, _ in self._processes.values():
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        self._processes.clear()
+        workers = [worker for worker, _ in self._busy.values()] + self._idle
+        for worker in workers:
+            worker.process.terminate()
+        for worker in workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self._busy.clear()
+        self._idle.clear()
 
     def close(self) -> None:
         self.stop()
