@@ -135,6 +135,13 @@ class LocalBackend:
         self._idle.clear()
 
     def close(self) -> None:
+        for worker in self._idle:  # idle workers leave their loop; stop() ends the rest
+            try:
+                worker.connection.send(None)
+            except OSError:
+                pass
+        for worker in self._idle:
+            worker.process.join(timeout=5)
         self.stop()
 
 
@@ -159,7 +166,10 @@ class RayBackend:
         if address:
             options["address"] = address
         else:
-            options.update(num_cpus=workers or multiprocessing.cpu_count(), include_dashboard=False)
+            # Ray renices its workers (to 15 by default): on a shared machine they would then yield to every
+            # other process, unlike the local backend's workers; keep the driver's priority instead
+            options.update(num_cpus=workers or multiprocessing.cpu_count(), include_dashboard=False,
+                           _system_config={"worker_niceness": 0})
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as error:
