@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     median = {backend: statistics.median(values) for backend, values in seconds.items()}
     print(f"\n{runs} runs per grid ({Path(args.experiment).name}), {args.workers} workers, {args.rounds} rounds, "
           f"{platform.machine()} CPU")
-    print("| backend | median s per grid | runs / hour | ratio to local |")
+    print("| backend | median s per grid | runs / hour | runs / hour relative to local |")
     print("|---|---|---|---|")
     for backend in ("local", "ray"):
         print(f"| {backend} | {median[backend]:.1f} | {3600 * runs / median[backend]:.0f} | "
