@@ -37,7 +37,7 @@ from .runner import EVALUATIONS_FILE
 from .spec import point_label
 
 # success columns, most specific first: branch names may change, so columns are found by name
-SUCCESS_COLUMNS = ("eval/success_rate", "eval/success", "success_rate", "eval/success_ever", "eval/is_success")
+SUCCESS_COLUMNS = ("eval/success_ever", "eval/success_rate", "eval/success", "success_rate", "eval/is_success")
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 
