@@ -6,6 +6,9 @@
 
 Settings come from the environment's YAML file in configs/; ``--set key=value`` overrides any of
 them (``python train.py --list-keys`` lists the keys). ``tensorboard --logdir runs`` shows the curves.
+
+Ctrl-C (or SIGTERM) saves a checkpoint and stops; ``python train.py --logdir DIR --resume`` continues
+with the saved settings (``--timesteps N`` extends a finished run). Bad settings exit with code 2.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reengage.experiment.config import SCHEMA, all_config_files, resolve_config
+from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
 from reengage.experiment.registry import ALGOS
-from reengage.experiment.runner import train_run
+
+DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="reengage/ContinuousSeek5-v0", help="gymnasium id (see --list-envs)")
-    parser.add_argument("--algo", default="ddpg", help=f"one of: {', '.join(sorted(ALGOS))}")
+    # env, algo and seed default to None so that --resume can tell a given flag from a default
+    parser.add_argument("--env", default=None, help=f"gymnasium id (see --list-envs; default {DEFAULT_ENV})")
+    parser.add_argument("--algo", default=None, help=f"one of: {', '.join(sorted(ALGOS))} (default {DEFAULT_ALGO})")
     parser.add_argument("--alpha", type=float, default=None, help="ReenGAGE weight; 0 = baseline (default: config)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument("--timesteps", type=int, default=None, help="environment steps (default: config)")
     parser.add_argument("--logdir", default=None, help="run folder (default: runs/<env>/<algo>_a<alpha>_s<seed>)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
@@ -33,47 +38,86 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch CPU threads (default 1: 256-wide networks gain little from more, and "
                              "parallel runs oversubscribe the cores)")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (0: none)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --logdir from its checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --logdir from its checkpoint, with its saved settings")
+    parser.add_argument("--restart", action="store_true",
+                        help="delete what a run wrote in --logdir (config, logs, checkpoints, model) and start over")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--list-envs", action="store_true", help="print the configured env ids and exit")
     parser.add_argument("--list-keys", action="store_true", help="print the config keys and exit")
     return parser.parse_args(argv)
 
 
+def _error(message: str) -> int:
+    print(f"train.py: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # a second Ctrl-C, or one during start-up, before the signal handlers are in place
+        print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
+              "(continue with --resume, or start over with --restart)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list_envs:
-        for config in all_config_files():
+        files, broken = scan_config_files()
+        for config in files:
             for env_id in config.env_ids:
                 print(f"{env_id:40s} {config.path.name}  algos: {', '.join(config.algos)}")
+        for problem in broken:
+            print(f"train.py: warning: {problem} (its environments are unavailable)", file=sys.stderr)
         return 0
     if args.list_keys:
+        from reengage.experiment.validation import CHOICES, RANGES
+
         for key, (_, default, meaning) in SCHEMA.items():
-            print(f"{key:22s} {meaning} (default {default!r})")
+            valid = f"; {RANGES[key].describe()}" if key in RANGES else ""
+            valid += f"; one of {', '.join(CHOICES[key])}" if key in CHOICES else ""
+            print(f"{key:22s} {meaning} (default {default!r}{valid})")
         return 0
     if args.threads < 1:
-        print(f"train.py: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
+        return _error(f"--threads must be >= 1, got {args.threads}")
+    if args.seed is not None and args.seed < 0:
+        return _error(f"--seed must be >= 0, got {args.seed}")
     import torch
+
+    from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
+    from reengage.experiment.runner import RunInterrupted, train_run
 
     torch.set_num_threads(args.threads)
     assignments = list(args.assignments)
     if args.checkpoint_every is not None:
         assignments.append(f"checkpoint_every={args.checkpoint_every}")
     try:
-        config = resolve_config(args.env, args.algo, args.alpha, args.timesteps, assignments)
+        logdir = args.logdir
+        if not args.resume or logdir is None:
+            config = resolve_config(args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, args.alpha, args.timesteps,
+                                    assignments)
+            seed = DEFAULT_SEED if args.seed is None else args.seed
+            logdir = logdir or (
+                f"runs/{config['env_id'].replace('/', '_')}/{config['algo']}_a{config['reengage_alpha']:g}_s{seed}"
+            )
+        if args.resume:
+            check_logdir_path(logdir)
+            config, seed = config_for_resume(read_saved_config(logdir), args.env, args.algo, args.alpha,
+                                             args.timesteps, assignments)
+            if args.seed is not None and args.seed != seed:
+                return _error(f"--resume with --seed {args.seed} would not continue the run in {logdir} "
+                              f"(saved seed {seed}); leave --seed out")
+        train_run(config, seed, logdir, args.device, args.resume, progress=not args.no_progress,
+                  restart=args.restart)
     except ValueError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    logdir = args.logdir or (
-        f"runs/{args.env.replace('/', '_')}/{args.algo}_a{config['reengage_alpha']:g}_s{args.seed}"
-    )
-    try:
-        final = train_run(config, args.seed, logdir, args.device, args.resume, progress=not args.no_progress)
-    except ValueError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return 2
-    print(f"model: {final}\ntensorboard --logdir {logdir}")
+        return _error(str(error))
+    except RunInterrupted as stop:
+        print(f"train.py: {stop}", file=sys.stderr)
+        return stop.exit_code
+    print(f"tensorboard --logdir {logdir}")
     return 0
 
 

@@ -33,13 +33,21 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .rendering import RENDER_MODES, check_render_mode, draw_bit_rows
+
 
 class BitFlippingBase(gym.Env):
     """Goal-conditioned bit flipping; subclasses choose the action space, the action's effect and the goal."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
-    def __init__(self, n_bits: int = 10, horizon: int | None = None, terminate_on_success: bool = False) -> None:
+    def __init__(
+        self,
+        n_bits: int = 10,
+        horizon: int | None = None,
+        terminate_on_success: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
         if isinstance(n_bits, bool) or int(n_bits) != n_bits or n_bits < 1:
             raise ValueError(f"n_bits must be a positive integer, got {n_bits!r}")
         horizon = int(n_bits) if horizon is None else horizon
@@ -48,6 +56,7 @@ class BitFlippingBase(gym.Env):
         self.n_bits = int(n_bits)
         self.horizon = int(horizon)
         self.terminate_on_success = bool(terminate_on_success)
+        self.render_mode = check_render_mode(render_mode)
 
         bits = spaces.MultiBinary(self.n_bits)
         self.observation_space = spaces.Dict({"observation": bits, "achieved_goal": bits, "desired_goal": bits})
@@ -85,6 +94,11 @@ class BitFlippingBase(gym.Env):
         equal = np.all((achieved > 0.5) == (desired > 0.5), axis=-1)
         return equal.astype(np.float32) - 1.0
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range, rewards in ``{-1, 0}`` (read by reengage.robustness's return certificate)."""
+        return (-1.0, 0.0)
+
     # -- dynamics --------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
         return {
@@ -116,3 +130,13 @@ class BitFlippingBase(gym.Env):
         terminated = self.terminate_on_success and at_goal
         truncated = (not terminated) and self._steps >= self.horizon
         return self._observation(), reward, terminated, truncated, self._info()
+
+    # -- drawing ---------------------------------------------------------------------------
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: the state as a row of cells above the goal's row; ``None`` without a render mode."""
+        if self.render_mode is None:
+            return None
+        matching = int(np.sum(self._state == self._goal))
+        caption = f"step {self._steps}/{self.horizon}, {matching}/{self.n_bits} bits right" + (
+            ", reached" if self._ever_reached else "")
+        return draw_bit_rows(self._state, self._goal, caption)

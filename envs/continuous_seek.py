@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .rendering import RENDER_MODES, check_render_mode, draw_point_and_goal
+
 REWARD_TYPES = ("sparse", "dense")
 
 
 class ContinuousSeekEnv(gym.Env):
     """Goal-conditioned point mass in ``[-box, box]^d`` with Dict observations for HER."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
     def __init__(
         self,
@@ -33,6 +35,7 @@ class ContinuousSeekEnv(gym.Env):
         tolerance: float = 0.1,
         horizon: int = 10,
         reward_type: str = "sparse",
+        render_mode: str | None = None,
     ) -> None:
         if int(d) != d or d < 1:
             raise ValueError(f"d must be a positive integer, got {d!r}")
@@ -49,6 +52,7 @@ class ContinuousSeekEnv(gym.Env):
         self.tolerance = float(tolerance)
         self.horizon = int(horizon)
         self.reward_type = reward_type
+        self.render_mode = check_render_mode(render_mode)
 
         point = spaces.Box(-self.box, self.box, shape=(self.d,), dtype=np.float32)
         self.observation_space = spaces.Dict(
@@ -60,6 +64,7 @@ class ContinuousSeekEnv(gym.Env):
         self._goal = np.zeros(self.d, dtype=np.float32)
         self._steps = 0
         self._ever_reached = False
+        self._path: list[np.ndarray] = [self._state.copy()]
 
     # -- rewards ---------------------------------------------------------------------------
     def goal_reached(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
@@ -75,6 +80,14 @@ class ContinuousSeekEnv(gym.Env):
             return self.goal_reached(achieved_goal, desired_goal).astype(np.float32) - 1.0
         gap = np.asarray(achieved_goal, dtype=np.float64) - np.asarray(desired_goal, dtype=np.float64)
         return (-np.linalg.norm(gap, axis=-1)).astype(np.float32)
+
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range (read by the return certificate of reengage.robustness): sparse
+        ``{-1, 0}``; dense ``-||s' - g||_2`` with both points in ``[-box, box]^d``, so ``>= -2 box sqrt(d)``."""
+        if self.reward_type == "sparse":
+            return (-1.0, 0.0)
+        return (-2.0 * self.box * float(np.sqrt(self.d)), 0.0)
 
     def differentiable_reward(self, achieved_goal: torch.Tensor, desired_goal: torch.Tensor) -> torch.Tensor:
         """Torch form of the dense reward, differentiable in ``desired_goal``; shape (B, 1)."""
@@ -101,6 +114,7 @@ class ContinuousSeekEnv(gym.Env):
         self._goal = self.np_random.uniform(-self.box, self.box, size=self.d).astype(np.float32)
         self._steps = 0
         self._ever_reached = False
+        self._path = [self._state.copy()]
         return self._observation(), {"is_success": 0.0, "ever_reached": 0.0}
 
     def step(self, action: np.ndarray):
@@ -109,7 +123,18 @@ class ContinuousSeekEnv(gym.Env):
         self._steps += 1
         reached = bool(self.goal_reached(self._state, self._goal))
         self._ever_reached = self._ever_reached or reached
+        self._path.append(self._state.copy())
         reward = float(self.compute_reward(self._state, self._goal))
         info = {"is_success": float(reached), "ever_reached": float(self._ever_reached)}
         truncated = self._steps >= self.horizon
         return self._observation(), reward, False, truncated, info
+
+    # -- drawing ---------------------------------------------------------------------------
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: the first two coordinates of the episode's path and of the goal (with its
+        tolerance square), for any d; ``None`` without a render mode."""
+        if self.render_mode is None:
+            return None
+        shown = "x1" if self.d == 1 else "x1, x2"
+        caption = f"d={self.d} ({shown}) step {self._steps}/{self.horizon}" + (" reached" if self._ever_reached else "")
+        return draw_point_and_goal(self._path, self._goal, self.box, self.tolerance, caption)

@@ -44,6 +44,8 @@ class DriveSeekEnv(GoalSetEnv):
     state_dim = 6
     achieved_slice = slice(2, 4)
     render_box = HALF_WIDTH
+    #: true per-step reward range: the goals of a set are distinct, so at most one item reward (1) fires
+    reward_range = (0.0, 1.0)
 
     def __init__(self, n_max: int = N_MAX, horizon: int = 40, render_mode: str | None = None) -> None:
         super().__init__(n_max=n_max, horizon=horizon, render_mode=render_mode)

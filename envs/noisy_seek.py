@@ -54,6 +54,8 @@ class NoisySeekEnv(GoalSetEnv):
     state_dim = 4
     achieved_slice = slice(2, 4)
     render_box = None
+    #: true per-step reward range: the goals of a set are distinct, so at most one item reward (1) fires
+    reward_range = (0.0, 1.0)
 
     def __init__(
         self, n_max: int = N_MAX, horizon: int = 40, noise_std: float = 1.0, render_mode: str | None = None

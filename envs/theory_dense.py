@@ -109,6 +109,13 @@ class TheoryDenseEnv(RotationTheoryEnv):
             raise ValueError(f"states must have last dimension d={self.d}, got shape {states.shape}")
         return states + project_to_unit_ball(actions) @ self.U.T
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range: after t <= horizon steps ``||s||_2 <= sqrt(d) + t`` and ``||g||_2 <= sqrt(d)``,
+        so ``|g . s| <= d + sqrt(d) horizon`` (read by reengage.robustness's return certificate)."""
+        bound = self.d + float(np.sqrt(self.d)) * self.horizon
+        return (-bound, bound)
+
     # -- gymnasium API ----------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
         state = self._state.astype(np.float32)

@@ -56,6 +56,13 @@ class TheorySparseEnv(RotationTheoryEnv):
         zeros = np.zeros_like(s1)
         return np.concatenate([np.where(acting, zeros, s2), np.where(acting, moved, zeros)], axis=-1)
 
+    @property
+    def reward_range(self) -> tuple[float, float]:
+        """True per-step reward range: the point moves (by <= 1 in l2) on at most every other step, so
+        ``|g . s1| <= d + sqrt(d) ceil(horizon / 2)`` (read by reengage.robustness's return certificate)."""
+        bound = self.d + float(np.sqrt(self.d)) * ((self.horizon + 1) // 2)
+        return (-bound, bound)
+
     # -- gymnasium API ----------------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
         state = self._state.astype(np.float32)

@@ -34,12 +34,12 @@ def test_smoke_run_writes_tensorboard_scalars_model_and_config(tmp_path):
     _train("--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--alpha", "0.2", "--seed", "1",
            "--timesteps", "400", "--logdir", str(logdir), "--set", "eval_freq=200", *SMALL)
     scalars = read_scalars(logdir)
-    assert [step for step, _ in scalars["eval/success_rate"]] == [200, 400]
-    assert all(0.0 <= value <= 1.0 for _, value in scalars["eval/success_rate"])
-    for tag in ("eval/final_success", "eval/mean_reward", "train/critic_loss", "train/actor_loss",
+    assert [step for step, _ in scalars["eval/success_ever"]] == [200, 400]
+    assert all(0.0 <= value <= 1.0 for _, value in scalars["eval/success_ever"])
+    for tag in ("eval/success_final", "eval/mean_return", "train/critic_loss", "train/actor_loss",
                 "train/reengage_loss", "train/reengage_masked_fraction"):
         assert tag in scalars, tag
-    assert all(-10.0 <= value <= 0.0 for _, value in scalars["eval/mean_reward"])
+    assert all(-10.0 <= value <= 0.0 for _, value in scalars["eval/mean_return"])
     saved = yaml.safe_load((logdir / "config.yaml").read_text())
     assert saved["reengage_alpha"] == 0.2 and saved["seed"] == 1 and saved["net_arch"] == [16, 16]
     assert (logdir / "model.zip").exists()
@@ -107,7 +107,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert segments[0]["start"] == 0 and segments[1]["start"] in (250, 500) and segments[1]["resumed"]
     expected, resumed = _final_parameters(reference), _final_parameters(interrupted)
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
-    assert read_scalars(interrupted)["eval/success_rate"] == read_scalars(reference)["eval/success_rate"]
+    assert read_scalars(interrupted)["eval/success_ever"] == read_scalars(reference)["eval/success_ever"]
 
 
 def test_resume_refuses_a_changed_configuration(tmp_path):

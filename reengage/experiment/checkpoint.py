@@ -2,12 +2,17 @@
 
 A checkpoint is a folder with the model (weights and optimisers, ``model.zip``), the replay buffer,
 and ``state.pkl``: the training environment as it stands (mid-episode included), every random
-number generator the run draws from, and the run's own bookkeeping. It is written to a temporary
-folder and swapped in whole, so a run killed while writing keeps its previous checkpoint.
+number generator the run draws from, and the run's own bookkeeping; ``manifest.json``, written last,
+holds the step and each file's size and SHA-256. A checkpoint is written to a staging folder and
+renamed into place, so a run killed while writing keeps its previous checkpoint; the one before the
+newest is kept as ``checkpoint.prev``, and loading falls back to it when the newest is unreadable.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -22,12 +27,70 @@ from stable_baselines3.common.save_util import load_from_pkl
 MODEL_FILE = "model.zip"
 BUFFER_FILE = "replay_buffer.pkl"
 STATE_FILE = "state.pkl"
+# written last: the step and every other file's size and SHA-256. A folder without it is a write cut short.
+MANIFEST_FILE = "manifest.json"
+_PAYLOAD_FILES = (MODEL_FILE, BUFFER_FILE, STATE_FILE)
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of the run can be read; the message names each file and what is wrong with it."""
 
 
 def previous_checkpoint(directory: Path) -> Path:
-    """Where the last checkpoint waits while a new one is swapped in (left behind by a kill mid-swap)."""
+    """The checkpoint before the newest one, kept as a fall-back should the newest be unreadable."""
     directory = Path(directory)
-    return directory.with_name(directory.name + ".old")
+    return directory.with_name(directory.name + ".prev")
+
+
+def staging_checkpoint(directory: Path) -> Path:
+    """Where a checkpoint is written before it is renamed into place."""
+    directory = Path(directory)
+    return directory.with_name(directory.name + ".tmp")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why an existing checkpoint folder cannot be used as it stands (``None`` if it can, or is absent)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        entries = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder} has no readable {MANIFEST_FILE} (a write cut short)"
+    for name, entry in entries.items():
+        path = folder / name
+        if not path.exists():
+            return f"{path} is missing"
+        if path.stat().st_size != entry["size"]:
+            return f"{path} is truncated or altered ({path.stat().st_size} bytes, {entry['size']} written)"
+    return None
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The folder's manifest, or ``None`` if the folder is missing, was cut short, or its files' sizes
+    disagree with the manifest (a truncated file)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST_FILE).read_text())
+        for name, entry in manifest["files"].items():
+            if (Path(folder) / name).stat().st_size != entry["size"]:
+                return None
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def capture_rng_states(model: Any) -> dict[str, Any]:
@@ -57,8 +120,14 @@ def restore_rng_states(model: Any, states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically: into a staging folder, then renamed into place.
+
+    A kill at any moment leaves the newest complete checkpoint readable: while the staging folder is
+    written, the current and previous checkpoints are untouched; the renames that follow never leave
+    fewer than one complete checkpoint on disk.
+    """
     directory = Path(directory)
-    staging = directory.with_name(directory.name + ".tmp")
+    staging = staging_checkpoint(directory)
     previous = previous_checkpoint(directory)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -67,34 +136,121 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> N
     payload = {"env": model.get_env(), "rng": capture_rng_states(model), "run_state": run_state}
     with open(staging / STATE_FILE, "wb") as handle:
         cloudpickle.dump(payload, handle)
-    if directory.exists():
+    files = {}
+    for name in _PAYLOAD_FILES:
+        _fsync_file(staging / name)
+        files[name] = {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
+    manifest = {"step": int(model.num_timesteps), "files": files}
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    _fsync_file(staging / MANIFEST_FILE)
+    if read_manifest(directory) is not None:
+        # the newest complete checkpoint becomes the fall-back
         shutil.rmtree(previous, ignore_errors=True)
         directory.rename(previous)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)  # absent, or a folder that cannot be trusted
     staging.rename(directory)
-    shutil.rmtree(previous, ignore_errors=True)
+
+
+def checkpoint_candidates(directory: Path) -> list[tuple[Path, int | None]]:
+    """Complete checkpoint folders of a run, newest first, with their steps.
+
+    A kill between the two renames of :func:`save_checkpoint` leaves the newest checkpoint in the
+    staging folder (complete: it has its manifest) and the one before it as ``.prev``.
+    """
+    directory = Path(directory)
+    found: list[tuple[Path, int | None]] = []
+    for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory)):
+        manifest = read_manifest(folder)
+        if manifest is not None:
+            found.append((folder, int(manifest["step"])))
+        elif folder == directory and (folder / STATE_FILE).exists() and not (folder / MANIFEST_FILE).exists():
+            found.append((folder, None))  # written before manifests existed
+    return sorted(found, key=lambda item: -1 if item[1] is None else item[1], reverse=True)
 
 
 def find_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint folder to resume from; a swap cut short leaves the previous one as ``.old``."""
+    """The newest complete checkpoint folder, or ``None``."""
+    candidates = checkpoint_candidates(directory)
+    return candidates[0][0] if candidates else None
+
+
+def _verify(folder: Path) -> None:
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return  # a checkpoint without manifest (older format): loading is the only check
+    for name, entry in manifest["files"].items():
+        if _sha256(folder / name) != entry["sha256"]:
+            raise CheckpointError(f"{folder / name} does not match the checksum in its manifest")
+
+
+def load_latest_checkpoint(
+    directory: Path, agent_cls: type, device: str = "cpu", warn: Any = print
+) -> tuple[Any, dict[str, Any], Path]:
+    """Load the newest readable checkpoint, falling back to older ones; ``(model, run_state, folder)``.
+
+    Every fall-back is reported through ``warn``; if none can be read, :class:`CheckpointError` names
+    each candidate's problem. Nothing on disk is changed.
+    """
     directory = Path(directory)
-    for candidate in (directory, previous_checkpoint(directory)):
-        if (candidate / STATE_FILE).exists() and (candidate / MODEL_FILE).exists():
-            return candidate
-    return None
+    candidates = checkpoint_candidates(directory)
+    usable = {folder for folder, _ in candidates}
+    problems = [problem for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory))
+                if folder not in usable and (problem := manifest_problem(folder)) is not None]
+    for folder, _ in candidates:
+        try:
+            _verify(folder)
+            model, run_state = load_checkpoint(folder, agent_cls, device)
+        except Exception as error:  # noqa: BLE001  (any unreadable file: pickle, zip, torch, checksum)
+            problems.append(f"{_culprit(folder, error)}: {type(error).__name__}: {error}".strip())
+            continue
+        if problems:
+            warn(f"warning: {'; '.join(problems)}; resuming from {folder}")
+        return model, run_state, folder
+    details = "; ".join(problems)
+    raise CheckpointError(f"no readable checkpoint in {directory.parent}: {details or 'none was written'}")
+
+
+def _culprit(folder: Path, error: BaseException) -> str:
+    """The file a load error came from (tagged by :class:`_blame`), else the folder."""
+    stage = getattr(error, "_checkpoint_file", None)
+    return str(folder / stage) if stage else str(folder)
 
 
 def load_checkpoint(directory: Path, agent_cls: type, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild the agent, its replay buffer, environment and random states; returns (model, run_state)."""
-    with open(Path(directory) / STATE_FILE, "rb") as handle:
-        payload = cloudpickle.load(handle)
-    # force_reset=False keeps the saved last observation: the episode in flight goes on
-    model = agent_cls.load(Path(directory) / MODEL_FILE, env=payload["env"], device=device, force_reset=False)
-    buffer_path = Path(directory) / BUFFER_FILE
-    if issubclass(model.replay_buffer_class, ReplayBuffer):
-        # the episode in flight continues: do not mark the buffer's last trajectory as finished
-        model.load_replay_buffer(buffer_path, truncate_last_traj=False)
-    else:
-        # stable-baselines3's loader accepts ReplayBuffer subclasses only (not, e.g., GoalSetReplayBuffer)
-        model.replay_buffer = load_from_pkl(buffer_path)
+    directory = Path(directory)
+    with _blame(STATE_FILE):
+        with open(directory / STATE_FILE, "rb") as handle:
+            payload = cloudpickle.load(handle)
+    with _blame(MODEL_FILE):
+        # force_reset=False keeps the saved last observation: the episode in flight goes on
+        model = agent_cls.load(directory / MODEL_FILE, env=payload["env"], device=device, force_reset=False)
+    buffer_path = directory / BUFFER_FILE
+    with _blame(BUFFER_FILE):
+        if issubclass(model.replay_buffer_class, ReplayBuffer):
+            # the episode in flight continues: do not mark the buffer's last trajectory as finished
+            model.load_replay_buffer(buffer_path, truncate_last_traj=False)
+        else:
+            # stable-baselines3's loader accepts ReplayBuffer subclasses only (not, e.g., GoalSetReplayBuffer)
+            model.replay_buffer = load_from_pkl(buffer_path)
     restore_rng_states(model, payload["rng"])
     return model, payload["run_state"]
+
+
+class _blame:
+    """Tags an exception raised inside the block with the checkpoint file being read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if error is not None and isinstance(error, Exception):
+            try:
+                error._checkpoint_file = self.name  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        return False

@@ -72,9 +72,31 @@ class ConfigFile:
     tuned: dict[str, dict]
 
 
+class ConfigFileError(ValueError):
+    """A file of ``configs/`` that cannot be read; only the environments it serves are affected."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The file's mapping; a syntax error becomes one line with the file, line and column."""
+    try:
+        with open(path) as handle:
+            raw = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigFileError(path, f"{where}: YAML syntax error: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigFileError(path, f"{path}: expected a mapping with sections {FILE_SECTIONS}, got {type(raw).__name__}")
+    return raw
+
+
 def load_config_file(path: Path) -> ConfigFile:
-    with open(path) as handle:
-        raw = yaml.safe_load(handle) or {}
+    raw = _read_yaml(path)
     unknown = set(raw) - set(FILE_SECTIONS)
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; valid sections: {FILE_SECTIONS}")
@@ -109,17 +131,35 @@ def _tuned_profile(profiles: dict[str, dict], alpha: float) -> dict:
     return profiles.get("reengage", {})
 
 
+def scan_config_files(config_dir: Path = CONFIG_DIR) -> tuple[list[ConfigFile], list[ConfigFileError]]:
+    """The readable files and the problems of the others: one broken file disables only its family."""
+    good, broken = [], []
+    for path in sorted(Path(config_dir).glob("*.yaml")):
+        try:
+            good.append(load_config_file(path))
+        except ConfigFileError as error:
+            broken.append(error)
+        except ValueError as error:
+            broken.append(ConfigFileError(path, str(error)))
+    return good, broken
+
+
 def all_config_files(config_dir: Path = CONFIG_DIR) -> list[ConfigFile]:
-    return [load_config_file(path) for path in sorted(Path(config_dir).glob("*.yaml"))]
+    return scan_config_files(config_dir)[0]
 
 
 def find_config_file(env_id: str, config_dir: Path = CONFIG_DIR) -> ConfigFile:
-    files = all_config_files(config_dir)
+    files, broken = scan_config_files(config_dir)
     for config in files:
         if env_id in config.env_ids:
             return config
+    for problem in broken:
+        # the id is named in the text of a file that does not parse: that file's problem is the answer
+        if env_id in problem.path.read_text(errors="replace"):
+            raise ValueError(f"env {env_id!r} is configured in a file that cannot be read: {problem}")
     known = sorted(env for config in files for env in config.env_ids)
-    raise ValueError(f"unknown env {env_id!r}; valid envs: {', '.join(known)}")
+    note = "".join(f" (unreadable: {problem})" for problem in broken)
+    raise ValueError(f"unknown env {env_id!r}; valid envs: {', '.join(known)}{note}")
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
@@ -166,8 +206,10 @@ def apply_assignment(config: dict, path: list[str], value: Any) -> None:
         node = config[path[0]] = {}
     if not isinstance(node, dict):
         raise ValueError(f"--set {'.'.join(path)}: {path[0]} is not a mapping")
-    for part in path[1:-1]:
+    for depth, part in enumerate(path[1:-1], start=1):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {'.'.join(path)}: {'.'.join(path[:depth + 1])} is not a mapping")
     node[path[-1]] = value
 
 
@@ -207,7 +249,16 @@ def resolve_config(
     config["env_id"] = env_id
     config["algo"] = algo
     config["config_file"] = source.path.name
+    check_config_values(config)
     return config
+
+
+def check_config_values(config: dict[str, Any]) -> None:
+    """Ranges, choices and nested keys (see :mod:`reengage.experiment.validation`); raises ValueError."""
+    from .validation import check_nested_keys, check_ranges
+
+    check_ranges(config)
+    check_nested_keys(config)
 
 
 def _check_values(config: dict) -> None:

@@ -7,68 +7,186 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
+import signal
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import HParam, configure
 from tqdm.auto import tqdm
 
 from .build import agent_class, build_agent, check_device, make_single_env, make_training_env
-from .checkpoint import find_checkpoint, load_checkpoint, previous_checkpoint, save_checkpoint
-from .evaluation import evaluate_goal_policy
+from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
+from .run_folder import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    EPISODES_FILE,
+    EVALUATIONS_FILE,
+    FINAL_MODEL,
+    SEGMENTS_FILE,
+    check_logdir_path,
+    check_resume,
+    clear_run_folder,
+    inspect_run_folder,
+    refuse_fresh_start,
+)
 
-CONFIG_FILE = "config.yaml"
-EVALUATIONS_FILE = "evaluations.csv"
-FINAL_MODEL = "model.zip"
-SEGMENTS_FILE = "segments.json"
-CHECKPOINT_DIR = "checkpoint"
+# a run expected to take longer than this says so at its start
+LONG_RUN_SECONDS = 3600.0
 
-# keys that may differ between the killed run and its resumption without changing the result
-_RESUME_FREE_KEYS = {"timesteps"}
+
+def say(message: str) -> None:
+    """Print one line without breaking the progress bar."""
+    tqdm.write(message)
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after it saved a checkpoint at ``step``."""
+
+    def __init__(self, run_dir: Path, step: int, signal_number: int) -> None:
+        self.run_dir, self.step, self.signal_number = Path(run_dir), step, signal_number
+        name = signal.Signals(signal_number).name
+        super().__init__(
+            f"{name} at step {step}: checkpoint saved in {self.run_dir / CHECKPOINT_DIR}; "
+            f"continue with: python train.py --logdir {self.run_dir} --resume"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number
+
+
+class StopRequest:
+    """Turns SIGINT/SIGTERM into a request that the training loop honours at its next consistent point
+    (a rollout start); a second signal stops at once (KeyboardInterrupt; the last complete checkpoint
+    stays on disk). Installed only in the main thread: elsewhere Python cannot take signals."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signal_number: int, frame: Any) -> None:
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = signal_number
+        say(f"{signal.Signals(signal_number).name} received: saving a checkpoint at the next step "
+            "(send it again to stop at once)")
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 class EvaluateAndCheckpoint(BaseCallback):
-    """Evaluates every ``eval_freq`` steps and checkpoints every ``checkpoint_every`` steps.
+    """Evaluates every ``eval_freq`` steps, checkpoints every ``checkpoint_every`` steps, and stops
+    with a checkpoint when a signal asked for it.
 
-    Both act at the start of a rollout, when the previous step has been stored and trained on:
+    All three act at the start of a rollout, when the previous step has been stored and trained on:
     the only moment at which the agent, its buffer and the environment agree with one another.
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: Path, run_state: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], run_dir: Path, run_state: dict[str, Any],
+                 stop: StopRequest | None = None, verbose_lines: bool = True) -> None:
         super().__init__()
         self.config = config
         self.run_dir = run_dir
         self.run_state = run_state
-        # evaluation sees the same observation noise as training, from a generator of its own
-        self.eval_env = make_single_env(config, noise_seed=config["eval_seed"])
+        self.stop = stop
+        self.verbose_lines = verbose_lines
 
     def _due(self, frequency: int, last: int) -> bool:
         return frequency > 0 and self.num_timesteps >= (last // frequency + 1) * frequency
 
-    def evaluate(self) -> None:
-        result = evaluate_goal_policy(
-            self.model, self.eval_env, self.config["eval_episodes"], self.config["eval_seed"]
-        )
-        row = {"step": self.num_timesteps, **result.as_scalars()}
-        self.run_state["evaluations"].append(row)
+    def evaluate(self) -> EvaluationResult:
+        # a fresh environment each time (observation noise included, from its own seeded generator):
+        # every evaluation sees the same episodes, and `python -m reengage.evaluate` can replay it
+        eval_env = make_single_env(self.config, noise_seed=self.config["eval_seed"])
+        try:
+            result = evaluate_goal_policy(
+                self.model, eval_env, self.config["eval_episodes"], self.config["eval_seed"]
+            )
+        finally:
+            eval_env.close()
+        self.run_state["evaluations"].append(result.csv_row(self.num_timesteps))
+        self.run_state.setdefault("episodes", []).extend(result.episode_rows(self.num_timesteps))
         self.run_state["last_eval"] = self.num_timesteps
         for key, value in result.as_scalars().items():
             self.logger.record(key, value)
         self.logger.dump(self.num_timesteps)
-        write_evaluations(self.run_dir / EVALUATIONS_FILE, self.run_state["evaluations"])
+        write_csv(self.run_dir / EVALUATIONS_FILE, self.run_state["evaluations"])
+        write_csv(self.run_dir / EPISODES_FILE, self.run_state["episodes"])
+        if self.verbose_lines:
+            say(f"eval step {self.num_timesteps}: {result.summary()}")
+        return result
+
+    def checkpoint(self) -> None:
+        self.run_state["last_checkpoint"] = self.num_timesteps
+        save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.model, self.run_state)
 
     def _on_rollout_start(self) -> None:
         if self._due(self.config["eval_freq"], self.run_state["last_eval"]):
             self.evaluate()
-        if self._due(self.config["checkpoint_every"], self.run_state["last_checkpoint"]):
-            self.run_state["last_checkpoint"] = self.num_timesteps
-            save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.model, self.run_state)
+        saved = self._due(self.config["checkpoint_every"], self.run_state["last_checkpoint"])
+        if saved:
+            self.checkpoint()
+        if self.stop is not None and self.stop.signal_number is not None:
+            if not saved:
+                self.checkpoint()
+            raise RunInterrupted(self.run_dir, self.num_timesteps, self.stop.signal_number)
 
     def _on_step(self) -> bool:
         return True
+
+
+class DurationEstimate(BaseCallback):
+    """Times ``window`` training steps once learning has started and, if the rest of the run would
+    take longer than ``threshold_s``, says so with the estimate (evaluations not counted)."""
+
+    def __init__(self, total: int, learning_starts: int, window: int, threshold_s: float = LONG_RUN_SECONDS,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
+        self.total, self.learning_starts, self.window = total, learning_starts, window
+        self.threshold_s, self.clock = threshold_s, clock
+        self.start: tuple[int, float] | None = None
+        self.done = False
+        self.estimate_s: float | None = None
+
+    def _on_step(self) -> bool:
+        if self.done or self.num_timesteps <= self.learning_starts:
+            return True
+        if self.start is None:
+            self.start = (self.num_timesteps, self.clock())
+            return True
+        steps = self.num_timesteps - self.start[0]
+        if steps >= self.window:
+            per_step = (self.clock() - self.start[1]) / steps
+            self.estimate_s = per_step * (self.total - self.num_timesteps)
+            self.done = True
+            if self.estimate_s > self.threshold_s:
+                say(f"note: this run needs about {format_duration(self.estimate_s)} more on this machine "
+                    f"({per_step * 1000:.1f} ms/step over {steps} steps, evaluations not counted); "
+                    "Ctrl-C saves a checkpoint, and --resume continues")
+        return True
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
 
 
 class ProgressBar(BaseCallback):
@@ -84,20 +202,39 @@ class ProgressBar(BaseCallback):
         self.bar.close()
 
 
-def write_evaluations(path: Path, rows: list[dict[str, float]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``path`` from ``rows`` (through a temporary file, so a kill never leaves half a file)."""
     if not rows:
         return
-    with open(path, "w", newline="") as handle:
+    staging = path.with_name(path.name + ".tmp")
+    with open(staging, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    staging.replace(path)
 
 
-def _check_resumable(saved: dict[str, Any], config: dict[str, Any]) -> None:
-    changed = sorted(k for k in set(saved) | set(config) if k not in _RESUME_FREE_KEYS and saved.get(k) != config.get(k))
-    if changed:
-        details = "; ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
-        raise ValueError(f"--resume with a different configuration would not continue the same run ({details})")
+write_evaluations = write_csv  # the name other modules used
+
+
+def hyperparameters(config: dict[str, Any], seed: int) -> dict[str, bool | str | float | int]:
+    """The config flattened for TensorBoard's HParams (dotted keys; lists and null as text)."""
+    flat: dict[str, bool | str | float | int] = {"seed": seed}
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            if not value:
+                flat[prefix] = "{}"
+            for key, inner in value.items():
+                visit(f"{prefix}.{key}", inner)
+        elif isinstance(value, (bool, str, int, float)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = "null" if value is None else str(value)
+
+    for key, value in sorted(config.items()):
+        visit(key, value)
+    return flat
 
 
 def train_run(
@@ -107,44 +244,89 @@ def train_run(
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
+    restart: bool = False,
+    verbose: bool = True,
 ) -> Path:
-    """Train (or resume) one run into ``logdir``; returns the path of the final model."""
-    run_dir = Path(logdir)
+    """Train, resume or extend one run in ``logdir``; returns the path of the final model.
+
+    ``resume`` continues from the newest readable checkpoint (``config["timesteps"]`` may extend a
+    finished run, never shorten it); ``restart`` deletes what an earlier run wrote there and starts
+    over. ``verbose`` prints one line per evaluation, a duration warning for long runs and a summary.
+    Raises ValueError (with what to do) for a refused start, and :class:`RunInterrupted` after a
+    SIGINT/SIGTERM, once the checkpoint is saved.
+    """
+    # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
+    with StopRequest() as stop:
+        return _train_run(config, seed, Path(logdir), device, resume, progress, restart, verbose, stop)
+
+
+def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
+               restart: bool, verbose: bool, stop: StopRequest) -> Path:
     check_device(device)
+    check_logdir_path(run_dir)
+    if resume and restart:
+        raise ValueError("--resume and --restart exclude each other: continue the run, or start it over")
     record = {**config, "seed": seed}
+    folder = inspect_run_folder(run_dir)
     if resume:
-        checkpoint = find_checkpoint(run_dir / CHECKPOINT_DIR)
-        if checkpoint is None:
-            raise ValueError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR}; start the run without --resume")
-        with open(run_dir / CONFIG_FILE) as handle:
-            _check_resumable(yaml.safe_load(handle), record)
-        model, run_state = load_checkpoint(checkpoint, agent_class(config), device)
+        if not check_resume(folder, record):
+            if verbose:
+                say(f"{run_dir} already finished its {folder.finished_step} steps; nothing to do")
+            return run_dir / FINAL_MODEL
+        model, run_state, source = load_latest_checkpoint(
+            run_dir / CHECKPOINT_DIR, agent_class(config), device, warn=say
+        )
+        if verbose:
+            say(f"resuming {run_dir} from step {model.num_timesteps} ({source.name})")
     else:
-        if (run_dir / CONFIG_FILE).exists():
-            raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --logdir")
+        if restart:
+            clear_run_folder(run_dir)
+        else:
+            refuse_fresh_start(folder)
         run_dir.mkdir(parents=True, exist_ok=True)
         model = build_agent(config, make_training_env(config, seed), seed, device)
-        run_state = {"evaluations": [], "last_eval": 0, "last_checkpoint": 0, "segments": []}
+        run_state = {"evaluations": [], "episodes": [], "last_eval": 0, "last_checkpoint": 0, "segments": []}
     with open(run_dir / CONFIG_FILE, "w") as handle:
         yaml.safe_dump(record, handle, sort_keys=True)
 
     # where each process started: a resumed run shows the checkpoint step it continued from
     run_state.setdefault("segments", []).append({"start": int(model.num_timesteps), "resumed": bool(resume)})
     model.set_logger(configure(str(run_dir), ["tensorboard"]))
+    if not resume:
+        # the metrics HParams shows beside the settings: the success rate only where it means something
+        probe = make_single_env(config)
+        metrics = {SUCCESS_EVER: 0.0, MEAN_RETURN: 0.0} if reports_success(probe) else {MEAN_RETURN: 0.0}
+        probe.close()
+        model.logger.record("hparams", HParam(hyperparameters(config, seed), metrics),
+                            exclude=("stdout", "log", "json", "csv"))
+        model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
-    evaluator = EvaluateAndCheckpoint(config, run_dir, run_state)
+    began, first_step = time.perf_counter(), int(model.num_timesteps)
+    evaluator = EvaluateAndCheckpoint(config, run_dir, run_state, stop, verbose_lines=verbose)
     evaluator.init_callback(model)
     callbacks: list[BaseCallback] = [evaluator]
+    if verbose:
+        window = max(200, 2 * config["train_freq"])
+        callbacks.append(DurationEstimate(config["timesteps"], config["learning_starts"], window))
     if progress:
         label = f"{config['algo']} a={config['reengage_alpha']:g} {config['env_id']} seed {seed}"
         callbacks.append(ProgressBar(config["timesteps"], model.num_timesteps, label))
     if remaining > 0:
         # reset_num_timesteps=False for fresh runs too: one code path, whether resumed or not
-        model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
-    if run_state["last_eval"] < model.num_timesteps:
-        evaluator.evaluate()
+        try:
+            model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+        except BaseException:
+            for callback in callbacks:
+                if isinstance(callback, ProgressBar):
+                    callback.bar.close()
+            model.logger.close()
+            raise
+    last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
     final = run_dir / FINAL_MODEL
-    model.save(final)
+    # written under another name and renamed: a kill never leaves half a model.zip
+    partial = run_dir / "model.partial.zip"
+    model.save(partial)
+    partial.replace(final)
     run_state["segments"][-1]["end"] = int(model.num_timesteps)
     (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
     if config.get("observation_noise"):
@@ -152,5 +334,31 @@ def train_run(
 
         smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
         save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
-    shutil.rmtree(previous_checkpoint(run_dir / CHECKPOINT_DIR), ignore_errors=True)
+    model.logger.close()
+    if verbose:
+        say(run_summary(run_dir, run_state, last, int(model.num_timesteps) - first_step,
+                        time.perf_counter() - began))
     return final
+
+
+def run_summary(run_dir: Path, run_state: dict[str, Any], last: EvaluationResult | None, steps: int,
+                seconds: float) -> str:
+    """The lines printed at the end of a run."""
+    rows = run_state["evaluations"]
+    lines = [f"done: {rows[-1]['step'] if rows else '?'} steps ({steps} in this process, "
+             f"{format_duration(seconds)})"]
+    if last is not None:
+        lines.append(f"last evaluation: {last.summary()}")
+    elif rows:
+        lines.append(f"last evaluation (step {rows[-1]['step']}): " + ", ".join(
+            f"{key.split('/')[-1]} {value:.2f}" for key, value in rows[-1].items() if key.startswith("eval/")
+            and key != "eval/success_rate"))
+    scored = [row for row in rows if row[SUCCESS_EVER] == row[SUCCESS_EVER]]  # NaN-free
+    if scored:
+        best = max(scored, key=lambda row: row[SUCCESS_EVER])
+        lines.append(f"best success_ever {best[SUCCESS_EVER]:.2f} at step {best['step']}")
+    elif rows:
+        best = max(rows, key=lambda row: row[MEAN_RETURN])
+        lines.append(f"best mean return {best[MEAN_RETURN]:.2f} at step {best['step']}")
+    lines.append(f"model: {run_dir / FINAL_MODEL}; evaluate it with: python -m reengage.evaluate {run_dir}")
+    return "\n".join(lines)

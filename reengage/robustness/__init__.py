@@ -10,8 +10,12 @@ Modules (one job each):
 - :mod:`.certificates`: per-state certificates (Cohen l2, relaxed set / top-k, l0 randomized and deterministic
   ablation, bounded-output l2 intervals for continuous actions).
 - :mod:`.episode`: policy-smoothing certificates of success and return against a total budget B.
-- :mod:`.population`: seed 002 population estimates with an attack bracket; :mod:`.attacks`: PGD and Hamming.
+- :mod:`.population`: seed 002 population estimates with an attack bracket; :mod:`.attacks`: PGD, Hamming and
+  the tests that confirm a break.
 - :mod:`.noise_wrapper`: ObservationWrappers for training with the same noise.
+- :mod:`.ranges`: return ranges from the environment's declared ``reward_range`` or the user, never guessed.
+- :mod:`.support`: the observation / action spaces smoothing supports (others refused up front), noise dtype.
+- :mod:`.inputs`: the certify CLI's inputs (env id, kwargs, model file, run folder, recorded env) as ValueErrors.
 - :mod:`.cli` (``python -m reengage.certify``), :mod:`.report` (docs/robustness.md experiment).
 """
 

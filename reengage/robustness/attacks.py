@@ -4,7 +4,10 @@
   surrogate of the smoothed policy (expectation over noise of the softmax of the scores, or of the actions).
 - :func:`hamming_neighbours` / :func:`hamming_search`: every flip of at most ``radius`` binary features.
 
-A found perturbation is judged by the smoothed decision itself (:func:`decision_changed`), never by the surrogate.
+A found perturbation is judged by the smoothed decision itself, never by the surrogate. :func:`decision_changed`
+is a point estimate (a majority of Monte Carlo draws) and may be wrong near a decision boundary; a state counts as
+broken in a population bracket only through :func:`confirm_discrete_break` / :func:`confirm_continuous_break`,
+statistical tests on fresh draws (the ``"test"`` noise stream) whose false-alarm probability is at most ``level``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from .smoothing import SmoothedPolicy
+from .stats import bonferroni, bounded_mean_bounds, check_alpha, clopper_pearson_lower, clopper_pearson_upper
 
 
 def _project_l2(delta: torch.Tensor, radius: float) -> torch.Tensor:
@@ -134,3 +138,63 @@ def hamming_search(smoothed: SmoothedPolicy, obs: Any, radius: int, n: int = 200
         if smoothed.smoothed_action(smoothed.with_state(obs, c), n) != reference:
             return True, c
     return False, None
+
+
+# ------------------------------------------------------------------------------------------------
+# confirmation tests: a break is claimed only with statistical confidence
+
+
+def discrete_break_from_counts(clean_counts: np.ndarray, moved_counts: np.ndarray, reference: int, level: float) -> bool:
+    """Do the vote counts show, with probability of a false claim <= ``level``, that g(x) = reference != g(x')?
+
+    ``clean_counts`` and ``moved_counts`` are the votes of two independent fresh draws at x and at x'. Half of
+    ``level`` goes to each point; at each point K one-sided Clopper-Pearson bounds (one per action) hold together
+    (Bonferroni, ``level / (2K)`` each). g(x) = A is shown when A's lower bound exceeds every other action's upper
+    bound; g(x') != A when some action's lower bound exceeds A's upper bound. A robust state has g(x) = g(x'), so
+    claiming both is false for it with probability <= ``level`` (whichever claim is wrong, its bounds failed).
+    """
+    level = check_alpha(level, "level")
+    clean, moved = np.asarray(clean_counts, dtype=np.int64), np.asarray(moved_counts, dtype=np.int64)
+    k = clean.size
+    per = bonferroni(level / 2.0, k)
+    a = int(reference)
+    n_clean, n_moved = int(clean.sum()), int(moved.sum())
+    others = [c for c in range(k) if c != a]
+    clean_ok = clopper_pearson_lower(int(clean[a]), n_clean, per) > max(
+        clopper_pearson_upper(int(clean[c]), n_clean, per) for c in others
+    )
+    if not clean_ok:
+        return False
+    a_upper = clopper_pearson_upper(int(moved[a]), n_moved, per)
+    return any(clopper_pearson_lower(int(moved[c]), n_moved, per) > a_upper for c in others)
+
+
+def confirm_discrete_break(
+    smoothed: SmoothedPolicy, obs: Any, moved_flat: np.ndarray, reference: int, n: int, level: float
+) -> bool:
+    """Fresh ``n`` draws at x and at the attack point (smoothed features ``moved_flat``): see
+    :func:`discrete_break_from_counts`."""
+    obs = smoothed.as_dict(obs)
+    clean = smoothed.counts(smoothed.sample(obs, n, stream="test"))
+    moved = smoothed.counts(smoothed.sample(smoothed.with_state(obs, np.asarray(moved_flat)), n, stream="test"))
+    return discrete_break_from_counts(clean, moved, reference, level)
+
+
+def confirm_continuous_break(
+    smoothed: SmoothedPolicy, obs: Any, moved_flat: np.ndarray, center: np.ndarray, tolerance: float, n: int,
+    level: float,
+) -> bool:
+    """Is some dimension of the smoothed (mean) action at the attack point outside ``center +- tolerance``,
+    shown by bounds (randomised rounding + Clopper-Pearson, 2m bounds at ``level / (2m)``) on fresh draws?"""
+    level = check_alpha(level, "level")
+    space = smoothed.adapter.action_space
+    low, high = space.low.astype(np.float64).reshape(-1), space.high.astype(np.float64).reshape(-1)
+    width = high - low
+    obs = smoothed.as_dict(obs)
+    batch = smoothed.sample(smoothed.with_state(obs, np.asarray(moved_flat)), n, stream="test")
+    h = np.clip((batch.outputs.reshape(n, -1) - low) / width, 0.0, 1.0)
+    h_lo, h_hi = bounded_mean_bounds(h, bonferroni(level, 2 * low.size), method="bernoulli_cp",
+                                     rng=smoothed.stream("test"))
+    lo, hi = low + width * h_lo, low + width * h_hi
+    center = np.asarray(center, dtype=np.float64).reshape(-1)
+    return bool(np.any(lo > center + tolerance) or np.any(hi < center - tolerance))

@@ -2,8 +2,9 @@
 
 Each certificate states its threat model (the norm and the smoothed keys), its failure probability ``alpha``
 (0 for the exact deterministic ablation certificate) and abstains (``action=None`` / ``radius=None``) when the
-samples support nothing. Selection and estimation use independent draws (different ``draw_id``); passing the
-same draw twice is refused.
+samples support nothing. Selection and estimation draw from two different noise streams of the smoothed policy
+(spawned children of one ``SeedSequence``), so they are independent by construction; batches from any other
+stream (a caller's generator, a relabelled copy) are refused.
 
 Pure formulas (numbers in, numbers out) come first, next to their sources; the ``certify_*`` functions draw the
 samples from a :class:`~reengage.robustness.smoothing.SmoothedPolicy`.
@@ -157,10 +158,12 @@ def _jsonable(v: Any) -> Any:
 
 
 def _independent(selection: SampleBatch, estimation: SampleBatch) -> None:
-    if selection.draw_id == estimation.draw_id or selection is estimation:
+    """Selection and estimation must come from their own streams (independent children of one SeedSequence)."""
+    if selection.stream != "selection" or estimation.stream != "estimation":
         raise ValueError(
-            "the selection samples were reused for estimation; draw a fresh, independent estimation batch "
-            "(reusing them biases the bound and voids the certificate)"
+            f"selection samples must come from stream 'selection' and estimation samples from stream 'estimation' "
+            f"(got {selection.stream!r} and {estimation.stream!r}); draw them with smoothed.sample(obs, n, "
+            "stream=...) so that they are independent by construction (reused selection samples void the bound)"
         )
 
 
@@ -212,8 +215,8 @@ def certify_discrete_l2(smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: in
     _need(smoothed, ("gaussian",), True, "certify_discrete_l2")
     _check_n(n0, n)
     alpha = check_alpha(alpha)
-    selection = smoothed.sample(obs, n0)
-    estimation = smoothed.sample(obs, n)
+    selection = smoothed.sample(obs, n0, stream="selection")
+    estimation = smoothed.sample(obs, n, stream="estimation")
     return cohen_from_batches(smoothed, selection, estimation, alpha)
 
 
@@ -239,7 +242,7 @@ def certify_relaxed(
     if (acceptable is None) == (top_k is None):
         raise ValueError("give exactly one of acceptable (a set of actions) or top_k (an integer)")
     n_act = smoothed.n_actions
-    selection = smoothed.sample(obs, n0)
+    selection = smoothed.sample(obs, n0, stream="selection")
     sel = smoothed.counts(selection)
     if acceptable is not None:
         s = sorted({int(a) for a in acceptable})
@@ -253,7 +256,7 @@ def certify_relaxed(
         s = sorted(int(a) for a in order[: int(top_k)])
         mode = f"top_{int(top_k)}"
     a = max(s, key=lambda c: (sel[c], -c))
-    estimation = smoothed.sample(obs, n)
+    estimation = smoothed.sample(obs, n, stream="estimation")
     _independent(selection, estimation)
     est = smoothed.counts(estimation)
     outside = int(n - est[s].sum())
@@ -285,8 +288,8 @@ def certify_l0_randomized(smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: 
     _need(smoothed, ("ablation",), True, "certify_l0_randomized")
     _check_n(n0, n)
     alpha = check_alpha(alpha)
-    selection = smoothed.sample(obs, n0)
-    estimation = smoothed.sample(obs, n)
+    selection = smoothed.sample(obs, n0, stream="selection")
+    estimation = smoothed.sample(obs, n, stream="estimation")
     _independent(selection, estimation)
     a = int(np.argmax(smoothed.counts(selection)))
     n_a = int(smoothed.counts(estimation)[a])
@@ -358,9 +361,9 @@ def certify_continuous_l2(
                 f"{width.tolist()}), got {tolerance!r}"
             )
     m = low.size
-    batch = smoothed.sample(obs, n)
+    batch = smoothed.sample(obs, n, stream="estimation")
     h = np.clip((batch.outputs.reshape(n, m) - low) / width, 0.0, 1.0)
-    h_lo, h_hi = bounded_mean_bounds(h, bonferroni(alpha, 2 * m), method=method, rng=smoothed.rng)
+    h_lo, h_hi = bounded_mean_bounds(h, bonferroni(alpha, 2 * m), method=method, rng=smoothed.stream("rounding"))
     lo, hi = bounded_output_interval(h_lo, h_hi, radius, smoothed.config.sigma)
     center = h.mean(axis=0)
     details = {

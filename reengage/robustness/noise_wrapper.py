@@ -3,7 +3,7 @@
 A base policy that never saw noise is usually vacuous under smoothing; training it on the same noisy
 observations (Cohen et al.'s Gaussian data augmentation, Ch. 2's ablated training) fixes that. The wrappers draw
 from their own seeded generator and change the observation space of the noised keys to float32 Box (so that SB3
-buffers keep 0.5 ablation values and Gaussian noise instead of casting them to int8).
+buffers keep 0.5 ablation values and Gaussian noise instead of casting them to int8); a float64 key stays float64 (its precision is kept).
 
 Caveat for HER: HER recomputes rewards from the stored ``achieved_goal``; if that key is noised, relabelled rewards
 are computed on noisy achieved goals. Use noise on ``achieved_goal`` with HER only if that is what you want.
@@ -34,15 +34,20 @@ class SmoothingNoiseWrapper(gym.ObservationWrapper):
         self._groups = config.partition(self.d) if config.kind == "deterministic_ablation" else None
         self.observation_space = self._noisy_space(obs_space)
 
+    @staticmethod
+    def _float_dtype(space: spaces.Space) -> type:
+        return np.float64 if np.dtype(space.dtype) == np.float64 else np.float32
+
     def _noisy_box(self, space: spaces.Space) -> spaces.Box:
+        dtype = self._float_dtype(space)
         if self.config.kind == "gaussian":
-            return spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=np.float32)
-        low = np.asarray(getattr(space, "low", 0.0), dtype=np.float32)
-        high = np.asarray(getattr(space, "high", 1.0), dtype=np.float32)
-        null = np.float32(self.config.null_value)
+            return spaces.Box(-np.inf, np.inf, shape=space.shape, dtype=dtype)
+        low = np.asarray(getattr(space, "low", 0.0), dtype=dtype)
+        high = np.asarray(getattr(space, "high", 1.0), dtype=dtype)
+        null = dtype(self.config.null_value)
         return spaces.Box(
             np.minimum(np.broadcast_to(low, space.shape), null), np.maximum(np.broadcast_to(high, space.shape), null),
-            shape=space.shape, dtype=np.float32,
+            shape=space.shape, dtype=dtype,
         )
 
     def _noisy_space(self, space: spaces.Space) -> spaces.Space:
@@ -69,7 +74,8 @@ class SmoothingNoiseWrapper(gym.ObservationWrapper):
         for k in cfg.keys:
             size = self.key_sizes[k]
             shape = np.shape(obs[k])
-            obs[k] = noisy[start : start + size].reshape(shape).astype(np.float32)
+            space = self.observation_space.spaces[k] if self._dict else self.observation_space
+            obs[k] = noisy[start : start + size].reshape(shape).astype(space.dtype)
             start += size
         return obs if self._dict else obs["obs"]
 

@@ -3,8 +3,14 @@
 Sampling: N independent episodes of the deployed (smoothed) policy, one uniformly chosen visited state from each,
 so the N indicators are i.i.d. Hoeffding (N >= ln(2/eta) / (2 eps^2)) and Clopper-Pearson give (1 - eta)
 intervals on P(certified). Per-state certificates fail with probability <= alpha each, so the fraction of states
-that are truly robust is >= P(certified) - alpha. An attack brackets it from above: states where the attack
-changed the smoothed decision are not robust.
+that are truly robust is >= P(certified) - alpha. An attack brackets it from above: a state counts as broken only
+when a statistical test on fresh draws shows that the smoothed decision at the attack point differs (false alarm
+probability <= ``attack_test_level`` per state, see :mod:`.attacks`), and the bracket's failure probability is the
+Clopper-Pearson share plus the union bound ``N * attack_test_level`` over the states: together ``eta``.
+
+The states are those met by the deployed smoothed policy (:meth:`SmoothedPolicy.predict`): policy smoothing (one
+fresh draw per step) for Gaussian noise and randomized ablation, the exact majority vote (the certified policy)
+for deterministic ablation.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class PopulationEstimate:
     robust_lower: float
     attack_robust_upper: float | None = None
     attack_success_fraction: float | None = None
+    attack_bracket: str | None = None
+    attack_test_level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,14 +74,18 @@ def population_estimate(
     per_state_alpha: float = 0.0,
     episode_ids: np.ndarray | None = None,
     attacked: np.ndarray | None = None,
+    attack_exact: bool = False,
 ) -> PopulationEstimate:
     """Intervals on the certified fraction (each with probability >= 1 - eta) and the attack bracket.
 
     ``robust_lower`` = CP lower end minus ``per_state_alpha``: a lower bound on the fraction truly robust (only
     the CP end is used, so that picking the better of two intervals does not cost a union bound).
-    ``attacked[i]`` is True where an attack changed the smoothed decision; the fraction of robust states is then at
-    most the (1 - eta) CP upper bound of the non-attacked fraction. Duplicate ``episode_ids`` are refused: the
-    samples must come from independent episodes.
+    ``attacked[i]`` is True where an attack changed the smoothed decision. With ``attack_exact`` (the decisions
+    were computed exactly, as for deterministic ablation) the (1 - eta) CP upper bound of the non-attacked
+    fraction bounds the robust fraction. Otherwise each flag must come from a confirmation test at level
+    ``eta / (2 N)`` (:func:`attack_test_level`) and the CP bound uses ``eta / 2``: by the union bound the
+    bracket fails with probability <= eta. Duplicate ``episode_ids`` are refused: the samples must come from
+    independent episodes.
     """
     eta = check_alpha(eta, "eta")
     c = np.asarray(certified, dtype=bool)
@@ -106,5 +118,18 @@ def population_estimate(
         if np.any(a & c) and per_state_alpha == 0.0:
             raise ValueError("an attack broke an exact certificate: the certificate code is wrong")
         est.attack_success_fraction = float(a.mean())
-        est.attack_robust_upper = clopper_pearson_upper(int((~a).sum()), n, eta)
+        cp_eta = eta if attack_exact else eta / 2.0
+        est.attack_robust_upper = clopper_pearson_upper(int((~a).sum()), n, cp_eta)
+        est.attack_bracket = (
+            f"upper bound on the robust fraction at confidence {1 - eta:g}: "
+            + ("exact attack decisions, Clopper-Pearson at eta" if attack_exact else
+               f"Clopper-Pearson at eta/2 = {cp_eta:g} plus {n} confirmation tests at eta/(2N) = "
+               f"{attack_test_level(eta, n):.3g} each")
+        )
+        est.attack_test_level = 0.0 if attack_exact else attack_test_level(eta, n)
     return est
+
+
+def attack_test_level(eta: float, n_states: int) -> float:
+    """False-alarm level of each state's confirmation test so that N of them and the CP bound share ``eta``."""
+    return check_alpha(eta, "eta") / (2.0 * int(n_states))

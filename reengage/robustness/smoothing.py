@@ -3,8 +3,16 @@
 :class:`PolicyAdapter` gives one batched, differentiable view of any policy: an SB3 model (DQN -> Q-values,
 DDPG/TD3/SAC -> actions in the env's units) or a hand-made torch function. :class:`SmoothedPolicy` draws noise
 from a :class:`~reengage.robustness.noise.SmoothingConfig` in the raw observation space, pushes the noisy copies
-through the network in chunks of ``batch_size``, and labels every draw with a fresh id so a certificate can
-refuse to estimate with the samples it selected with.
+through the network in chunks of ``batch_size``.
+
+Noise streams: every purpose (selection, estimation, the randomised rounding of bounded outputs, attacks, the
+confirmation tests of attacks, acting) draws from its own generator, a child of ``numpy.random.SeedSequence(seed)``
+spawned once per seed. Selection and estimation samples are therefore independent by construction, even after
+:meth:`SmoothedPolicy.reseed`; each :class:`SampleBatch` records its stream and the certificates refuse batches
+from the wrong one.
+
+Noise is added in the observation's own floating dtype (float64 observations stay float64, see
+:func:`reengage.robustness.support.noise_dtype`); unsupported spaces are refused when the adapter is built.
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ import torch
 from gymnasium import spaces
 
 from .noise import SmoothingConfig, load_sidecar, save_sidecar
+from .support import check_action_space, check_observation_space, noise_dtype
 
 Obs = dict[str, np.ndarray]
 _DRAW_IDS = itertools.count(1)
+#: the independent noise streams of a SmoothedPolicy (children of one SeedSequence, in this order)
+STREAMS = ("selection", "estimation", "rounding", "attack", "test", "policy")
 
 
 class PolicyAdapter:
@@ -39,8 +50,8 @@ class PolicyAdapter:
         action_space: spaces.Space,
         device: str | torch.device = "cpu",
     ) -> None:
-        if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-            raise ValueError(f"action_space must be Discrete or Box, got {action_space}")
+        check_observation_space(observation_space)
+        check_action_space(action_space)
         self.forward = forward
         self.observation_space = observation_space
         self.action_space = action_space
@@ -57,8 +68,15 @@ class PolicyAdapter:
             return tuple(self.observation_space.spaces)
         return ("obs",)
 
+    def tensor_dtype(self, key: str) -> torch.dtype:
+        """float64 for keys stored in float64 (their precision is kept up to the network), float32 otherwise."""
+        space = self.observation_space.spaces[key] if isinstance(self.observation_space, spaces.Dict) else self.observation_space
+        return torch.float64 if np.dtype(space.dtype) == np.float64 else torch.float32
+
     def to_tensors(self, batch: Obs) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=self.device) for k, v in batch.items()}
+        return {
+            k: torch.as_tensor(np.asarray(v), dtype=self.tensor_dtype(k), device=self.device) for k, v in batch.items()
+        }
 
     @torch.no_grad()
     def actions(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
@@ -115,11 +133,16 @@ class PolicyAdapter:
 
 @dataclass(frozen=True)
 class SampleBatch:
-    """Base outputs on ``n`` independent noise draws at one observation; ``draw_id`` identifies the draw."""
+    """Base outputs on ``n`` independent noise draws at one observation.
+
+    ``stream`` names the noise stream the draws came from (one of :data:`STREAMS`, or ``"external"`` for a
+    caller's generator); ``draw_id`` numbers the draw.
+    """
 
     draw_id: int
     outputs: np.ndarray
     n: int
+    stream: str = "external"
 
 
 class SmoothedPolicy:
@@ -129,7 +152,7 @@ class SmoothedPolicy:
     ----------
     policy: an SB3 model or a :class:`PolicyAdapter`.
     config: the smoothing distribution (keys, kind, sigma / retain / groups).
-    seed: seeds the noise generator: same seed, same certificates.
+    seed: seeds the noise streams (:data:`STREAMS`): same seed, same certificates.
     batch_size: noise samples per forward pass.
     obs_normalizer: optional function applied to the noisy observation dict before the network (the noise lives
         in the raw space, before any normaliser; e.g. ``vec_normalize.normalize_obs``).
@@ -146,8 +169,7 @@ class SmoothedPolicy:
     ) -> None:
         self.adapter = policy if isinstance(policy, PolicyAdapter) else PolicyAdapter.from_sb3(policy, device)
         self.config = config
-        self.seed = int(seed)
-        self.rng = np.random.default_rng(self.seed)
+        self.reseed(seed)
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
@@ -156,6 +178,7 @@ class SmoothedPolicy:
         self.d = config.n_features(self.adapter.observation_space)
         self._groups = config.partition(self.d) if config.kind == "deterministic_ablation" else None
         obs_space = self.adapter.observation_space
+        self.noise_dtype = noise_dtype(obs_space, config.keys)
         self._shapes = (
             {k: s.shape for k, s in obs_space.spaces.items()} if isinstance(obs_space, spaces.Dict)
             else {"obs": obs_space.shape}
@@ -173,8 +196,21 @@ class SmoothedPolicy:
         return int(self.adapter.action_space.n)
 
     def reseed(self, seed: int) -> None:
+        """Restart every noise stream from ``seed`` (the streams stay independent of one another)."""
         self.seed = int(seed)
-        self.rng = np.random.default_rng(self.seed)
+        children = np.random.SeedSequence(self.seed).spawn(len(STREAMS))
+        self.streams = {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The acting stream (policy smoothing draws one fresh noise sample per step from it)."""
+        return self.streams["policy"]
+
+    def stream(self, name: str) -> np.random.Generator:
+        """The generator of stream ``name`` (one of :data:`STREAMS`)."""
+        if name not in self.streams:
+            raise ValueError(f"unknown noise stream {name!r}; valid: {STREAMS}")
+        return self.streams[name]
 
     def as_dict(self, obs: Any) -> Obs:
         """Observation (dict or array) -> dict of float arrays without batch axis."""
@@ -208,9 +244,11 @@ class SmoothedPolicy:
     def _noisy_flat(self, flat: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.config
         if cfg.kind == "gaussian":
-            noise = rng.standard_normal((b, self.d), dtype=np.float32)
-            noise *= np.float32(cfg.sigma)
-            noise += flat.astype(np.float32)[None, :]
+            # in the observation's own dtype: a float64 point is not rounded to float32 before the noise
+            dtype = self.noise_dtype
+            noise = rng.standard_normal((b, self.d), dtype=dtype)
+            noise *= dtype.type(cfg.sigma)
+            noise += flat.astype(dtype)[None, :]
             return noise
         if cfg.kind == "ablation":
             # k of d kept uniformly without replacement: the k smallest of d i.i.d. uniforms
@@ -231,17 +269,18 @@ class SmoothedPolicy:
     def batch_tensors(self, obs: Obs, flats: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """Tensor batch: smoothed keys from the rows of ``flats``, other keys broadcast from ``obs`` (no copy)."""
         dev = self.adapter.device
-        x = torch.as_tensor(flats, dtype=torch.float32, device=dev)
+        x = torch.as_tensor(flats, device=dev)
         b = x.shape[0]
         batch = {}
         for k, v in obs.items():
             if k not in self.key_sizes:
-                t = torch.as_tensor(np.asarray(v, dtype=np.float32), device=dev)
+                t = torch.as_tensor(np.asarray(v), dtype=self.adapter.tensor_dtype(k), device=dev)
                 batch[k] = t.unsqueeze(0).expand(b, *t.shape)
         start = 0
         for k in self.config.keys:
             size = self.key_sizes[k]
-            batch[k] = x[:, start : start + size].reshape(b, *self._shapes[k])
+            part = x[:, start : start + size].to(self.adapter.tensor_dtype(k))
+            batch[k] = part.reshape(b, *self._shapes[k])
             start += size
         return batch
 
@@ -259,18 +298,23 @@ class SmoothedPolicy:
         return np.concatenate(outs, axis=0)
 
     # -- sampling ----------------------------------------------------------------------------
-    def sample(self, obs: Any, n: int, rng: np.random.Generator | None = None) -> SampleBatch:
-        """Base outputs on ``n`` fresh noise draws at ``obs``, ``batch_size`` at a time."""
+    def sample(
+        self, obs: Any, n: int, rng: np.random.Generator | None = None, stream: str = "policy"
+    ) -> SampleBatch:
+        """Base outputs on ``n`` fresh noise draws at ``obs`` from ``stream`` (or a caller's ``rng``)."""
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        rng = self.rng if rng is None else rng
+        if rng is None:
+            rng = self.stream(stream)
+        else:
+            stream = "external"
         obs = self.as_dict(obs)
         flat = self.flat_state(obs)
         outs = []
         for start in range(0, int(n), self.batch_size):
             b = min(self.batch_size, int(n) - start)
             outs.append(self.base_outputs_flat(obs, self._noisy_flat(flat, b, rng)))
-        return SampleBatch(draw_id=next(_DRAW_IDS), outputs=np.concatenate(outs, axis=0), n=int(n))
+        return SampleBatch(draw_id=next(_DRAW_IDS), outputs=np.concatenate(outs, axis=0), n=int(n), stream=stream)
 
     def counts(self, batch: SampleBatch) -> np.ndarray:
         """Votes per action of a discrete SampleBatch."""
@@ -285,7 +329,14 @@ class SmoothedPolicy:
         return self.base_outputs_flat(obs, flats)
 
     def act(self, obs: Any, rng: np.random.Generator | None = None) -> Any:
-        """Policy smoothing (Kumar, Levine, Feizi 2022): the base action on ONE fresh noise draw."""
+        """The deployed smoothed policy.
+
+        Gaussian and randomized ablation: policy smoothing (Kumar, Levine, Feizi 2022), the base action on ONE
+        fresh noise draw. Deterministic ablation: the exact majority vote of the groups, which is what its
+        certificate is about (a random group per step would be another policy).
+        """
+        if self.config.kind == "deterministic_ablation" and self.discrete:
+            return self.smoothed_action(obs)
         out = self.sample(obs, 1, rng).outputs[0]
         return int(out) if self.discrete else out.astype(np.float32)
 
@@ -293,11 +344,14 @@ class SmoothedPolicy:
         """SB3-style ``predict`` so the smoothed policy drops into evaluation loops (fresh noise each call)."""
         return self.act(obs), state
 
-    def smoothed_action(self, obs: Any, n: int = 1000) -> Any:
-        """Point estimate of the smoothed action: majority vote (ties to the lowest index) or mean action."""
+    def smoothed_action(self, obs: Any, n: int = 1000, stream: str = "policy") -> Any:
+        """Point estimate of the smoothed action: majority vote (ties to the lowest index) or mean action.
+
+        Exact for deterministic ablation; otherwise a Monte Carlo estimate from ``n`` draws of ``stream``.
+        """
         if self.config.kind == "deterministic_ablation" and self.discrete:
             return int(np.argmax(np.bincount(self.group_votes(obs), minlength=self.n_actions)))
-        batch = self.sample(obs, n)
+        batch = self.sample(obs, n, stream=stream)
         if self.discrete:
             return int(np.argmax(self.counts(batch)))
         return batch.outputs.mean(axis=0)
@@ -342,11 +396,25 @@ def detect_algorithm(model_path: str | Path) -> str:
     raise ValueError(f"cannot tell the algorithm of {model_path}; pass it explicitly (one of {SB3_ALGORITHMS})")
 
 
-def save_smoothed(model: Any, path: str | Path, config: SmoothingConfig, seed: int, **extra: Any) -> Path:
-    """Save an SB3 model and its smoothing settings (sidecar ``<name>.smoothing.json``) side by side."""
+def save_smoothed(
+    model: Any,
+    path: str | Path,
+    config: SmoothingConfig,
+    seed: int,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Save an SB3 model and its smoothing settings (sidecar ``<name>.smoothing.json``) side by side.
+
+    ``env_id`` / ``env_kwargs`` record the environment the model belongs to: the certify CLI refuses to certify
+    it on another one unless forced.
+    """
     path = Path(path)
     model.save(path)
     zip_path = path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
+    if env_id is not None:
+        extra = {**extra, "env_id": env_id, "env_kwargs": dict(env_kwargs or {})}
     save_sidecar(zip_path, config, {"algorithm": type(model).__name__, "seed": int(seed), **extra})
     return zip_path
 

@@ -1,0 +1,111 @@
+"""Bad settings: exit code 2 and one line naming the bad value and what is valid; no traceback.
+
+Most cases call train.py's ``main`` in-process (the same code path as the command, without the
+start-up cost of a new interpreter); one case runs the real command to check stderr end to end.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import train
+from reengage.experiment.config import CONFIG_DIR, find_config_file, resolve_config, scan_config_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _main(capsys, *argv):
+    code = train.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.mark.parametrize("assignment, expected", [
+    ("her.n_sampled_gaol=8", r"her\.n_sampled_gaol is not an argument of HerReplayBuffer; valid keys for her: .*n_sampled_goal"),
+    ("policy_kwargs.net_arc=[64]", r"policy_kwargs\.net_arc .*valid keys for policy_kwargs: .*net_arch"),
+    ("algo_kwargs.polcy_delay=2", r"algo_kwargs\.polcy_delay is not an argument of ReenGAGEDDPG"),
+    ("env_kwargs.horizn=5", r"env_kwargs\.horizn .*valid keys for env_kwargs: .*horizon"),
+    ("tau=2", r"tau=2 is out of range; tau must be in \(0, 1\]"),
+    ("tau=0", r"tau must be in \(0, 1\]"),
+    ("learning_starts=-1", r"learning_starts=-1 is out of range; learning_starts must be >= 0"),
+    ("action_noise_std=-1", r"action_noise_std=-1 .*must be >= 0"),
+    ("learning_rate=-1", r"learning_rate=-1 .*must be > 0"),
+    ("learning_rate=0", r"learning_rate=0 .*must be > 0"),
+    ("batch_size=0", r"batch_size must be positive, got 0"),
+    ("gamma=1.5", r"gamma must be in \(0, 1\]"),
+    ("eval_seed=-3", r"eval_seed=-3 .*>= 0"),
+    ("her.n_sampled_goal=-1", r"her\.n_sampled_goal=-1 .*>= 0"),
+    ("her.goal_selection_strategy=futur", r"'futur' is not valid; valid choices: future, final, episode"),
+    ("reengage_mode=sparce", r"valid choices: sparse, dense"),
+    ("net_arch=[64,-1]", r"net_arch=\[64, -1\] .*list of positive integers"),
+    ("observation_noise={sigma: -0.1}", r"observation_noise=.*sigma must be a positive finite number"),
+    ("observation_noise={sigam: 0.1}", r"observation_noise\.sigam .*valid keys: kind, sigma"),
+    ("policy=NoSuchPolicy", r"policy='NoSuchPolicy' is not valid; valid choices: .*MultiInputPolicy"),
+])
+def test_bad_setting_exits_2_naming_value_and_valid_range(tmp_path, capsys, assignment, expected):
+    code, err = _main(capsys, "--timesteps", "10", "--logdir", str(tmp_path / "run"), "--set", assignment,
+                      "--no-progress")
+    assert code == 2
+    assert __import__("re").search(expected, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "a refused run must not create its folder"
+
+
+def test_every_shipped_configuration_passes_the_checks():
+    for config_file in scan_config_files()[0]:
+        for env_id in config_file.env_ids:
+            for algo in config_file.algos:
+                for alpha in (0.0, 0.2):
+                    resolve_config(env_id, algo, alpha)  # raises on any bad shipped value
+
+
+def test_logdir_that_is_a_file_or_under_a_file(tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    for logdir, says in ((blocker, "is a file"), (blocker / "run", "lies under")):
+        for extra in ([], ["--resume"]):
+            code, err = _main(capsys, "--timesteps", "10", "--logdir", str(logdir), "--no-progress", *extra)
+            assert code == 2 and says in err and str(blocker) in err, err
+    assert blocker.read_text() == "keep me"
+
+
+def _configs_with_broken_file(tmp_path):
+    folder = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, folder)
+    broken = folder / "bit_flipping.yaml"
+    lines = broken.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines) if text.startswith("common:"))
+    lines.insert(line + 1, "  batch_size: [128")  # an unclosed flow sequence
+    broken.write_text("\n".join(lines) + "\n")
+    return folder, line + 2
+
+
+def test_yaml_syntax_error_affects_only_its_family(tmp_path):
+    folder, _ = _configs_with_broken_file(tmp_path)
+    good, broken = scan_config_files(folder)
+    assert [problem.path.name for problem in broken] == ["bit_flipping.yaml"]
+    assert "reengage/ContinuousSeek5-v0" in {env for config in good for env in config.env_ids}
+    assert resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)["batch_size"] == 512
+    with pytest.raises(ValueError, match=r"bit_flipping\.yaml, line \d+, column \d+: YAML syntax error"):
+        find_config_file("reengage/BitFlipping20-v0", folder)
+
+
+def test_list_envs_reports_the_broken_file_and_lists_the_others(tmp_path, capsys, monkeypatch):
+    folder, line = _configs_with_broken_file(tmp_path)
+    monkeypatch.setattr(train, "scan_config_files", lambda: scan_config_files(folder))
+    code = train.main(["--list-envs"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "reengage/ContinuousSeek5-v0" in captured.out and "reengage/BitFlipping20-v0" not in captured.out
+    assert "bit_flipping.yaml, line" in captured.err and "Traceback" not in captured.err
+
+
+def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--set", "tau=2", "--logdir",
+                             str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "train.py: error: tau=2 is out of range; tau must be in (0, 1]"
