@@ -126,7 +126,8 @@ class LocalBackend:
         for worker in workers:
             worker.process.terminate()
         for worker in workers:
-            worker.process.join(timeout=5)
+            # train_run answers SIGTERM by checkpointing at its next step: give it time, then kill
+            worker.process.join(timeout=15)
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()

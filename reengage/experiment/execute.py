@@ -83,7 +83,9 @@ def execute_run(job: dict[str, Any]) -> dict[str, Any]:
         resume = _prepare(run_dir)
         _write_json(run_dir / RUN_FILE, job["identity"])
         start = time.perf_counter()
-        train_run(job["config"], int(job["seed"]), run_dir, job.get("device", "cpu"), resume=resume, progress=False)
+        # verbose=False: a grid's progress lines come from the driver, not from every worker's evaluations
+        train_run(job["config"], int(job["seed"]), run_dir, job.get("device", "cpu"), resume=resume, progress=False,
+                  verbose=False)
         outcome = {
             "status": DONE,
             "seconds": time.perf_counter() - start,
