@@ -1,0 +1,146 @@
+"""Command line of the experiment runner.
+
+    python -m reengage.experiment run configs/experiments/smoke.yaml                 # local processes, one per core
+    python -m reengage.experiment run FILE --workers 4 --results results/mine
+    python -m reengage.experiment run FILE --backend ray                              # a local Ray instance
+    python -m reengage.experiment run FILE --backend ray --address ray://HEAD:10001  # a Ray cluster
+    python -m reengage.experiment list FILE                                           # the runs, without running
+    python -m reengage.experiment report results/smoke                                # curves, tables, statistics
+
+Re-running the same ``run`` command skips finished runs and resumes interrupted ones from their
+checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
+(checkpoints are kept). Exit codes: 0 all runs finished, 1 some failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .spec import ExperimentError, load_experiment
+
+PROG = "python -m reengage.experiment"
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report}")
+
+    run = commands.add_parser("run", help="execute an experiment file's runs")
+    run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
+    run.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
+    run.add_argument("--backend", choices=("local", "ray"), default="local")
+    run.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    run.add_argument("--workers", type=_positive_int, default=None,
+                     help="runs at a time (default: one per core; with Ray: the cluster's CPUs)")
+    run.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    run.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
+    run.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+
+    listing = commands.add_parser("list", help="print the runs an experiment file expands into")
+    listing.add_argument("file")
+    listing.add_argument("--results", default=None)
+
+    report = commands.add_parser("report", help="curves, best settings and statistics of a results folder")
+    report.add_argument("results_dir")
+    report.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/report)")
+    report.add_argument("--threshold", type=float, default=None, help="success threshold for steps-to-threshold")
+    report.add_argument("--metric", default=None, help="evaluations.csv column (default: the success rate)")
+    report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
+    report.add_argument("--aggregate", choices=("mean", "iqm"), default="mean", help="curve aggregate")
+    return parser
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .backends import BackendUnavailable, make_backend
+    from .grid import run_grid
+
+    try:
+        experiment = load_experiment(args.file)
+    except ExperimentError as error:
+        return _error(str(error))
+    if args.address and args.backend != "ray":
+        return _error(f"--address {args.address!r} needs --backend ray")
+    results = Path(args.results or Path("results") / experiment.name)
+    try:
+        backend = make_backend(args.backend, args.workers, args.address)
+    except BackendUnavailable as error:
+        return _error(str(error))
+    # `kill PID` of a background grid stops it as cleanly as Ctrl-C does
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    print(f"[{experiment.name}] {len(experiment.runs)} runs, backend {backend.name} ({backend.capacity} at a time), "
+          f"results in {results}", file=sys.stderr, flush=True)
+    try:
+        summary = run_grid(experiment, results, backend, args.device, args.threads, progress_every=args.progress_every)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
+          f"{len(summary.failed)} failed of {summary.total}", file=sys.stderr)
+    for run_id, error in summary.failed.items():
+        print(f"  failed {run_id}: {error} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr)
+    if not summary.interrupted:
+        print(f"report: {PROG} report {results}", file=sys.stderr)
+    return summary.exit_code
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .execute import is_finished
+    from .grid import run_dir_of
+
+    try:
+        experiment = load_experiment(args.file)
+    except ExperimentError as error:
+        return _error(str(error))
+    results = Path(args.results or Path("results") / experiment.name)
+    for run in experiment.runs:
+        state = "done" if is_finished(run_dir_of(results, run)) else "todo"
+        print(f"{state}  {run.run_id}  timesteps={run.config['timesteps']}")
+    print(f"{len(experiment.runs)} runs", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportError, write_report
+
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        return _error(f"--threshold {args.threshold} must be in (0, 1]")
+    try:
+        path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, threshold=args.threshold,
+                            metric=args.metric, reps=args.reps, aggregate=args.aggregate)
+    except ReportError as error:
+        return _error(str(error))
+    print(path.read_text())
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

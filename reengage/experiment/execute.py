@@ -1,0 +1,105 @@
+"""Execute one run of an experiment inside a worker (a local process or a Ray task).
+
+The run folder is the run's whole state, so any backend can pick a run up where another left it:
+
+* ``run.json``: the run's identity (environment, variant, grid point, seed, configuration hash);
+* what :func:`reengage.experiment.runner.train_run` writes (``config.yaml``, ``evaluations.csv``,
+  ``checkpoint/``, ``model.zip``, TensorBoard events);
+* ``status.json``: written last, ``{"status": "done", ...}`` or ``{"status": "failed", "error": ...}``.
+
+A folder with ``config.yaml`` and a checkpoint is an interrupted run and is resumed
+(``train_run(..., resume=True)``); one that died before its first checkpoint starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.json"
+STATUS_FILE = "status.json"
+DONE = "done"
+FAILED = "failed"
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_finished(run_dir: Path) -> bool:
+    from .runner import FINAL_MODEL
+
+    status = read_status(run_dir)
+    return bool(status and status.get("status") == DONE and (Path(run_dir) / FINAL_MODEL).exists())
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    # write then rename: a reader (the driver, the report) never sees half a file
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(payload, indent=1, default=repr))
+    staging.replace(path)
+
+
+def _prepare(run_dir: Path) -> bool:
+    """Decide between resuming and starting afresh; returns ``resume``."""
+    from .checkpoint import find_checkpoint
+    from .runner import CHECKPOINT_DIR, CONFIG_FILE
+
+    if not (run_dir / CONFIG_FILE).exists():
+        return False
+    if find_checkpoint(run_dir / CHECKPOINT_DIR) is not None:
+        return True
+    # started but killed before its first checkpoint: nothing to resume, so start it again
+    for path in run_dir.iterdir():
+        if path.name == RUN_FILE:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return False
+
+
+def execute_run(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one run (or resume it) and record the outcome in ``status.json``; never raises.
+
+    ``job`` holds ``run_dir``, ``config``, ``seed``, ``identity``, ``device`` and ``threads``.
+    Returns the status written, with ``run_id`` added.
+    """
+    run_dir = Path(job["run_dir"])
+    outcome: dict[str, Any]
+    try:
+        import torch
+
+        from .runner import train_run
+
+        torch.set_num_threads(int(job.get("threads", 1)))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / STATUS_FILE).unlink(missing_ok=True)
+        resume = _prepare(run_dir)
+        _write_json(run_dir / RUN_FILE, job["identity"])
+        start = time.perf_counter()
+        # verbose=False: a grid's progress lines come from the driver, not from every worker's evaluations
+        train_run(job["config"], int(job["seed"]), run_dir, job.get("device", "cpu"), resume=resume, progress=False,
+                  verbose=False)
+        outcome = {
+            "status": DONE,
+            "seconds": time.perf_counter() - start,
+            "timesteps": job["config"]["timesteps"],
+            "resumed": resume,
+        }
+    except Exception as error:  # noqa: BLE001  (a failed run is reported, and the grid goes on)
+        outcome = {
+            "status": FAILED,
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
+    try:
+        _write_json(run_dir / STATUS_FILE, outcome)
+    except OSError:
+        pass  # the driver still gets the outcome from the return value
+    return {**outcome, "run_id": job["identity"]["run_id"]}

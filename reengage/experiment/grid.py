@@ -1,0 +1,159 @@
+"""Drive an experiment's runs through a backend: skip finished runs, resume interrupted ones, report progress.
+
+The results folder of an experiment::
+
+    results/<name>/experiment.json      # the manifest: the file, its settings and every run's identity
+    results/<name>/runs/<env>/<variant>/[<grid point>/]s<seed>_<config hash>/   # one folder per run
+
+The report (:mod:`reengage.experiment.report`) reads the manifest, so runs left behind by an older
+version of the file (another hash) stay on disk but do not enter the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .backends import Backend
+from .execute import DONE, is_finished
+from .spec import Experiment, RunSpec
+
+MANIFEST_FILE = "experiment.json"
+RUNS_DIR = "runs"
+
+
+@dataclass
+class GridSummary:
+    total: int
+    skipped: list[str] = field(default_factory=list)  # finished before this launch
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # run_id -> error
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+
+def run_dir_of(results_dir: Path, run: RunSpec) -> Path:
+    return Path(results_dir) / RUNS_DIR / run.run_id
+
+
+def write_manifest(experiment: Experiment, results_dir: Path) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "name": experiment.name,
+        "file": str(experiment.path) if experiment.path else None,
+        "description": experiment.description,
+        "baseline": experiment.baseline,
+        "success_threshold": experiment.success_threshold,
+        "metric": experiment.metric,
+        "variants": experiment.variants,
+        "runs": [{**run.identity(), "timesteps": run.config["timesteps"]} for run in experiment.runs],
+    }
+    (results_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress:
+    """Counts and an estimate of the time left, from the steps per second of runs finished in this launch."""
+
+    def __init__(self, name: str, total: int, capacity: int, stream: TextIO, every: float) -> None:
+        self.name, self.total, self.capacity, self.stream, self.every = name, total, capacity, stream, every
+        self.started = time.monotonic()
+        self.last_print = float("-inf")
+        self.seconds_per_step: list[float] = []
+
+    def record(self, outcome: dict[str, Any], wall_seconds: float) -> None:
+        # the driver's wall time (process start and imports included), from fresh runs only
+        if outcome.get("status") == DONE and not outcome.get("resumed") and outcome.get("timesteps"):
+            self.seconds_per_step.append(wall_seconds / outcome["timesteps"])
+
+    def eta(self, waiting_steps: int, running: dict[str, tuple[float, int]]) -> str:
+        if not self.seconds_per_step:
+            return "ETA after the first run finishes"
+        rate = sum(self.seconds_per_step) / len(self.seconds_per_step)
+        now = time.monotonic()
+        running_left = sum(max(0.0, steps * rate - (now - start)) for start, steps in running.values())
+        return f"ETA {_duration((running_left + waiting_steps * rate) / self.capacity)}"
+
+    def show(self, summary: GridSummary, running: dict[str, tuple[float, int]], waiting_steps: int,
+             waiting: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_print < self.every:
+            return
+        self.last_print = now
+        finished = len(summary.done) + len(summary.skipped)
+        line = (
+            f"[{self.name}] {finished}/{self.total} done ({len(summary.skipped)} already), {len(running)} running, "
+            f"{len(summary.failed)} failed, {waiting} waiting | {_duration(now - self.started)} elapsed | "
+            f"{self.eta(waiting_steps, running)}"
+        )
+        print(line, file=self.stream, flush=True)
+
+
+def run_grid(
+    experiment: Experiment,
+    results_dir: str | Path,
+    backend: Backend,
+    device: str = "cpu",
+    threads: int = 1,
+    stream: TextIO = sys.stderr,
+    progress_every: float = 30.0,
+) -> GridSummary:
+    """Execute every unfinished run of ``experiment``; Ctrl-C stops all of them (checkpoints are kept)."""
+    results_dir = Path(results_dir)
+    write_manifest(experiment, results_dir)
+    summary = GridSummary(total=len(experiment.runs))
+    queue: list[dict[str, Any]] = []
+    for run in experiment.runs:
+        run_dir = run_dir_of(results_dir, run)
+        if is_finished(run_dir):
+            summary.skipped.append(run.run_id)
+            continue
+        queue.append({
+            # absolute: a Ray worker's working directory is not the driver's
+            "run_dir": str(run_dir.resolve()), "config": run.config, "seed": run.seed, "identity": run.identity(),
+            "device": device, "threads": threads,
+        })
+    progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)
+    running: dict[str, tuple[float, int]] = {}  # run_id -> (start time, timesteps)
+    waiting_steps = sum(job["config"]["timesteps"] for job in queue)
+    try:
+        while queue or running:
+            while queue and backend.in_flight() < backend.capacity:
+                job = queue.pop(0)
+                waiting_steps -= job["config"]["timesteps"]
+                backend.submit(job)
+                running[job["identity"]["run_id"]] = (time.monotonic(), job["config"]["timesteps"])
+            outcomes = backend.wait(timeout=1.0)
+            for outcome in outcomes:
+                run_id = outcome["run_id"]
+                started, _ = running.pop(run_id, (time.monotonic(), 0))
+                progress.record(outcome, time.monotonic() - started)
+                if outcome.get("status") == DONE:
+                    summary.done.append(run_id)
+                else:
+                    summary.failed[run_id] = str(outcome.get("error", "unknown error"))
+                    print(f"[{experiment.name}] FAILED {run_id}: {summary.failed[run_id]}", file=stream, flush=True)
+            progress.show(summary, running, waiting_steps, len(queue), force=bool(outcomes))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        backend.stop()
+        print(
+            f"[{experiment.name}] interrupted: stopped {len(running)} running run(s); their checkpoints are kept. "
+            "Run the same command again to resume.",
+            file=stream, flush=True,
+        )
+    finally:
+        backend.close()
+    return summary

@@ -1,0 +1,419 @@
+"""Statistics of an experiment's results folder: curves, best settings, CIs, differences, rliable aggregates.
+
+    python -m reengage.experiment report results/fig8_2_reduced
+
+Reads each finished run's ``evaluations.csv`` (columns by name), groups runs by (environment, variant,
+grid point), and writes into ``RESULTS_DIR/report/``:
+
+* ``curves.png``: one panel per environment; per variant (at its best setting) the mean (or IQM) of
+  the metric over seeds with a 95% stratified bootstrap band;
+* ``report.md``: for grids, every setting's area under the curve with the best one per variant marked
+  (like Table G.2); final value, AUC and steps to a success threshold with 95% CIs; each variant's
+  difference from the baseline with a bootstrap CI and whether it excludes 0; probability of
+  improvement and (over environments) aggregate IQM;
+* ``summary.json``: the same numbers, for programs.
+
+All intervals are percentile bootstrap intervals from rliable (Agarwal et al., 2021), resampling seeds
+within each environment (stratified); a difference resamples the two variants' seeds independently.
+AUC is the mean of the metric over a run's evaluations (the paper's selection criterion, App. G.3).
+The best setting is chosen on the same seeds it is reported on, which favours grids with many points.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .execute import DONE, RUN_FILE, read_status
+from .grid import MANIFEST_FILE, RUNS_DIR
+from .runner import EVALUATIONS_FILE
+from .spec import point_label
+
+# success columns, most specific first: branch names may change, so columns are found by name
+SUCCESS_COLUMNS = ("eval/success_ever", "eval/success_rate", "eval/success", "success_rate", "eval/is_success")
+CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0
+
+
+class ReportError(ValueError):
+    """The results folder cannot be reported on; the message says why."""
+
+
+@dataclass
+class RunCurve:
+    env_id: str
+    variant: str
+    point: dict[str, Any]
+    seed: int
+    steps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class Group:
+    """The runs of one (environment, variant, grid point): a seeds x evaluations matrix."""
+
+    env_id: str
+    variant: str
+    point: dict[str, Any]
+    seeds: list[int]
+    steps: np.ndarray
+    scores: np.ndarray  # (seeds, evaluations)
+
+    @property
+    def auc(self) -> np.ndarray:
+        return self.scores.mean(axis=1)
+
+    @property
+    def final(self) -> np.ndarray:
+        return self.scores[:, -1]
+
+    def steps_to(self, threshold: float) -> tuple[np.ndarray, int]:
+        """First evaluation step at which each seed reaches ``threshold`` (censored at the last step)."""
+        reached = self.scores >= threshold
+        first = np.where(reached.any(axis=1), self.steps[np.argmax(reached, axis=1)], self.steps[-1])
+        return first.astype(float), int(reached.any(axis=1).sum())
+
+
+# ---------------------------------------------------------------- reading
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def choose_metric(columns: list[str], requested: str | None) -> str:
+    """The requested column, else the success rate under any of its known names."""
+    if requested is not None:
+        if requested not in columns:
+            raise ReportError(f"metric {requested!r} is not a column of {EVALUATIONS_FILE}; columns: {', '.join(columns)}")
+        return requested
+    for name in SUCCESS_COLUMNS:
+        if name in columns:
+            return name
+    candidates = [c for c in columns if "success" in c.lower() and "final" not in c.lower()]
+    if candidates:
+        return candidates[0]
+    raise ReportError(f"no success column in {EVALUATIONS_FILE} (columns: {', '.join(columns)}); pass --metric")
+
+
+def _run_folders(results_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[Path, dict[str, Any]]]]:
+    manifest_path = results_dir / MANIFEST_FILE
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        return manifest, [(results_dir / RUNS_DIR / run["run_id"], run) for run in manifest["runs"]]
+    # no manifest (runs copied from elsewhere): every folder with a run.json
+    found = []
+    for path in sorted(results_dir.rglob(RUN_FILE)):
+        found.append((path.parent, json.loads(path.read_text())))
+    return None, found
+
+
+def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
+    """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
+    if not results_dir.is_dir():
+        raise ReportError(f"results folder {str(results_dir)!r} not found")
+    manifest, folders = _run_folders(results_dir)
+    if not folders:
+        raise ReportError(f"{results_dir}: no runs found (no {MANIFEST_FILE} and no */{RUN_FILE})")
+    curves, missing, column = [], [], None
+    for run_dir, identity in folders:
+        status = read_status(run_dir)
+        evaluations = run_dir / EVALUATIONS_FILE
+        if not status or status.get("status") != DONE or not evaluations.exists():
+            missing.append(identity["run_id"])
+            continue
+        columns, rows = _read_csv(evaluations)
+        column = column or choose_metric(columns, metric)
+        if column not in columns:
+            raise ReportError(f"{evaluations}: no column {column!r}; columns: {', '.join(columns)}")
+        curves.append(RunCurve(
+            identity["env_id"], identity["variant"], dict(identity.get("point") or {}), int(identity["seed"]),
+            np.array([int(float(row["step"])) for row in rows]), np.array([float(row[column]) for row in rows]),
+        ))
+    if not curves:
+        raise ReportError(f"{results_dir}: none of the {len(folders)} runs has finished yet")
+    if all(np.isnan(curve.values).all() for curve in curves):
+        raise ReportError(f"column {column!r} is empty (NaN) in every run; choose another with --metric")
+    return manifest, curves, column, missing
+
+
+def group_curves(curves: list[RunCurve]) -> list[Group]:
+    buckets: dict[tuple[str, str, str], list[RunCurve]] = defaultdict(list)
+    for curve in curves:
+        buckets[(curve.env_id, curve.variant, point_label(curve.point))].append(curve)
+    groups = []
+    for runs in buckets.values():
+        runs.sort(key=lambda run: run.seed)
+        # evaluation steps all runs of the group share (the same config evaluates at the same steps)
+        common = sorted(set.intersection(*(set(run.steps.tolist()) for run in runs)))
+        steps = np.array(common)
+        scores = np.stack([run.values[np.searchsorted(run.steps, steps)] for run in runs])
+        groups.append(Group(runs[0].env_id, runs[0].variant, runs[0].point, [run.seed for run in runs], steps, scores))
+    return groups
+
+
+# ---------------------------------------------------------------- statistics (rliable)
+
+def _rliable():
+    try:
+        from rliable import library, metrics
+    except ImportError:
+        raise ReportError("the report needs rliable: pip install rliable (it is in the package's dependencies)") from None
+    return library, metrics
+
+
+def _interval(scores: dict[str, Any], func: Callable[..., np.ndarray], reps: int) -> tuple[dict, dict]:
+    library, _ = _rliable()
+    # rliable's stratified bootstrap draws from numpy's global generator: seed it for reproducible CIs
+    np.random.seed(BOOTSTRAP_SEED)
+    return library.get_interval_estimates(scores, func, reps=reps, confidence_interval_size=CONFIDENCE)
+
+
+def mean_ci(values: np.ndarray, reps: int, statistic: str = "mean") -> tuple[float, float, float]:
+    """Point estimate and 95% bootstrap CI of the mean (or IQM) of per-seed values."""
+    _, metrics = _rliable()
+    func = metrics.aggregate_mean if statistic == "mean" else metrics.aggregate_iqm
+    matrix = np.asarray(values, dtype=float).reshape(-1, 1)
+    point, interval = _interval({"x": matrix}, lambda s: np.array([func(s)]), reps)
+    return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
+
+
+def difference_ci(variant: np.ndarray, baseline: np.ndarray, reps: int) -> tuple[float, float, float]:
+    """Difference of means (variant - baseline) with a 95% CI, the two sets of seeds resampled independently."""
+    x, y = np.asarray(variant, float).reshape(-1, 1), np.asarray(baseline, float).reshape(-1, 1)
+    point, interval = _interval({"d": [x, y]}, lambda a, b: np.array([a.mean() - b.mean()]), reps)
+    return float(point["d"][0]), float(interval["d"][0, 0]), float(interval["d"][1, 0])
+
+
+def improvement_probability(variant: np.ndarray, baseline: np.ndarray, reps: int) -> tuple[float, float, float]:
+    """rliable's P(X > Y) over (seeds x tasks) matrices, averaged over tasks, with its 95% CI."""
+    _, metrics = _rliable()
+    x, y = np.asarray(variant, float), np.asarray(baseline, float)
+    if x.ndim == 1:
+        x, y = x.reshape(-1, 1), y.reshape(-1, 1)
+    point, interval = _interval({"p": [x, y]}, metrics.probability_of_improvement, reps)
+    low, high = np.ravel(interval["p"])
+    return float(np.ravel(point["p"])[0]), float(low), float(high)
+
+
+def curve_band(group: Group, reps: int, aggregate: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-evaluation mean (or IQM) over seeds, with its 95% stratified bootstrap band."""
+    from scipy.stats import trim_mean
+
+    def per_step(scores: np.ndarray) -> np.ndarray:  # scores: (seeds, 1 task, steps)
+        flat = scores.reshape(-1, scores.shape[-1])
+        return flat.mean(axis=0) if aggregate == "mean" else trim_mean(flat, 0.25, axis=0)
+
+    point, interval = _interval({"c": group.scores[:, None, :]}, per_step, reps)
+    return point["c"], interval["c"][0], interval["c"][1]
+
+
+# ---------------------------------------------------------------- report
+
+def best_points(groups: list[Group]) -> dict[tuple[str, str], Group]:
+    """Per (environment, variant), the grid point with the highest mean AUC over seeds (ties: first label)."""
+    best: dict[tuple[str, str], Group] = {}
+    for group in sorted(groups, key=lambda g: (g.env_id, g.variant, point_label(g.point))):
+        key = (group.env_id, group.variant)
+        if key not in best or group.auc.mean() > best[key].auc.mean():
+            best[key] = group
+    return best
+
+
+def _fmt(estimate: tuple[float, float, float], digits: int = 3) -> str:
+    point, low, high = estimate
+    if digits == 0:
+        return f"{point:,.0f} [{low:,.0f}, {high:,.0f}]"
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _excludes_zero(estimate: tuple[float, float, float]) -> str:
+    _, low, high = estimate
+    return "yes (higher)" if low > 0 else "yes (lower)" if high < 0 else "no"
+
+
+def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: str, reps: int, aggregate: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4), squeeze=False)
+    for axis, env_id in zip(axes[0], envs):
+        for index, variant in enumerate(variants):
+            group = best.get((env_id, variant))
+            if group is None:
+                continue
+            centre, low, high = curve_band(group, reps, aggregate)
+            label = f"{variant} ({len(group.seeds)} seeds)"
+            if group.point:
+                label += f" [{point_label(group.point)}]"
+            axis.plot(group.steps, centre, color=f"C{index}", label=label)
+            axis.fill_between(group.steps, low, high, color=f"C{index}", alpha=0.2)
+        axis.set_title(env_id)
+        axis.set_xlabel("environment steps")
+        axis.set_ylabel(f"{metric} ({aggregate}, 95% bootstrap CI)")
+        if "success" in metric:
+            axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def build_report(results_dir: Path, threshold: float | None = None, metric: str | None = None, reps: int = 2000,
+                 aggregate: str = "mean") -> dict[str, Any]:
+    """Every number of the report, as a dictionary (``summary.json``)."""
+    manifest, curves, column, missing = load_curves(results_dir, metric)
+    manifest = manifest or {}
+    groups = group_curves(curves)
+    envs = sorted({g.env_id for g in groups}, key=lambda e: [int(t) if t.isdigit() else t for t in _split_digits(e)])
+    variants = [v for v in manifest.get("variants", []) if any(g.variant == v for g in groups)]
+    variants += sorted({g.variant for g in groups} - set(variants))
+    baseline = manifest.get("baseline") if manifest.get("baseline") in variants else variants[0]
+    threshold = threshold if threshold is not None else float(manifest.get("success_threshold", 0.5))
+    is_success = "success" in column.lower()
+    best = best_points(groups)
+
+    summary: dict[str, Any] = {
+        "name": manifest.get("name", results_dir.name), "metric": column, "baseline": baseline,
+        "threshold": threshold if is_success else None, "reps": reps, "aggregate": aggregate,
+        "finished_runs": len(curves), "unfinished_runs": missing, "grid": [], "results": [], "differences": [],
+        "aggregate_over_envs": [],
+    }
+    for group in sorted(groups, key=lambda g: (envs.index(g.env_id), variants.index(g.variant), point_label(g.point))):
+        summary["grid"].append({
+            "env_id": group.env_id, "variant": group.variant, "point": group.point, "seeds": group.seeds,
+            "auc": mean_ci(group.auc, reps), "best": best[(group.env_id, group.variant)] is group,
+        })
+    for env_id in envs:
+        for variant in variants:
+            group = best.get((env_id, variant))
+            if group is None:
+                continue
+            row: dict[str, Any] = {
+                "env_id": env_id, "variant": variant, "point": group.point, "seeds": group.seeds,
+                "final": mean_ci(group.final, reps), "final_iqm": mean_ci(group.final, reps, "iqm"),
+                "auc": mean_ci(group.auc, reps), "last_step": int(group.steps[-1]),
+            }
+            if is_success:
+                steps, reached = group.steps_to(threshold)
+                row["steps_to_threshold"] = mean_ci(steps, reps)
+                row["reached_threshold"] = reached
+            summary["results"].append(row)
+            reference = best.get((env_id, baseline))
+            if variant != baseline and reference is not None:
+                for name, values, base in (("auc", group.auc, reference.auc), ("final", group.final, reference.final)):
+                    difference = difference_ci(values, base, reps)
+                    summary["differences"].append({
+                        "env_id": env_id, "variant": variant, "metric": name, "difference": difference,
+                        "excludes_zero": _excludes_zero(difference) != "no",
+                        "probability_of_improvement": improvement_probability(values, base, reps),
+                    })
+    # across environments: only where a variant has the same number of seeds in every environment
+    for variant in variants:
+        members = [best.get((env_id, variant)) for env_id in envs]
+        if len(envs) < 2 or any(m is None for m in members) or len({len(m.seeds) for m in members}) != 1:
+            continue
+        _, metrics = _rliable()
+        entry: dict[str, Any] = {"variant": variant, "envs": envs}
+        for name in ("final", "auc"):
+            matrix = np.stack([getattr(m, name) for m in members], axis=1)  # (seeds, envs)
+            point, interval = _interval({"m": matrix}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+            entry[f"iqm_{name}"] = (float(point["m"][0]), float(interval["m"][0, 0]), float(interval["m"][1, 0]))
+            bases = [best.get((env_id, baseline)) for env_id in envs]
+            if variant != baseline and all(b is not None for b in bases) and len({len(b.seeds) for b in bases}) == 1:
+                base_matrix = np.stack([getattr(b, name) for b in bases], axis=1)
+                entry[f"p_improvement_{name}"] = improvement_probability(matrix, base_matrix, reps)
+        summary["aggregate_over_envs"].append(entry)
+    summary["_plot"] = (envs, variants, best)
+    return summary
+
+
+def _split_digits(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\d+|\D+", text)
+
+
+def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
+    metric, threshold = summary["metric"], summary["threshold"]
+    lines = [
+        f"# Report: {summary['name']}",
+        "",
+        f"Written by `python -m reengage.experiment report {results_dir}` from {summary['finished_runs']} finished runs"
+        f" (metric `{metric}`, read from each run's `{EVALUATIONS_FILE}`).",
+        f"Intervals: 95% percentile bootstrap over seeds (rliable, {summary['reps']} resamples). AUC = mean of the metric"
+        " over a run's evaluations. Final = the last evaluation.",
+    ]
+    if summary["unfinished_runs"]:
+        lines.append(f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
+                     + ", ".join(f"`{r}`" for r in summary["unfinished_runs"][:10])
+                     + (" ..." if len(summary["unfinished_runs"]) > 10 else ""))
+    if any(entry["point"] for entry in summary["grid"]):
+        lines += ["", "## Best setting per variant (highest mean AUC; chosen on the seeds reported below)", "",
+                  "| environment | variant | setting | seeds | AUC [95% CI] | best |", "|---|---|---|---|---|---|"]
+        for entry in summary["grid"]:
+            lines.append(f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
+                         f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {'**best**' if entry['best'] else ''} |")
+    threshold_header = f" steps to {threshold:g} [95% CI] (seeds reaching it) |" if threshold is not None else ""
+    lines += ["", "## Results (each variant at its best setting)", "",
+              f"| environment | variant | seeds | final, mean [95% CI] | final, IQM [95% CI] | AUC [95% CI] |{threshold_header}",
+              "|---|---|---|---|---|---|" + ("---|" if threshold is not None else "")]
+    for row in summary["results"]:
+        cells = [row["env_id"], row["variant"], str(len(row["seeds"])), _fmt(row["final"]), _fmt(row["final_iqm"]),
+                 _fmt(row["auc"])]
+        if threshold is not None:
+            cells.append(f"{_fmt(row['steps_to_threshold'], 0)} ({row['reached_threshold']}/{len(row['seeds'])}; "
+                         f"a seed that never reaches it counts as {row['last_step']:,})")
+        lines.append("| " + " | ".join(cells) + " |")
+    if summary["differences"]:
+        lines += ["", f"## Difference from the baseline ({summary['baseline']})", "",
+                  "| environment | variant | metric | difference of means [95% CI] | CI excludes 0 | P(variant > baseline) [95% CI] |",
+                  "|---|---|---|---|---|---|"]
+        for entry in summary["differences"]:
+            lines.append(f"| {entry['env_id']} | {entry['variant']} | {entry['metric']} | {_fmt(entry['difference'])} | "
+                         f"{_excludes_zero(entry['difference'])} | {_fmt(entry['probability_of_improvement'], 2)} |")
+    if summary["aggregate_over_envs"]:
+        lines += ["", "## Over all environments (rliable: IQM over seeds x environments; probability of improvement)", "",
+                  "| variant | IQM final [95% CI] | IQM AUC [95% CI] | P(> baseline), final | P(> baseline), AUC |",
+                  "|---|---|---|---|---|"]
+        for entry in summary["aggregate_over_envs"]:
+            p_final = _fmt(entry["p_improvement_final"], 2) if "p_improvement_final" in entry else "-"
+            p_auc = _fmt(entry["p_improvement_auc"], 2) if "p_improvement_auc" in entry else "-"
+            lines.append(f"| {entry['variant']} | {_fmt(entry['iqm_final'])} | {_fmt(entry['iqm_auc'])} | {p_final} | {p_auc} |")
+    lines += ["", f"![learning curves](curves.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(results_dir: Path, out: Path | None = None, threshold: float | None = None, metric: str | None = None,
+                 reps: int = 2000, aggregate: str = "mean") -> Path:
+    """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path."""
+    results_dir = Path(results_dir)
+    out = Path(out) if out else results_dir / "report"
+    summary = build_report(results_dir, threshold, metric, reps, aggregate)
+    envs, variants, best = summary.pop("_plot")
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(out / "curves.png", envs, variants, best, summary["metric"], reps, aggregate)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
+    path = out / "report.md"
+    path.write_text(_markdown(summary, results_dir))
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,178 @@
+"""The experiment runner end to end: the smoke grid on local processes and on Ray, skip, resume, failure, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reengage.experiment.__main__ import main as experiment_main
+from reengage.experiment.backends import LocalBackend
+from reengage.experiment.grid import MANIFEST_FILE, run_grid
+from reengage.experiment.spec import expand_experiment, load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "experiments" / "smoke.yaml"
+
+
+def model_times(results: Path) -> dict[str, float]:
+    return {str(path.parent.relative_to(results)): path.stat().st_mtime_ns for path in results.rglob("model.zip")
+            if not path.parent.name.startswith("checkpoint")}  # final models only, not checkpoint copies
+
+
+def statuses(results: Path) -> dict[str, dict]:
+    return {str(path.parent.relative_to(results / "runs")): json.loads(path.read_text())
+            for path in (results / "runs").rglob("status.json")}
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/experiments/smoke.yaml run once through the command line (local backend, 2 workers)."""
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    code = experiment_main(["run", str(SMOKE), "--results", str(results), "--workers", "2"])
+    assert code == 0
+    return results
+
+
+def test_smoke_grid_runs_end_to_end_and_reports(smoke_results: Path, tmp_path: Path) -> None:
+    experiment = load_experiment(SMOKE)
+    found = statuses(smoke_results)
+    assert sorted(found) == sorted(run.run_id for run in experiment.runs)
+    assert all(status["status"] == "done" and not status["resumed"] for status in found.values())
+    for run in experiment.runs:
+        lines = (smoke_results / "runs" / run.run_id / "evaluations.csv").read_text().splitlines()
+        assert lines[0].startswith("step,") and len(lines) == 1 + 3  # evaluations at 100, 200, 300 steps
+        saved = yaml.safe_load((smoke_results / "runs" / run.run_id / "config.yaml").read_text())
+        assert saved == {**run.config, "seed": run.seed}  # the run trained exactly the resolved configuration
+    assert len(json.loads((smoke_results / MANIFEST_FILE).read_text())["runs"]) == 4
+    assert experiment_main(["report", str(smoke_results), "--out", str(tmp_path), "--reps", "200"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| reengage/ContinuousSeek5-v0 | ReenGAGE | 2 |" in report and (tmp_path / "curves.png").exists()
+
+
+def test_relaunch_skips_finished_runs(smoke_results: Path, capsys: pytest.CaptureFixture) -> None:
+    before = model_times(smoke_results)
+    assert experiment_main(["run", str(SMOKE), "--results", str(smoke_results), "--workers", "2"]) == 0
+    assert "0 trained, 4 already done" in capsys.readouterr().err
+    assert model_times(smoke_results) == before
+
+
+def test_killed_run_resumes_from_its_checkpoint_and_finished_runs_are_kept(smoke_results: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(smoke_results, results)
+    victim = load_experiment(SMOKE).runs[1]
+    victim_dir = results / "runs" / victim.run_id
+    # what a kill leaves: the last checkpoint (step 200 of 300), no final model, no status
+    (victim_dir / "model.zip").unlink()
+    (victim_dir / "status.json").unlink()
+    before = model_times(results)
+    summary = run_grid(load_experiment(SMOKE), results, LocalBackend(2), stream=sys.stderr)
+    assert summary.exit_code == 0 and summary.done == [victim.run_id] and len(summary.skipped) == 3
+    assert statuses(results)[victim.run_id]["resumed"] is True
+    segments = json.loads((victim_dir / "segments.json").read_text())
+    assert segments[-1] == {"start": 200, "resumed": True, "end": 300}
+    after = model_times(results)
+    untouched = lambda times: {k: v for k, v in times.items() if victim.run_id not in k}  # noqa: E731
+    assert untouched(after) == untouched(before) and len(untouched(before)) == 3
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["seeds"] = [0]
+    raw.pop("report")
+    raw["variants"] = [
+        # passes config validation, fails when the environment is built (ContinuousSeek refuses horizon 0)
+        {"name": "broken", "algo": "ddpg", "alpha": 0, "overrides": {"env_kwargs": {"horizon": 0}}},
+        {"name": "fine", "algo": "ddpg", "alpha": 0},
+    ]
+    experiment = expand_experiment(raw)
+    summary = run_grid(experiment, tmp_path, LocalBackend(1), stream=sys.stderr)  # one worker: the failure comes first
+    assert summary.exit_code == 1
+    (failed_id, error), = summary.failed.items()
+    assert failed_id.startswith("ContinuousSeek5-v0/broken/") and "horizon" in error
+    assert summary.done == [next(r.run_id for r in experiment.runs if r.variant == "fine")]
+    assert "Traceback" in statuses(tmp_path)[failed_id]["traceback"]
+
+
+def test_a_worker_killed_mid_run_is_reported_and_replaced(tmp_path: Path) -> None:
+    # what the out-of-memory killer does to a worker: the run fails with the exit code, the grid goes on
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(seeds=[0], timesteps=100000)
+    raw.pop("report")
+    raw["variants"] = [{"name": "long", "algo": "ddpg", "alpha": 0},
+                       {"name": "broken", "algo": "ddpg", "alpha": 0, "overrides": {"env_kwargs": {"horizon": 0}}}]
+    long_run, broken_run = expand_experiment(raw).runs
+    backend = LocalBackend(1)
+    try:
+        backend.submit({"run_dir": str(tmp_path / "long"), "config": long_run.config, "seed": 0,
+                        "identity": long_run.identity()})
+        (worker, _), = backend._busy.values()
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "long" / "config.yaml").exists():  # the run has started training
+            assert time.monotonic() < deadline and not backend.wait(0.5)
+        os.kill(worker.process.pid, signal.SIGKILL)
+        outcomes = []
+        while not outcomes:
+            outcomes = backend.wait(5)
+        assert outcomes[0]["status"] == "failed" and "exited with code -9" in outcomes[0]["error"]
+        backend.submit({"run_dir": str(tmp_path / "broken"), "config": broken_run.config, "seed": 0,
+                        "identity": broken_run.identity()})
+        (replacement, _), = backend._busy.values()
+        assert replacement.process.pid != worker.process.pid
+        outcomes = []
+        while not outcomes:
+            outcomes = backend.wait(5)
+        assert outcomes[0]["status"] == "failed" and "horizon" in outcomes[0]["error"]
+    finally:
+        backend.close()
+    assert not replacement.process.is_alive()
+
+
+def test_smoke_grid_on_a_local_ray_instance(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    results = tmp_path / "ray"
+    assert experiment_main(["run", str(SMOKE), "--results", str(results), "--backend", "ray", "--workers", "2"]) == 0
+    found = statuses(results)
+    assert len(found) == 4 and all(status["status"] == "done" for status in found.values())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -> None:
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(timesteps=1500, seeds=3)
+    raw["overrides"]["checkpoint_every"] = 200
+    experiment_file = tmp_path / "kill.yaml"
+    experiment_file.write_text(yaml.safe_dump(raw))
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment_file), "--results", str(results),
+               "--workers", "2", "--progress-every", "5"]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(results.rglob("checkpoint/state.pkl")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    finished_before = set(model_times(results))
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    start = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert time.monotonic() - start < 30
+    assert "interrupted" in err
+    # no worker is left behind
+    leftover = subprocess.run(["pgrep", "-f", str(experiment_file)], capture_output=True, text=True).stdout.split()
+    assert not leftover
+    code = experiment_main(["run", str(experiment_file), "--results", str(results), "--workers", "2"])
+    assert code == 0
+    found = statuses(results)
+    assert len(found) == 6 and any(status["resumed"] for status in found.values())
+    # runs that had finished before the kill were not trained again
+    for run_dir in finished_before:
+        assert not found[run_dir.removeprefix("runs/")]["resumed"]

@@ -1,0 +1,164 @@
+"""The experiment report on synthetic run folders whose statistics are known in advance."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reengage.experiment.__main__ import main as experiment_main
+from reengage.experiment.report import ReportError, build_report, mean_ci, write_report
+
+STEPS = [1000, 2000, 3000, 4000]
+ENV = "reengage/ContinuousSeek5-v0"
+ENV2 = "reengage/ContinuousSeek10-v0"
+
+
+def write_run(root: Path, env_id: str, variant: str, point: dict, seed: int, values: list[float],
+              column: str = "eval/success_rate", done: bool = True, in_manifest: list | None = None) -> None:
+    run_id = f"{env_id.split('/')[-1]}/{variant}/{'-'.join(f'{k}{v}' for k, v in point.items()) or 'x'}/s{seed}_0000000000"
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    identity = {"run_id": run_id, "env_id": env_id, "variant": variant, "algo": "ddpg", "alpha": 0.0,
+                "point": point, "seed": seed, "config_hash": "0000000000"}
+    (run_dir / "run.json").write_text(json.dumps(identity))
+    with open(run_dir / "evaluations.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", column, "eval/mean_reward"])
+        writer.writeheader()
+        for step, value in zip(STEPS, values):
+            writer.writerow({"step": step, column: value, "eval/mean_reward": -5.0})
+    if done:
+        (run_dir / "status.json").write_text(json.dumps({"status": "done"}))
+    if in_manifest is not None:
+        in_manifest.append(identity)
+
+
+def write_manifest(root: Path, runs: list, variants: list[str], baseline: str) -> None:
+    manifest = {"name": "synthetic", "baseline": baseline, "success_threshold": 0.5, "variants": variants, "runs": runs}
+    (root / "experiment.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture()
+def grid_results(tmp_path: Path) -> Path:
+    """Two variants x two learning rates x 5 seeds; 'new' at lr 0.01 is best, and better than 'base'."""
+    runs: list = []
+    for seed in range(5):
+        level = 0.1 * seed  # seeds differ by a known amount
+        # base: lr 0.001 has AUC 0.1 + level; lr 0.01 has AUC 0.2 + level (the better setting)
+        write_run(tmp_path, ENV, "base", {"lr": 0.001}, seed, [0.1 + level] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "base", {"lr": 0.01}, seed, [0.0 + level, 0.0 + level, 0.4 + level, 0.4 + level],
+                  in_manifest=runs)
+        # new: lr 0.01 is best (AUC 0.5 + level) and reaches 0.5 at step 2000 + ...
+        write_run(tmp_path, ENV, "new", {"lr": 0.001}, seed, [0.3 + level] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "new", {"lr": 0.01}, seed, [0.2 + level, 0.4 + level, 0.6 + level, 0.8 + level],
+                  in_manifest=runs)
+    write_manifest(tmp_path, runs, ["base", "new"], "base")
+    return tmp_path
+
+
+def bootstrap_mean_ci(values: np.ndarray, reps: int = 20000) -> tuple[float, float]:
+    """An independent percentile bootstrap of the mean (numpy only) to check rliable's interval against."""
+    rng = np.random.default_rng(123)
+    means = rng.choice(values, size=(reps, len(values)), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def test_best_setting_means_and_cis_match_the_known_values(grid_results: Path) -> None:
+    summary = build_report(grid_results, reps=2000)
+    best = {(e["variant"], e["point"]["lr"]) for e in summary["grid"] if e["best"]}
+    assert best == {("base", 0.01), ("new", 0.01)}
+    rows = {row["variant"]: row for row in summary["results"]}
+    levels = 0.1 * np.arange(5)
+    # base at lr 0.01: final = 0.4 + level -> mean 0.6; AUC = 0.2 + level -> mean 0.4
+    assert rows["base"]["final"][0] == pytest.approx(0.6)
+    assert rows["base"]["auc"][0] == pytest.approx(0.4)
+    assert rows["new"]["final"][0] == pytest.approx(1.0)
+    assert rows["new"]["auc"][0] == pytest.approx(0.7)
+    low, high = bootstrap_mean_ci(0.4 + levels)
+    assert rows["base"]["final"][1] == pytest.approx(low, abs=0.03)
+    assert rows["base"]["final"][2] == pytest.approx(high, abs=0.03)
+    assert rows["base"]["final"][1] < 0.6 < rows["base"]["final"][2]
+    # steps to 0.5: new reaches it at 3000, 2000, 2000, 1000, 1000 (seeds 0..4) -> mean 1800, all reach it
+    assert rows["new"]["steps_to_threshold"][0] == pytest.approx(1800)
+    assert rows["new"]["reached_threshold"] == 5
+    # base (0.0+l, 0.0+l, 0.4+l, 0.4+l) reaches 0.5 at 3000 for seeds 1..4; seed 0 never (censored at 4000)
+    assert rows["base"]["steps_to_threshold"][0] == pytest.approx((4000 + 3000 * 4) / 5)
+    assert rows["base"]["reached_threshold"] == 4
+
+
+def test_iqm_drops_the_outer_quarters() -> None:
+    # 5 seeds: the IQM (rliable's aggregate_iqm) is the mean of the middle three; the mean feels the outlier
+    values = np.array([0.0, 0.1, 0.2, 0.3, 5.0])
+    assert mean_ci(values, 500, "iqm")[0] == pytest.approx(0.2)
+    assert mean_ci(values, 500, "mean")[0] == pytest.approx(1.12)
+    point, low, high = mean_ci(np.full(6, 0.7), 500)
+    assert point == low == high == pytest.approx(0.7)
+
+
+def test_difference_from_baseline_and_probability_of_improvement(grid_results: Path) -> None:
+    summary = build_report(grid_results, reps=2000)
+    auc = next(d for d in summary["differences"] if d["metric"] == "auc")
+    assert auc["variant"] == "new"
+    point, low, high = auc["difference"]
+    assert point == pytest.approx(0.3)  # 0.7 - 0.4
+    assert low > 0 and auc["excludes_zero"]
+    # per seed 'new' beats 'base' by 0.3 but seeds overlap across variants: P(new > base) is known exactly
+    new, base = 0.5 + 0.1 * np.arange(5), 0.2 + 0.1 * np.arange(5)
+    expected = np.mean([(x > y) + 0.5 * (x == y) for x in new for y in base])
+    # (one exact tie, 0.5 against 0.5, may fall either way in floating point: 0.5/25 = 0.02)
+    assert auc["probability_of_improvement"][0] == pytest.approx(expected, abs=0.021)
+    assert auc["probability_of_improvement"][0] > 0.85
+
+
+def test_identical_variants_give_a_difference_whose_ci_holds_zero(tmp_path: Path) -> None:
+    runs: list = []
+    for seed in range(4):
+        values = [0.25 * seed] * 4
+        write_run(tmp_path, ENV, "a", {}, seed, values, in_manifest=runs)
+        write_run(tmp_path, ENV, "b", {}, seed, values, in_manifest=runs)
+    write_manifest(tmp_path, runs, ["a", "b"], "a")
+    summary = build_report(tmp_path, reps=1000)
+    for entry in summary["differences"]:
+        point, low, high = entry["difference"]
+        assert point == 0 and low < 0 < high and not entry["excludes_zero"]
+        assert entry["probability_of_improvement"][0] == pytest.approx(0.5)
+
+
+def test_renamed_success_column_unfinished_and_stale_runs(tmp_path: Path) -> None:
+    runs: list = []
+    for seed in range(3):
+        write_run(tmp_path, ENV, "a", {}, seed, [0.5] * 4, column="eval/success", in_manifest=runs)
+        write_run(tmp_path, ENV2, "a", {}, seed, [1.0] * 4, column="eval/success", in_manifest=runs)
+    write_run(tmp_path, ENV, "a", {}, 9, [0.0] * 4, column="eval/success", done=False, in_manifest=runs)
+    write_run(tmp_path, ENV, "old", {}, 0, [0.0] * 4, column="eval/success")  # not in the manifest: ignored
+    write_manifest(tmp_path, runs, ["a"], "a")
+    summary = build_report(tmp_path, reps=500)
+    assert summary["metric"] == "eval/success"
+    assert [r["variant"] for r in summary["results"]] == ["a", "a"]
+    assert summary["results"][0]["seeds"] == [0, 1, 2] and summary["results"][0]["final"][0] == 0.5
+    assert len(summary["unfinished_runs"]) == 1 and "s9_" in summary["unfinished_runs"][0]
+    # two environments with equal seed counts: the aggregate IQM over (seeds x envs) is rliable's
+    aggregate = summary["aggregate_over_envs"][0]
+    assert aggregate["iqm_final"][0] == pytest.approx(0.75)
+
+
+def test_report_files_and_cli(grid_results: Path, capsys: pytest.CaptureFixture) -> None:
+    assert experiment_main(["report", str(grid_results), "--reps", "500"]) == 0
+    markdown = (grid_results / "report" / "report.md").read_text()
+    assert "**best**" in markdown and "CI excludes 0" in markdown and "yes (higher)" in markdown
+    assert (grid_results / "report" / "curves.png").stat().st_size > 10_000
+    assert json.loads((grid_results / "report" / "summary.json").read_text())["baseline"] == "base"
+
+
+def test_report_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert experiment_main(["report", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    write_run(tmp_path, ENV, "a", {}, 0, [0.5] * 4)
+    assert experiment_main(["report", str(tmp_path), "--metric", "eval/nope"]) == 2
+    err = capsys.readouterr().err
+    assert "eval/nope" in err and "eval/success_rate" in err
+    with pytest.raises(ReportError):
+        write_report(tmp_path, metric="eval/nope")
