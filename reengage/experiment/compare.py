@@ -140,7 +140,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="runs in parallel (one core each)")
     parser.add_argument("--checkpoint-every", type=int, default=10000)
     args = parser.parse_args(argv)
+    try:
+        return _compare(args, argv)
+    except ValueError as error:
+        print(f"compare: error: {error}", file=sys.stderr)
+        return 2
 
+
+def _saved_config_differences(run_dir: Path, config: dict[str, Any], seed: int) -> list[str]:
+    """Keys whose value in an existing run folder differs from this command's (``timesteps`` may grow)."""
+    import yaml
+
+    if not (run_dir / CONFIG_FILE).exists():
+        return []
+    with open(run_dir / CONFIG_FILE) as handle:
+        saved = yaml.safe_load(handle) or {}
+    wanted = {**config, "seed": seed}
+    return sorted(key for key in set(saved) | set(wanted) if key != "timesteps" and saved.get(key) != wanted.get(key))
+
+
+def _compare(args: argparse.Namespace, argv: list[str] | None) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out)
     jobs, sections = [], {}
     for env_id in args.env:
@@ -153,13 +174,30 @@ def main(argv: list[str] | None = None) -> int:
             groups[label] = []
             for seed in args.seeds:
                 run_dir = run_dir_for(Path(args.runs), env_id, args.algo, alpha, seed)
+                changed = _saved_config_differences(run_dir, config, seed)
+                if changed:
+                    # never reuse a run trained with other settings under this command's name
+                    raise ValueError(
+                        f"{run_dir} holds a run with other settings ({', '.join(changed)}); "
+                        "choose another --runs folder or use python -m reengage.experiment run, which keys runs by "
+                        "a hash of their configuration"
+                    )
                 jobs.append({"config": config, "seed": seed, "run_dir": str(run_dir)})
                 groups[label].append(run_dir)
 
     from tqdm.auto import tqdm
 
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=args.workers)
+    try:
         list(tqdm(pool.map(run_one, jobs), total=len(jobs), desc="runs", unit="run"))
+    except KeyboardInterrupt:
+        # stop queued runs at once and the running ones too; their checkpoints stay for a re-launch
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        print("compare: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    pool.shutdown()
 
     command = "python -m reengage.experiment.compare " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [f"Produced by `{command}` ({len(jobs)} runs, {args.workers} in parallel).", ""]

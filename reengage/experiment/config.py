@@ -264,6 +264,7 @@ def resolve_config(
     config["algo"] = algo
     config["config_file"] = source.path.name
     check_config_values(config)
+    _check_fast_trainer_options(config)
     return config
 
 
@@ -286,7 +287,6 @@ def _check_values(config: dict) -> None:
         raise ValueError(f"reengage_alpha must be >= 0, got {config['reengage_alpha']!r}")
     if config["trainer"] not in TRAINERS:
         raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {config['trainer']!r}")
-    _check_fast_trainer_options(config)
     if config["checkpoint_every"] < 0:
         raise ValueError(f"checkpoint_every must be >= 0 (0 disables), got {config['checkpoint_every']!r}")
 
