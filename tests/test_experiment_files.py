@@ -12,10 +12,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 def test_docs_continuous_seek_matches_the_compare_command() -> None:
     # docs/continuous_seek.md: compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
-    # which resolved resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000"])
+    # which resolved resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3"])
     experiment = load_experiment(EXPERIMENTS / "docs_continuous_seek.yaml")
     expected = {
-        (env, alpha, seed): resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000"])
+        (env, alpha, seed): resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3"])
         for env in ("reengage/ContinuousSeek5-v0", "reengage/ContinuousSeek10-v0") for alpha in (0.0, 0.2)
         for seed in (0, 1, 2)
     }
@@ -26,7 +26,7 @@ def test_docs_bit_flipping_matches_the_bench_script() -> None:
     # bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
     # comparison on seeds 1-3; its assignments were eval_freq, eval_episodes, [reengage_tau], [her=null]
     def bench_config(alpha: float, tau: float | None, her: bool) -> dict:
-        assignments = ["eval_freq=2000", "eval_episodes=50"]
+        assignments = ["eval_freq=2000", "eval_episodes=50", "trainer=sb3"]
         if tau is not None:
             assignments.append(f"algo_kwargs.reengage_tau={tau}")
         if not her:
