@@ -159,6 +159,46 @@ class FastTrainMixin:
         self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, q_values, term.mask)
         return term
 
+    def _analytic_heads(self, batch: Any) -> tuple[list[Tensor], list[Tensor]] | None:
+        """Q-values and goal gradients in closed form, where the critic allows it (TD3/DDPG); else None."""
+        return None
+
+    def _td_and_term(
+        self, batch: Any, target_value: Any, td_scale: float
+    ) -> tuple[Tensor, GoalGradientTerm | None]:
+        """The TD loss ``td_scale * sum_j MSE(Q_j, y)`` and, when active, the unweighted ReenGAGE term.
+
+        One target forward gives the TD target and its goal gradient; one critic forward gives the TD
+        loss and the critic's goal gradients. Each algorithm passes only how its target value is formed.
+        """
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        next_value, target_goal_grad = target_value_and_goal_gradient(
+            target_value, batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
+        )
+        # n-step buffers give per-transition discounts (as in SB3); the term keeps gamma, as the mixin does
+        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma  # type: ignore[attr-defined]
+        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+        analytic = self._analytic_heads(batch) if with_term and getattr(self, "analytic_goal_gradient", False) else None
+        if analytic is not None:
+            q_values, q_goal_grads = analytic
+            td_loss = td_scale * sum(F.mse_loss(q, target_q) for q in q_values)
+            assert isinstance(td_loss, Tensor) and target_goal_grad is not None
+            return td_loss, self._term_from_gradients(batch, q_values, q_goal_grads, target_goal_grad)
+        critic = self.critic  # type: ignore[attr-defined]
+        q_values, goal_leaves = critic_heads(
+            lambda obs: critic.extract_features(obs, critic.features_extractor),
+            critic.q_networks,
+            batch.observations,
+            batch.actions,
+            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
+        )
+        td_loss = td_scale * sum(F.mse_loss(q, target_q) for q in q_values)
+        assert isinstance(td_loss, Tensor)
+        if not with_term:
+            return td_loss, None
+        assert target_goal_grad is not None
+        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+
     def _record_losses(self, logged: dict[str, list[Tensor]]) -> None:
         """One host read-back for all the losses of this ``train()`` call."""
         for key, values in logged.items():
@@ -224,37 +264,11 @@ class FastTD3Trainer(FastTrainMixin):
         Draws the target-policy noise from torch's global generator as SB3 does (DDPG's is zero and
         draws nothing). Both losses come from one target forward and one critic forward.
         """
-        with_term = self.reengage_active  # type: ignore[attr-defined]
         noise = None
         if self.target_policy_noise > 0:
             noise = batch.actions.clone().normal_(0, self.target_policy_noise)
             noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
-        next_value, target_goal_grad = target_value_and_goal_gradient(
-            lambda obs: self._fast_target_value(obs, noise), batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
-        )
-        # n-step buffers give per-transition discounts (as in SB3); the term keeps gamma, as the mixin does
-        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
-        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
-        analytic = self._analytic_heads(batch) if with_term and self.analytic_goal_gradient else None
-        if analytic is not None:
-            q_values, q_goal_grads = analytic
-            td_loss = sum(F.mse_loss(q, target_q) for q in q_values)
-            assert isinstance(td_loss, Tensor) and target_goal_grad is not None
-            return td_loss, self._term_from_gradients(batch, q_values, q_goal_grads, target_goal_grad)
-        critic = self.critic
-        q_values, goal_leaves = critic_heads(
-            lambda obs: critic.extract_features(obs, critic.features_extractor),
-            critic.q_networks,
-            batch.observations,
-            batch.actions,
-            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
-        )
-        td_loss = sum(F.mse_loss(q, target_q) for q in q_values)
-        assert isinstance(td_loss, Tensor)
-        if not with_term:
-            return td_loss, None
-        assert target_goal_grad is not None
-        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+        return self._td_and_term(batch, lambda obs: self._fast_target_value(obs, noise), td_scale=1.0)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         optimisers = [self.actor.optimizer, self.critic.optimizer]
@@ -330,26 +344,7 @@ class FastSACTrainer(FastTrainMixin):
 
     def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
         """SAC's TD loss (with SB3's factor 1/2) and, when active, the unweighted ReenGAGE term; one target forward."""
-        with_term = self.reengage_active  # type: ignore[attr-defined]
-        next_value, target_goal_grad = target_value_and_goal_gradient(
-            lambda obs: self._fast_target_value(obs, ent_coef), batch.next_observations, self.reengage_goal_key, with_term  # type: ignore[attr-defined]
-        )
-        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
-        target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
-        critic = self.critic
-        q_values, goal_leaves = critic_heads(
-            lambda obs: critic.extract_features(obs, critic.features_extractor),
-            critic.q_networks,
-            batch.observations,
-            batch.actions,
-            self.reengage_goal_key if with_term else None,  # type: ignore[attr-defined]
-        )
-        td_loss = 0.5 * sum(F.mse_loss(q, target_q) for q in q_values)
-        assert isinstance(td_loss, Tensor)
-        if not with_term:
-            return td_loss, None
-        assert target_goal_grad is not None
-        return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
+        return self._td_and_term(batch, lambda obs: self._fast_target_value(obs, ent_coef), td_scale=0.5)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         optimisers = [self.actor.optimizer, self.critic.optimizer]

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from reengage.certify import main
+from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
 from reengage.experiment.runner import train_run
 
@@ -32,7 +33,10 @@ def test_certify_from_run_folder(noisy_run, tmp_path):
     assert code == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["env"] == "reengage/ContinuousSeek5-v0" and rep["run"] == str(noisy_run)
-    assert rep["algorithm"] == "ReenGAGEDDPG"
+    import yaml
+
+    saved = yaml.safe_load((noisy_run / "config.yaml").read_text())
+    assert rep["algorithm"] == agent_class(saved).__name__  # the class train.py built (fast path by default)
     assert rep["smoothing"]["sigma"] == 0.1 and rep["smoothing"]["keys"] == ["observation"]
     assert rep["per_state"]["kind"] == "continuous_l2" and len(rep["per_state"]["radii"]) == 2
     assert rep["episode"]["return_range"] == [-10.0, 0.0] and "declared" in rep["episode"]["return_range_source"]
