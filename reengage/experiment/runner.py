@@ -320,6 +320,7 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
                 if isinstance(callback, ProgressBar):
                     callback.bar.close()
             model.logger.close()
+            model.env.close()  # subprocess workers (n_envs > 1) end with the run
             raise
     last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
     final = run_dir / FINAL_MODEL
@@ -335,6 +336,7 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
         smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
         save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
     model.logger.close()
+    model.env.close()
     if verbose:
         say(run_summary(run_dir, run_state, last, int(model.num_timesteps) - first_step,
                         time.perf_counter() - began))

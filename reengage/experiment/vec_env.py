@@ -21,6 +21,7 @@ import io
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -113,6 +114,12 @@ class PicklableSubprocVecEnv(SubprocVecEnv):
 
 def _exiting_with_parent(factory: Callable[[], gym.Env], parent: int) -> Callable[[], gym.Env]:
     def start() -> gym.Env:
+        # a forked worker inherits the learner's Python signal handlers (train_run turns SIGTERM into a
+        # "checkpoint soon" flag): restore the default so terminate() ends it, and ignore the terminal's
+        # Ctrl-C, which the learner handles (its checkpoint still needs the workers)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
         def watch() -> None:
             while os.getppid() == parent:
                 time.sleep(1.0)
