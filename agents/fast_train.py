@@ -199,6 +199,18 @@ class FastTrainMixin:
         assert target_goal_grad is not None
         return td_loss, self._term_tensors(batch, q_values, goal_leaves, target_goal_grad)
 
+    def _critic_step(self, td_loss: Tensor, term: GoalGradientTerm | None, logged: dict[str, list[Tensor]]) -> None:
+        """One critic optimiser step on ``L_TD + alpha * L_goal_gradient``, and the losses for the log."""
+        loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
+        critic = self.critic  # type: ignore[attr-defined]
+        critic.optimizer.zero_grad()
+        loss.backward()
+        critic.optimizer.step()
+        logged["train/critic_loss"].append(td_loss.detach())
+        if term is not None:
+            logged["train/reengage_loss"].append(term.loss.detach())
+            logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+
     def _record_losses(self, logged: dict[str, list[Tensor]]) -> None:
         """One host read-back for all the losses of this ``train()`` call."""
         for key, values in logged.items():
@@ -280,15 +292,7 @@ class FastTD3Trainer(FastTrainMixin):
         for _ in range(gradient_steps):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            td_loss, term = self.critic_loss(batch)
-            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
-            self.critic.optimizer.zero_grad()
-            loss.backward()
-            self.critic.optimizer.step()
-            logged["train/critic_loss"].append(td_loss.detach())
-            if term is not None:
-                logged["train/reengage_loss"].append(term.loss.detach())
-                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+            self._critic_step(*self.critic_loss(batch), logged)
 
             if self._n_updates % self.policy_delay == 0:
                 actor_loss = -self.critic.q1_forward(batch.observations, self.actor(batch.observations)).mean()
@@ -364,15 +368,7 @@ class FastSACTrainer(FastTrainMixin):
             ent_coef = self._entropy_step(log_prob, logged)
             logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
 
-            td_loss, term = self.critic_loss(batch, ent_coef)
-            loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
-            self.critic.optimizer.zero_grad()
-            loss.backward()
-            self.critic.optimizer.step()
-            logged["train/critic_loss"].append(td_loss.detach())
-            if term is not None:
-                logged["train/reengage_loss"].append(term.loss.detach())
-                logged["train/reengage_masked_fraction"].append(term.masked_fraction.detach())
+            self._critic_step(*self.critic_loss(batch, ent_coef), logged)
 
             min_qf_pi = torch.cat(self.critic(batch.observations, actions_pi), dim=1).min(dim=1, keepdim=True).values
             actor_loss = (ent_coef * log_prob - min_qf_pi).mean()
