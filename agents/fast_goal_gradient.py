@@ -121,19 +121,27 @@ def goal_gradient_term(
     c_low: float,
     dim_weights: Tensor | None = None,
     reward_goal_grad: Tensor | None = None,
+    one_sided: bool = False,
 ) -> GoalGradientTerm:
-    """Eq. 8.9 (``mode="sparse"``) or Eq. 8.8 (``"dense"``, needs ``reward_goal_grad``), summed over heads."""
+    """Eq. 8.9 (``mode="sparse"``) or Eq. 8.8 (``"dense"``, needs ``reward_goal_grad``), summed over heads.
+
+    ``one_sided``: the toolkit's one-sided matching (:func:`reengage.losses.weaker_than_target_rows`).
+    """
     if mode == "dense":
         if reward_goal_grad is None:
             raise ValueError("the dense goal-gradient term needs reward_goal_grad")
         total = sum(
-            losses.dense_goal_gradient_loss(q_grad, reward_goal_grad, target_goal_grad, dones, gamma, dim_weights)
+            losses.dense_goal_gradient_loss(
+                q_grad, reward_goal_grad, target_goal_grad, dones, gamma, dim_weights, one_sided
+            )
             for q_grad in q_goal_grads
         )
         mask = None
     else:
         total = sum(
-            losses.sparse_goal_gradient_loss(q_grad, target_goal_grad, rewards, dones, gamma, c_low, dim_weights)
+            losses.sparse_goal_gradient_loss(
+                q_grad, target_goal_grad, rewards, dones, gamma, c_low, dim_weights, one_sided
+            )
             for q_grad in q_goal_grads
         )
         mask = losses.sparse_reward_mask(rewards.reshape(-1, 1), c_low)

@@ -155,6 +155,7 @@ class FastTrainMixin:
             self.c_low,  # type: ignore[attr-defined]
             self._dim_weights(target_goal_grad.shape[-1]),  # type: ignore[attr-defined]
             reward_goal_grad,
+            self.reengage_matching == "one_sided",  # type: ignore[attr-defined]
         )
         self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, q_values, term.mask)
         return term

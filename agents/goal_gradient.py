@@ -70,6 +70,9 @@ class GoalGradientMixin:
             rescaling of the goal) or a sequence of per-dimension weights; weights always apply to raw-goal
             errors. Under VecNormalize the term is computed in raw-goal units
             (see :mod:`reengage.agents.vecnormalize_goal`) and the sparse mask reads the raw reward.
+        reengage_matching: ``"full"`` (Eq. 8.8 / 8.9: every unmasked row) or ``"one_sided"`` (only rows
+            whose critic goal gradient is weaker than its target; not in the paper, see
+            :func:`reengage.losses.weaker_than_target_rows` and docs/diagnosis.md).
         reengage_monitor: compute and log the term even when ``reengage_alpha`` is 0 (diagnostics for
             baselines; the term then enters with weight zero).
         reengage_seed: seed of the mixin's private generator for target-action noise
@@ -88,6 +91,7 @@ class GoalGradientMixin:
         reengage_goal_key: str = "desired_goal",
         reengage_reward_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         reengage_dim_weights: str | Sequence[float] = "none",
+        reengage_matching: str = "full",
         reengage_monitor: bool = False,
         reengage_seed: int | None = None,
         reengage_diagnostics_every: int = 0,
@@ -102,6 +106,8 @@ class GoalGradientMixin:
                 f"reengage_dim_weights must be one of {DIM_WEIGHTINGS} or a sequence of weights, "
                 f"got {reengage_dim_weights!r}"
             )
+        if reengage_matching not in losses.MATCHINGS:
+            raise ValueError(f"reengage_matching must be one of {losses.MATCHINGS}, got {reengage_matching!r}")
         if int(reengage_diagnostics_every) != reengage_diagnostics_every or reengage_diagnostics_every < 0:
             raise ValueError(
                 f"reengage_diagnostics_every must be an integer >= 0 (0 = off), got {reengage_diagnostics_every!r}"
@@ -113,6 +119,7 @@ class GoalGradientMixin:
         self.reengage_goal_key = reengage_goal_key
         self.reengage_reward_fn = reengage_reward_fn
         self.reengage_dim_weights = reengage_dim_weights
+        self.reengage_matching = reengage_matching
         self.reengage_monitor = bool(reengage_monitor)
         self.reengage_seed = reengage_seed
         self._captured: tuple[Any, dict[str, Any]] | None = None
@@ -247,10 +254,13 @@ class GoalGradientMixin:
             next_goal_grad = next_goal_grad * self._unclipped(batch.next_observations)
             q_goal_grads = [q_grad * self._unclipped(batch.observations) for q_grad in q_goal_grads]
             dim_weights = factor if dim_weights is None else dim_weights * factor
+        one_sided = self.reengage_matching == "one_sided"
         if self.reengage_mode == "dense":
             reward_goal_grad = self._reward_goal_gradient(batch)
             total = sum(
-                losses.dense_goal_gradient_loss(q_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights)
+                losses.dense_goal_gradient_loss(
+                    q_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights, one_sided
+                )
                 for q_grad in q_goal_grads
             )
             return total, 0.0
@@ -258,7 +268,7 @@ class GoalGradientMixin:
         rewards = vecnormalize_goal.raw_sparse_rewards(self._vec_normalize_env, batch.rewards, self.c_low)
         total = sum(
             losses.sparse_goal_gradient_loss(
-                q_grad, next_goal_grad, rewards, batch.dones, self.gamma, self.c_low, dim_weights
+                q_grad, next_goal_grad, rewards, batch.dones, self.gamma, self.c_low, dim_weights, one_sided
             )
             for q_grad in q_goal_grads
         )

@@ -71,6 +71,11 @@ class GateGradientMixin(TD3GoalGradient):
             raise ValueError(
                 f"encoder_precision must be one of {tuple(ENCODER_AUTOCAST)}, got {encoder_precision!r}"
             )
+        if kwargs.get("reengage_matching", "full") != "full":
+            raise ValueError(
+                f"reengage_matching={kwargs['reengage_matching']!r} is not available for Multi-ReenGAGE "
+                "(gate gradients, Eq. 8.19); the valid choice is 'full'"
+            )
         self.gate_update = gate_update
         self.actor_encoding = actor_encoding
         self.encoder_precision = encoder_precision

@@ -9,6 +9,7 @@ against the text:
 * :func:`soft_max_target`            -- Eq. G.9 / G.10 (discrete actions, DQN)
 * :func:`gate_gradient_loss`         -- Eq. 8.19 / G.18 (Multi-ReenGAGE, gradients w.r.t. goal gates)
 * :func:`normalised_goal_weights`    -- App. G.4 (per-dimension weighting under observation normalisation)
+* :func:`weaker_than_target_rows`    -- the toolkit's one-sided matching (not in the paper; docs/diagnosis.md)
 
 Conventions (chosen to keep the paper's alpha scale): the gradient MSE is a mean over
 batch x goal dimensions, and rows removed by the sparse mask still count in the mean.
@@ -27,7 +28,13 @@ __all__ = [
     "gate_gradient_loss",
     "normalised_goal_weights",
     "sparse_reward_mask",
+    "weaker_than_target_rows",
+    "MATCHINGS",
 ]
+
+# which rows of the goal-gradient term are matched: "full" = every row the equation names (the paper's);
+# "one_sided" = only rows whose critic goal gradient is weaker than its target (see weaker_than_target_rows)
+MATCHINGS = ("full", "one_sided")
 
 
 def _as_column(x: Tensor, batch: int) -> Tensor:
@@ -66,6 +73,26 @@ def sparse_reward_mask(rewards: Tensor, c_low: float = -1.0) -> Tensor:
     return (rewards == c_low).to(rewards.dtype)
 
 
+def weaker_than_target_rows(q_goal_grad: Tensor, target: Tensor, dim_weights: Tensor | None = None) -> Tensor:
+    """``1[ ||grad_g Q||_w < ||target||_w ]`` per row, a detached (B, 1) float column (one-sided matching).
+
+    Not part of the paper. With a sparse success test (ContinuousSeek's L-infinity tolerance) the true
+    value is a step function of the goal; the only goal slope the Bellman recursion carries comes from
+    the reward's jump at the success boundary, which the sparse mask removes. Matching every row then
+    also *flattens* the smooth success peak the critic learns from TD (where its slope exceeds the
+    discounted slope one step later), and the actor, which climbs that peak, loses its signal
+    (docs/diagnosis.md). One-sided matching keeps the half of the term that spreads slope to rows whose
+    critic is flatter than its target and drops the half that erodes it. ``||.||_w`` is the norm the
+    loss measures errors in (``sum_i w_i x_i^2``), so the choice is invariant to the same rescalings.
+    """
+    weights = torch.ones(q_goal_grad.shape[-1], dtype=q_goal_grad.dtype, device=q_goal_grad.device)
+    if dim_weights is not None:
+        weights = dim_weights
+    critic = (q_goal_grad.detach() ** 2 * weights).sum(dim=-1, keepdim=True)
+    wanted = (target.detach() ** 2 * weights).sum(dim=-1, keepdim=True)
+    return (critic < wanted).to(q_goal_grad.dtype)
+
+
 def sparse_goal_gradient_loss(
     q_goal_grad: Tensor,
     next_target_goal_grad: Tensor,
@@ -74,6 +101,7 @@ def sparse_goal_gradient_loss(
     gamma: float,
     c_low: float = -1.0,
     dim_weights: Tensor | None = None,
+    one_sided: bool = False,
 ) -> Tensor:
     """Eq. 8.9: ``mean( 1[R(s',g) = c_low] * (grad_g Q(s,a,g) - gamma (1 - d) grad_g Q'(s', pi'(s',g), g))^2 )``.
 
@@ -88,11 +116,16 @@ def sparse_goal_gradient_loss(
         gamma: discount.
         c_low: the low value of the sparse reward; only transitions with ``R == c_low`` are matched.
         dim_weights: optional per-goal-dimension weights (App. G.4).
+        one_sided: also drop rows whose critic goal gradient is already stronger than its target
+            (:func:`weaker_than_target_rows`; the toolkit's option, not Eq. 8.9). Dropped rows still
+            count in the mean, as masked ones do.
     """
     batch = q_goal_grad.shape[0]
     mask = sparse_reward_mask(_as_column(rewards, batch), c_low)
     not_done = 1.0 - _as_column(dones, batch).to(q_goal_grad.dtype)
     target = gamma * not_done * next_target_goal_grad
+    if one_sided:
+        mask = mask * weaker_than_target_rows(q_goal_grad, target, dim_weights)
     return goal_gradient_mse(mask * q_goal_grad, mask * target, dim_weights)
 
 
@@ -103,15 +136,20 @@ def dense_goal_gradient_loss(
     dones: Tensor,
     gamma: float,
     dim_weights: Tensor | None = None,
+    one_sided: bool = False,
 ) -> Tensor:
     """Eq. 8.8: ``mean( (grad_g Q(s,a,g) - [grad_g R(s',g) + gamma (1 - d) grad_g Q'(s', pi'(s',g), g)])^2 )``.
 
     ``reward_goal_grad`` is ``grad_g R(s', g)`` from a reward function differentiable in the goal.
-    No mask: every transition carries a target gradient.
+    No mask: every transition carries a target gradient (``one_sided``: see
+    :func:`sparse_goal_gradient_loss`).
     """
     batch = q_goal_grad.shape[0]
     not_done = 1.0 - _as_column(dones, batch).to(q_goal_grad.dtype)
     target = reward_goal_grad + gamma * not_done * next_target_goal_grad
+    if one_sided:
+        rows = weaker_than_target_rows(q_goal_grad, target, dim_weights)
+        return goal_gradient_mse(rows * q_goal_grad, rows * target, dim_weights)
     return goal_gradient_mse(q_goal_grad, target, dim_weights)
 
 

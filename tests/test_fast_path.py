@@ -336,3 +336,29 @@ def test_auc_difference_interval():
     apart = auc_difference_ci(np.array([0.9, 0.92, 0.91, 0.93, 0.9]), np.array([0.5, 0.52, 0.51, 0.49, 0.5]))
     assert apart[0] == pytest.approx(0.408) and apart[1] > 0.3
     assert np.isnan(auc_difference_ci(np.array([0.7]), np.array([0.8]))[1])
+
+
+@pytest.mark.parametrize("fast_cls", [FastReenGAGEDDPG, FastReenGAGETD3])
+def test_one_sided_matching_is_the_same_on_both_paths(fast_cls):
+    fast, reference, batch = _filled_pair(fast_cls, 0.3, reengage_matching="one_sided")
+    torch.manual_seed(11)
+    _, term = fast.critic_loss(batch)
+    noise = None
+    if fast.target_policy_noise > 0:
+        torch.manual_seed(11)
+        noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
+        noise = noise.clamp(-fast.target_noise_clip, fast.target_noise_clip)
+        _match_term_noise(reference, noise)
+    _, term_ref = _reference_critic_loss(reference, batch, noise)
+    torch.testing.assert_close(term.loss, term_ref, rtol=1e-5, atol=1e-8)
+    # and it is a different loss from the full matching on this batch (some rows dropped)
+    reference.reengage_matching = "full"
+    if noise is not None:
+        _match_term_noise(reference, noise)
+    full, _ = reference.goal_gradient_loss(batch)
+    assert 0 < term_ref.item() < full.item()
+
+
+def test_unknown_matching_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="reengage_matching must be one of.*one_sided.*got 'half'"):
+        _agent(FastReenGAGEDDPG, reengage_matching="half")

@@ -138,3 +138,36 @@ def test_gate_loss_uses_twice_the_item_reward():
     expected = ((q_grad - (2 * items + GAMMA * next_grad)) ** 2).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert np.isfinite(loss.item())
+
+
+# ---------------------------------------------------------------- one-sided matching (toolkit option)
+def test_one_sided_sparse_loss_matches_rows_weaker_than_their_target_only():
+    # row 0: critic weaker than target (matched); row 1: stronger (dropped); row 2: weaker but reward 0 (masked)
+    q = torch.tensor([[0.1, 0.0], [3.0, 0.0], [0.0, 0.1]], requires_grad=True)
+    next_grad = torch.tensor([[1.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    rewards = torch.tensor([-1.0, -1.0, 0.0])
+    dones = torch.zeros(3)
+    gamma = 0.5
+    loss = losses.sparse_goal_gradient_loss(q, next_grad, rewards, dones, gamma, one_sided=True)
+    # by hand: only row 0, target 0.5 * (1, 1); mean over 3 rows x 2 dims
+    expected = ((0.1 - 0.5) ** 2 + (0.0 - 0.5) ** 2) / 6
+    assert loss.item() == pytest.approx(expected)
+    (grad,) = torch.autograd.grad(loss, q)
+    assert torch.all(grad[1:] == 0) and torch.all(grad[0] != 0)
+    full = losses.sparse_goal_gradient_loss(q, next_grad, rewards, dones, gamma)
+    assert full.item() > loss.item()  # row 1 counts in the full loss
+
+
+def test_one_sided_rows_use_the_weighted_norm_of_the_loss():
+    q = torch.tensor([[1.0, 0.0]])
+    target = torch.tensor([[0.0, 0.9]])
+    assert losses.weaker_than_target_rows(q, target).item() == 0.0  # 1 > 0.81
+    weights = torch.tensor([0.5, 1.0])
+    assert losses.weaker_than_target_rows(q, target, weights).item() == 1.0  # 0.5 < 0.81
+
+
+def test_one_sided_dense_loss_drops_rows_stronger_than_their_target():
+    q = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    reward_grad = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    loss = losses.dense_goal_gradient_loss(q, reward_grad, torch.zeros(2, 2), torch.zeros(2), 0.9, one_sided=True)
+    assert loss.item() == pytest.approx(1.0 / 4)  # row 1 only: (0 - 1)^2 over 2 rows x 2 dims
