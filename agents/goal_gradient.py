@@ -82,6 +82,9 @@ class GoalGradientMixin:
             They read the agent only, so they leave training unchanged, at alpha 0 too.
     """
 
+    # class default: agents saved before the option existed load with the paper's matching
+    reengage_matching: str = "full"
+
     def __init__(
         self,
         *args: Any,
