@@ -108,6 +108,12 @@ class ContinuousSeekEnv(gym.Env):
             "desired_goal": self._goal.copy(),
         }
 
+    def __setstate__(self, state: dict) -> None:
+        # environments pickled into checkpoints before render() existed have no path yet
+        self.__dict__.update(state)
+        if "_path" not in state:
+            self._path = [self._state.copy()]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._state = np.zeros(self.d, dtype=np.float32)

@@ -50,3 +50,31 @@ def test_negative_diagnostics_interval_exits_2(tmp_path, capsys):
                        "--logdir", str(tmp_path / "run"), "--no-progress"])
     assert code == 2
     assert "reengage_diagnostics_every" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("branch") / "run"
+    code = train_main(["--env", "reengage/ContinuousSeek-v0", "--algo", "ddpg", "--alpha", "0", "--trainer", "sb3",
+                       "--timesteps", "1200", "--set", "env_kwargs={d: 3, box: 3.0}", "--set", "batch_size=32",
+                       "--set", "checkpoint_every=1100", "--logdir", str(logdir), "--no-progress"])
+    assert code == 0
+    return logdir / "checkpoint"
+
+
+@pytest.mark.parametrize("extra", [["--matching", "one_sided"], ["--value-mask", "-0.5"]])
+def test_branch_run_continues_a_checkpoint_with_another_term(small_checkpoint, tmp_path, extra):
+    from reengage.experiment import branch_run
+
+    out = tmp_path / "branch"
+    assert branch_run.main([str(small_checkpoint), str(out), "--alpha", "0.2", "--steps", "150", *extra]) == 0
+    assert list(out.glob("events.out.tfevents.*"))
+
+
+def test_branch_run_refuses_value_mask_with_one_sided_matching(small_checkpoint, tmp_path, capsys):
+    from reengage.experiment import branch_run
+
+    code = branch_run.main([str(small_checkpoint), str(tmp_path / "b"), "--alpha", "0.2", "--matching", "one_sided",
+                            "--value-mask", "-1"])
+    assert code == 2
+    assert "--value-mask" in capsys.readouterr().err
