@@ -162,3 +162,42 @@ def test_report_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "eval/nope" in err and "eval/success_rate" in err
     with pytest.raises(ReportError):
         write_report(tmp_path, metric="eval/nope")
+
+
+def test_task_keys_compare_variants_within_each_task(tmp_path: Path) -> None:
+    """A grid over env_kwargs defines tasks: each task keeps its own rows, none is picked as 'best'."""
+    runs: list = []
+    for seed in range(3):
+        # task d=5: base 0.6, new 0.8; task d=15: base 0.4, new 0.0 (a best-setting pick would hide d=15)
+        write_run(tmp_path, ENV, "base", {"env_kwargs": {"d": 5}}, seed, [0.6] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "new", {"env_kwargs": {"d": 5}}, seed, [0.8] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "base", {"env_kwargs": {"d": 15}}, seed, [0.4] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "new", {"env_kwargs": {"d": 15}}, seed, [0.0] * 4, in_manifest=runs)
+    write_manifest(tmp_path, runs, ["base", "new"], "base")
+    as_grid = build_report(tmp_path, reps=200)
+    assert len(as_grid["results"]) == 2  # one row per variant: its best d
+    summary = build_report(tmp_path, reps=200, task_keys=["env_kwargs"])
+    rows = {(row["env_id"], row["variant"]): row["auc"][0] for row in summary["results"]}
+    assert len(rows) == 4
+    d15 = f'{ENV} [env_kwargs={{"d": 15}}]'
+    assert rows[(d15, "new")] == pytest.approx(0.0) and rows[(d15, "base")] == pytest.approx(0.4)
+    differences = {(e["env_id"], e["metric"]): e["difference"][0] for e in summary["differences"]}
+    assert differences[(d15, "auc")] == pytest.approx(-0.4)
+    # the manifest's report.task_keys is the default
+    manifest = json.loads((tmp_path / "experiment.json").read_text())
+    manifest["task_keys"] = ["env_kwargs"]
+    (tmp_path / "experiment.json").write_text(json.dumps(manifest))
+    assert len(build_report(tmp_path, reps=200)["results"]) == 4
+    assert (write_report(tmp_path, reps=200)).exists()
+
+
+def test_task_keys_must_be_grid_keys() -> None:
+    from reengage.experiment.spec import ExperimentError, expand_experiment
+
+    raw = {"name": "t", "environments": ["reengage/ContinuousSeek5-v0"], "timesteps": 2000,
+           "grid": {"learning_rate": [1e-3]}, "variants": [{"name": "a", "algo": "ddpg"}],
+           "report": {"task_keys": ["env_kwargs"]}}
+    with pytest.raises(ExperimentError, match="task_keys.*grid keys: learning_rate"):
+        expand_experiment(raw)
+    raw["report"] = {"task_keys": ["learning_rate"]}
+    assert expand_experiment(raw).task_keys == ["learning_rate"]

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", default=None, help="evaluations.csv column (default: the success rate)")
     report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     report.add_argument("--aggregate", choices=("mean", "iqm"), default="mean", help="curve aggregate")
+    report.add_argument("--task-keys", nargs="+", default=None, metavar="KEY",
+                        help="grid keys that define separate tasks, compared within each "
+                             "(default: the experiment file's report.task_keys)")
     return parser
 
 
@@ -128,7 +131,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _error(f"--threshold {args.threshold} must be in (0, 1]")
     try:
         path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, threshold=args.threshold,
-                            metric=args.metric, reps=args.reps, aggregate=args.aggregate)
+                            metric=args.metric, reps=args.reps, aggregate=args.aggregate, task_keys=args.task_keys)
     except ReportError as error:
         return _error(str(error))
     print(path.read_text())

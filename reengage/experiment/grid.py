@@ -53,6 +53,7 @@ def write_manifest(experiment: Experiment, results_dir: Path) -> None:
         "success_threshold": experiment.success_threshold,
         "metric": experiment.metric,
         "variants": experiment.variants,
+        "task_keys": experiment.task_keys,
         "runs": [{**run.identity(), "timesteps": run.config["timesteps"]} for run in experiment.runs],
     }
     (results_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))

@@ -247,8 +247,12 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), 4), squeeze=False)
-    for axis, env_id in zip(axes[0], envs):
+    columns = min(len(envs), 4)  # wrap many tasks (report.task_keys) into rows of four panels
+    rows = -(-len(envs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    for axis in axes.flat[len(envs):]:
+        axis.set_visible(False)
+    for axis, env_id in zip(axes.flat, envs):
         for index, variant in enumerate(variants):
             group = best.get((env_id, variant))
             if group is None:
@@ -259,7 +263,7 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
                 label += f" [{point_label(group.point)}]"
             axis.plot(group.steps, centre, color=f"C{index}", label=label)
             axis.fill_between(group.steps, low, high, color=f"C{index}", alpha=0.2)
-        axis.set_title(env_id)
+        axis.set_title(env_id, fontsize=9)
         axis.set_xlabel("environment steps")
         axis.set_ylabel(f"{metric} ({aggregate}, 95% bootstrap CI)")
         if "success" in metric:
@@ -271,11 +275,34 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
     plt.close(figure)
 
 
+def split_tasks(curves: list[RunCurve], task_keys: list[str]) -> list[RunCurve]:
+    """Move the grid keys that define tasks (``report.task_keys``) from each run's point into its task name.
+
+    ``ContinuousSeek-v0`` with point ``{env_kwargs: {d: 15, box: 3.0}, learning_rate: ...}`` and task key
+    ``env_kwargs`` becomes task ``ContinuousSeek-v0 [env_kwargs=...]`` with point ``{learning_rate: ...}``:
+    variants are then compared within each task, and the best setting is chosen per task.
+    """
+    if not task_keys:
+        return curves
+    moved = []
+    for curve in curves:
+        task = {key: value for key, value in curve.point.items() if key in task_keys}
+        rest = {key: value for key, value in curve.point.items() if key not in task_keys}
+        env_id = f"{curve.env_id} [{point_label(task)}]" if task else curve.env_id
+        moved.append(RunCurve(env_id, curve.variant, rest, curve.seed, curve.steps, curve.values))
+    return moved
+
+
 def build_report(results_dir: Path, threshold: float | None = None, metric: str | None = None, reps: int = 2000,
-                 aggregate: str = "mean") -> dict[str, Any]:
-    """Every number of the report, as a dictionary (``summary.json``)."""
+                 aggregate: str = "mean", task_keys: list[str] | None = None) -> dict[str, Any]:
+    """Every number of the report, as a dictionary (``summary.json``).
+
+    ``task_keys`` (default: the manifest's ``report.task_keys``) are grid keys that define tasks.
+    """
     manifest, curves, column, missing = load_curves(results_dir, metric)
     manifest = manifest or {}
+    task_keys = list(manifest.get("task_keys") or []) if task_keys is None else task_keys
+    curves = split_tasks(curves, task_keys)
     groups = group_curves(curves)
     envs = sorted({g.env_id for g in groups}, key=lambda e: [int(t) if t.isdigit() else t for t in _split_digits(e)])
     variants = [v for v in manifest.get("variants", []) if any(g.variant == v for g in groups)]
@@ -397,11 +424,11 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
 
 
 def write_report(results_dir: Path, out: Path | None = None, threshold: float | None = None, metric: str | None = None,
-                 reps: int = 2000, aggregate: str = "mean") -> Path:
+                 reps: int = 2000, aggregate: str = "mean", task_keys: list[str] | None = None) -> Path:
     """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path."""
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir / "report"
-    summary = build_report(results_dir, threshold, metric, reps, aggregate)
+    summary = build_report(results_dir, threshold, metric, reps, aggregate, task_keys)
     envs, variants, best = summary.pop("_plot")
     out.mkdir(parents=True, exist_ok=True)
     _plot(out / "curves.png", envs, variants, best, summary["metric"], reps, aggregate)

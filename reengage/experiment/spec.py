@@ -38,7 +38,7 @@ from .config import resolve_config
 
 EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report")
 VARIANT_KEYS = ("name", "algo", "alpha", "overrides", "grid", "seeds", "environments", "timesteps")
-REPORT_KEYS = ("baseline", "success_threshold", "metric")
+REPORT_KEYS = ("baseline", "success_threshold", "metric", "task_keys")
 # grid or override keys that choose the variant's alpha (and with it the tuned profile) rather than a config key
 _ALPHA_KEYS = ("alpha", "reengage_alpha")
 HASH_LENGTH = 10
@@ -97,6 +97,7 @@ class Experiment:
     success_threshold: float
     metric: str | None
     variants: list[str] = field(default_factory=list)
+    task_keys: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -254,6 +255,13 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
     threshold = report.get("success_threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise ExperimentError(f"{where}: report.success_threshold={threshold!r} must be in (0, 1]")
+    task_keys = report.get("task_keys") or []
+    grid_keys = set(grid) | {key for variant in raw["variants"] for key in ((variant or {}).get("grid") or {})}
+    if not isinstance(task_keys, list) or any(key not in grid_keys for key in task_keys):
+        raise ExperimentError(
+            f"{where}: report.task_keys={task_keys!r} must be a list of grid keys; grid keys: "
+            f"{', '.join(sorted(grid_keys)) or '(none)'}"
+        )
     ids = [run.run_id for run in runs]
     duplicates = sorted({run_id for run_id in ids if ids.count(run_id) > 1})
     if duplicates:
@@ -267,5 +275,6 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
         success_threshold=float(threshold),
         metric=report.get("metric"),
         variants=names,
+        task_keys=list(task_keys),
         raw=raw,
     )
