@@ -93,7 +93,8 @@ def critic_goal_gradients(q_values: Sequence[Tensor], goal_leaves: Sequence[Tens
 class GoalGradientTerm:
     """The unweighted term (summed over heads) and the tensors it was computed from.
 
-    ``mask`` is the sparse mask ``1[R = c_low]`` as a (B, 1) column, or ``None`` in dense mode. The
+    ``mask`` is the sparse mask ``1[R = c_low]`` as a (B, 1) column (with one-sided matching, times the
+    share of critic heads whose row is kept), or ``None`` in dense mode. The
     intermediate tensors are kept for diagnostics (goal-gradient norms, cosine, value range), which a
     pure function can compute from them when enabled.
     """
@@ -145,8 +146,19 @@ def goal_gradient_term(
             for q_grad in q_goal_grads
         )
         mask = losses.sparse_reward_mask(rewards.reshape(-1, 1), c_low)
+        if one_sided:  # rows the one-sided rule drops are not matched either (mean over heads)
+            mask = mask * _matched_share(q_goal_grads, target_goal_grad, dones, gamma, dim_weights)
     assert isinstance(total, Tensor)
     return GoalGradientTerm(total, list(q_goal_grads), target_goal_grad, mask)
+
+
+def _matched_share(
+    q_goal_grads: Sequence[Tensor], target_goal_grad: Tensor, dones: Tensor, gamma: float, dim_weights: Tensor | None
+) -> Tensor:
+    """Per row, the share of critic heads whose goal gradient one-sided matching keeps, (B, 1)."""
+    target = gamma * (1.0 - dones.reshape(-1, 1).to(target_goal_grad.dtype)) * target_goal_grad
+    rows = [losses.weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]
+    return torch.stack(rows).mean(dim=0)
 
 
 # ---------------------------------------------------------------------- analytic form for ReLU MLPs

@@ -275,8 +275,13 @@ class GoalGradientMixin:
             )
             for q_grad in q_goal_grads
         )
-        masked_fraction = 1.0 - float(losses.sparse_reward_mask(rewards, self.c_low).mean())
-        return total, masked_fraction
+        matched = losses.sparse_reward_mask(rewards, self.c_low)
+        if one_sided:  # rows the one-sided rule drops are not matched either (mean over heads)
+            target = self.gamma * (1 - batch.dones) * next_goal_grad
+            matched = matched * torch.stack(
+                [losses.weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]
+            ).mean(dim=0)
+        return total, 1.0 - float(matched.mean())
 
     def _unclipped(self, observations: ObsDict) -> Tensor:
         """1 where VecNormalize left the goal unclipped, 0 where it clipped (no raw-goal gradient there)."""

@@ -351,6 +351,13 @@ def test_one_sided_matching_is_the_same_on_both_paths(fast_cls):
         _match_term_noise(reference, noise)
     _, term_ref = _reference_critic_loss(reference, batch, noise)
     torch.testing.assert_close(term.loss, term_ref, rtol=1e-5, atol=1e-8)
+    # the logged share of unmatched rows counts the rows the one-sided rule drops, the same on both paths
+    if noise is not None:
+        _match_term_noise(reference, noise)
+    _, unmatched = reference.goal_gradient_loss(batch)
+    sparse_only = 1.0 - float((batch.rewards == -1).float().mean())
+    assert float(term.masked_fraction) == pytest.approx(unmatched, abs=1e-6)
+    assert unmatched > sparse_only
     # and it is a different loss from the full matching on this batch (some rows dropped)
     reference.reengage_matching = "full"
     if noise is not None:
