@@ -109,3 +109,26 @@ def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
                             timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip() == "train.py: error: tau=2 is out of range; tau must be in (0, 1]"
+
+
+def test_reengage_common_applies_to_runs_with_alpha_only(tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "seek.yaml").write_text(
+        "env_ids:\n  reengage/ContinuousSeek5-v0: {}\n"
+        "common: {reengage_alpha: 0.2}\n"
+        "reengage_common: {algo_kwargs: {reengage_matching: one_sided}}\n"
+        "algos:\n  ddpg: {}\n"
+    )
+    with_term = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)
+    assert with_term["algo_kwargs"] == {"reengage_matching": "one_sided"}
+    baseline = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", alpha=0.0, config_dir=folder)
+    assert baseline["algo_kwargs"] == {}
+    # an alpha set on the command line chooses it too, and the command line still wins
+    via_set = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", alpha=None, config_dir=folder,
+                             assignments=["reengage_alpha=0", "algo_kwargs.reengage_matching=full"])
+    assert via_set["algo_kwargs"] == {"reengage_matching": "full"}
+    bad = folder / "seek.yaml"
+    bad.write_text(bad.read_text().replace("reengage_common: {algo_kwargs", "reengage_common: {no_such_key: 1, algo_kwargs"))
+    with pytest.raises(ValueError, match="no_such_key"):
+        resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)

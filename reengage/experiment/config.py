@@ -5,6 +5,7 @@ A file looks like::
     env_ids:                       # the gymnasium ids this file serves, with their gym.make kwargs
       reengage/ContinuousSeek5-v0: {}
     common: {gamma: 0.95, ...}     # every algorithm
+    reengage_common: {...}         # every run with alpha > 0 (the toolkit's ReenGAGE settings for this family)
     algos:                         # per algorithm (only the algorithms listed here may run on these ids)
       ddpg: {}
       sac: {learning_rate: 1.0e-3}
@@ -12,7 +13,8 @@ A file looks like::
       reengage/ContinuousSeek5-v0: # and 'alpha_0.1' (any alpha value) at that alpha only
         ddpg: {baseline: {batch_size: 512}, reengage: {batch_size: 512, learning_rate: 1.5e-3}}
 
-Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``tuned[id][algo][...]``,
+Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``reengage_common`` (alpha > 0
+only), ``tuned[id][algo][...]``,
 the command line's ``--alpha``/``--timesteps``, then each ``--set key=value``.
 """
 
@@ -73,7 +75,7 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
 
 TRAINERS = ("fast", "sb3")
 
-FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
+FILE_SECTIONS = ("env_ids", "common", "reengage_common", "algos", "tuned")
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ConfigFile:
     common: dict
     algos: dict[str, dict]
     tuned: dict[str, dict]
+    reengage_common: dict | None = None
 
 
 class ConfigFileError(ValueError):
@@ -114,8 +117,9 @@ def load_config_file(path: Path) -> ConfigFile:
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; valid sections: {FILE_SECTIONS}")
     env_ids = {key: dict(value or {}) for key, value in (raw.get("env_ids") or {}).items()}
-    config = ConfigFile(path, env_ids, raw.get("common") or {}, raw.get("algos") or {}, raw.get("tuned") or {})
-    for section in [config.common, *config.algos.values()]:
+    config = ConfigFile(path, env_ids, raw.get("common") or {}, raw.get("algos") or {}, raw.get("tuned") or {},
+                        raw.get("reengage_common") or {})
+    for section in [config.common, config.reengage_common, *config.algos.values()]:
         validate(section, where=str(path))
     for env_id, per_algo in config.tuned.items():
         for algo, profiles in per_algo.items():
@@ -251,6 +255,8 @@ def resolve_config(
         # an alpha given through --set also chooses the tuned profile
         alpha_sets = [value for path, value in parsed if path == ["reengage_alpha"]]
         alpha = float(alpha_sets[-1]) if alpha_sets else float(config["reengage_alpha"])
+    if float(alpha) > 0:
+        config.update(copy.deepcopy(source.reengage_common or {}))
     config.update(copy.deepcopy(_tuned_profile(source.tuned.get(env_id, {}).get(algo, {}), float(alpha))))
     config["reengage_alpha"] = float(alpha)
     if timesteps is not None:
