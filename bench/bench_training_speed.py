@@ -11,6 +11,8 @@ one torch thread, the same seed):
   (c) reengage: the same with ReenGAGE alpha 0.2
   (d) sb3 path: ReenGAGE alpha 0.2 on the stock SB3 path (``--with-sb3-path``; for reference)
   (e) analytic: (c) with the closed-form critic goal gradient (``--with-analytic``)
+  (f), (g)    : (b) and (c) with autograd instead of the hand-written step (``--with-autograd``,
+                ``manual_update=False``: the fast path before the hand-written step; before/after in one run)
 
 Each is warmed up past ``learning_starts``; then they are timed in interleaved rounds (a, b, c, a, b,
 c, ...) of ``--steps`` environment steps each, so that load from other processes hits all alike.
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
     parser.add_argument("--with-analytic", action="store_true",
                         help="also time ReenGAGE with the analytic critic goal gradient (analytic_goal_gradient=True)")
+    parser.add_argument("--with-autograd", action="store_true",
+                        help="also time (b) and (c) with the autograd step instead of the hand-written one")
     parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
                         help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
     parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path"), default=None,
@@ -130,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.with_analytic:
         agents["analytic"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
         agents["analytic"].analytic_goal_gradient = True
+    if args.with_autograd:
+        agents["twin autograd"] = build(toolkit, baseline_config, 0, reengage_alpha=0.0)
+        agents["reengage autograd"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
+        for name in ("twin autograd", "reengage autograd"):
+            agents[name].manual_update = False
     if args.profile is not None:
         if args.profile == "sb3 path" and "sb3 path" not in agents:
             agents["sb3 path"] = build(agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0,
@@ -151,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ContinuousSeek d={args.d}, batch {args.batch_size}, 2x256, {args.rounds} interleaved rounds of "
           f"{args.steps} steps, {args.threads} torch thread(s); toolkit class {toolkit.__name__}")
     labels = {"stock": "(a) stock SB3 DDPG+HER", "twin": "(b) toolkit alpha=0", "reengage": f"(c) toolkit alpha={args.alpha:g}",
-              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}", "analytic": f"(e) analytic alpha={args.alpha:g}"}
+              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}", "analytic": f"(e) analytic alpha={args.alpha:g}",
+              "twin autograd": "(f) autograd alpha=0", "reengage autograd": f"(g) autograd alpha={args.alpha:g}"}
     for name in agents:
         print(f"  {labels[name]:28s} cpu {medians['cpu'][name]:7.2f} ms/step (range {min(cpu[name]):.2f}-"
               f"{max(cpu[name]):.2f})   wall {medians['wall'][name]:7.2f} ms/step")
@@ -170,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     print("  (wall-clock ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in wall_ratios.items()) + ")")
     if args.with_analytic:
         print(f"  analytic / autograd goal gradient at alpha {args.alpha:g}: {chosen['analytic'] / chosen['reengage']:.3f}")
+    if args.with_autograd:
+        print(f"  hand-written step against autograd: alpha 0 {chosen['twin autograd'] / chosen['twin']:.3f}x, "
+              f"alpha {args.alpha:g} {chosen['reengage autograd'] / chosen['reengage']:.3f}x; with autograd the "
+              f"ratios were twin_over_stock {chosen['stock'] / chosen['twin autograd']:.3f}, reengage_over_twin "
+              f"{chosen['reengage autograd'] / chosen['twin autograd']:.3f}, reengage_over_stock "
+              f"{chosen['reengage autograd'] / chosen['stock']:.3f}")
     if args.with_sb3_path:
         print(f"  SB3 path / fast path at alpha {args.alpha:g}: {chosen['sb3 path'] / chosen['reengage']:.3f}")
 
