@@ -369,7 +369,13 @@ class FastTD3Trainer(FastTrainMixin):
         :mod:`reengage.agents.manual_mlp` for why one product per layer serves both losses).
         """
         with_term = self.reengage_active  # type: ignore[attr-defined]
-        noise = self._target_noise(batch)
+        if self.target_policy_noise > 0 and self.target_noise_clip == 0:
+            # DDPG: SB3 draws the noise and clips it to exactly zero; draw it (torch's generator advances
+            # alike) and leave it out
+            batch.actions.clone().normal_(0, self.target_policy_noise)
+            noise = None
+        else:
+            noise = self._target_noise(batch)
         dense = with_term and self.reengage_mode == "dense"  # type: ignore[attr-defined]
         reward_goal_grad = self._reward_goal_gradient(batch) if dense else None  # type: ignore[attr-defined]
         with torch.no_grad():

@@ -126,33 +126,47 @@ def value_head_backward(
     ``G = dq/d inputs[:, columns]`` (:func:`value_input_gradient`); ``input_error`` (B, len(columns)) is the
     derivative of a loss in ``G`` (None: no such term). The masks count as constants in the term, as in
     autograd's double backward through ReLU, so the term adds to the weights only, not to the biases.
+
+    With a term, layer k's weights get ``u_k^T (dl/dq * h_{k-1} + p_{k-1})`` where ``p`` is the term's
+    gradient at the hidden layers, going up from the input (``p_1 = m_1 * (E @ W_1[:, columns]^T)``,
+    ``p_k = m_k * (p_{k-1} @ W_k^T)``). The top hidden layer needs no ``p @ W^T`` product of its own:
+    with ``u_{L-1} = m_{L-1} * W_L`` both its weight gradient and the output weights' gradient are read
+    off ``M = m_{L-1}^T @ (dl/dq * h_{L-2} + p_{L-2})``::
+
+        dW_{L-1} = W_L^T * M        dW_L = rowsum(W_{L-1} * M) + b_{L-1} * (dl/dq^T m_{L-1})
+
+    (the second because ``rowsum(W_{L-1} * m^T (dl/dq * h))_j = sum_b dl/dq_b m_bj (pre_bj - b_j)`` and
+    ``m * pre = h_{L-1}``): one large product fewer than back-propagating ``p`` through ``W_{L-1}``.
     """
     weight_grads, bias_grads = mlp.gradient_buffers()
     depth = mlp.depth
-    # p_{k} = d term / d(u_k @ W_k ...)-chain input of layer k: the term's own backward, from the input side
-    p = None
-    if input_error is not None:
-        assert columns is not None
-        p = relu_backward(input_error @ mlp.weights[0][:, columns].t(), hidden[1]) if depth > 1 else None
-    # first layer: u_1^T (dl/dq * inputs [+ E in the goal columns])
-    first_rhs = output_grad * hidden[0]
-    if input_error is not None:
-        first_rhs[:, columns] += input_error
-    torch.mm(us[0].t(), first_rhs, out=weight_grads[0])
-    torch.mm(output_grad.t(), us[0], out=bias_grads[0].view(1, -1))
-    for k in range(1, depth - 1):  # hidden weights W_{k+1}: u_{k+1}^T (dl/dq * h_k + p_k)
-        rhs = output_grad * hidden[k]
-        if p is not None:
-            rhs += p
-            p_next = relu_backward(p @ mlp.weights[k].t(), hidden[k + 1])
+    weights, biases = mlp.weights, mlp.biases
+    if input_error is None:
+        for k in range(depth - 1):
+            torch.mm(us[k].t(), output_grad * hidden[k], out=weight_grads[k])
+            torch.mm(output_grad.t(), us[k], out=bias_grads[k].view(1, -1))
+        torch.mm(output_grad.t(), hidden[-1], out=weight_grads[-1])
+        torch.sum(output_grad, dim=0, out=bias_grads[-1])
+        return
+    assert columns is not None
+    rhs = output_grad * hidden[0]
+    rhs[:, columns] += input_error
+    p = relu_backward(input_error @ weights[0][:, columns].t(), hidden[1]) if depth > 2 else None  # p_1
+    for k in range(depth - 2):  # the layers below the top hidden layer
         torch.mm(us[k].t(), rhs, out=weight_grads[k])
         torch.mm(output_grad.t(), us[k], out=bias_grads[k].view(1, -1))
-        if p is not None:
-            p = p_next
-    # output layer: sum_b dl/dq_b h_{L-1} [+ the term through u_{L-1} = m_{L-1} * W_L]
-    torch.mm(output_grad.t(), hidden[-1], out=weight_grads[-1])
-    if p is not None:
-        weight_grads[-1] += p.sum(dim=0, keepdim=True)
+        assert p is not None
+        rhs = torch.addcmul(p, output_grad, hidden[k + 1])
+        if k + 1 < depth - 2:
+            p = relu_backward(p @ weights[k + 1].t(), hidden[k + 2])
+    top = depth - 2
+    mask = relu_backward(torch.ones((), dtype=rhs.dtype, device=rhs.device).expand_as(hidden[-1]), hidden[-1])
+    products = mask.t() @ rhs  # M
+    torch.mul(weights[-1].t(), products, out=weight_grads[top])
+    active = output_grad.t() @ mask  # (1, H): dl/dq^T m
+    torch.mul(weights[-1], active, out=bias_grads[top].view(1, -1))
+    torch.sum(weights[top] * products, dim=1, out=weight_grads[-1].view(-1))
+    weight_grads[-1].addcmul_(biases[top].view(1, -1), active)
     torch.sum(output_grad, dim=0, out=bias_grads[-1])
 
 

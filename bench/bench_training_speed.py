@@ -71,12 +71,30 @@ def sampling_throughput(buffer: Any, batch_size: int, seconds: float = 1.0) -> f
     return calls * batch_size / (time.process_time() - start)
 
 
-def profile(agent: Any, warm_up: int, steps: int) -> int:
-    """cProfile ``steps`` environment steps after ``warm_up``; print the functions by cumulative and own time."""
+def profile(agent: Any, warm_up: int, steps: int, profiler_name: str = "cprofile") -> int:
+    """Profile ``steps`` environment steps after ``warm_up``: cProfile (functions by cumulative and own time) or
+    torch.profiler (operators by own CPU time, and the share of the step spent in ``train()``)."""
     import cProfile
     import pstats
 
     agent.learn(warm_up)
+    if profiler_name == "torch":
+        from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+
+        train = agent.train
+
+        def recorded_train(*args: Any, **kwargs: Any) -> None:
+            with record_function("train() [the update]"):
+                train(*args, **kwargs)
+
+        agent.train = recorded_train
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            with record_function("learn() [the whole step]"):
+                agent.learn(steps, reset_num_timesteps=False)
+        del agent.train
+        print(f"{type(agent).__name__}: {steps} steps, torch.profiler (self CPU time by operator; profiler overhead included)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        return 0
     profiler = cProfile.Profile()
     profiler.enable()
     agent.learn(steps, reset_num_timesteps=False)
@@ -112,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
     parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path"), default=None,
                         help="instead of timing, cProfile --steps steps of one candidate and print the top functions")
+    parser.add_argument("--profiler", choices=("cprofile", "torch"), default="cprofile", help="profiler of --profile")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
@@ -143,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile == "sb3 path" and "sb3 path" not in agents:
             agents["sb3 path"] = build(agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0,
                                        reengage_alpha=args.alpha)
-        return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps)
+        return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps, args.profiler)
     for agent in agents.values():
         agent.learn(baseline_config["learning_starts"] + 50)  # past the random phase, buffers filled alike
 
