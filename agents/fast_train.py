@@ -314,7 +314,9 @@ class FastTD3Trainer(FastTrainMixin):
 
     def _fast_target_value(self, next_obs: ObsDict, noise: Tensor | None) -> Tensor:
         """``min_j Q'_j(s', clip(pi'(s') + noise, -1, 1))``, the target of TD3 and DDPG, (B, 1)."""
-        next_actions = self.actor_target(next_obs)
+        # reengage_target_derivative="partial" (an ablation): the target action is held fixed in the goal gradient
+        actor_obs = {key: value.detach() for key, value in next_obs.items()} if self.reengage_hold_target_action else next_obs
+        next_actions = self.actor_target(actor_obs)
         if noise is not None:
             next_actions = next_actions + noise
         next_q = torch.cat(self.critic_target(next_obs, next_actions.clamp(-1.0, 1.0)), dim=1)
@@ -400,13 +402,15 @@ class FastTD3Trainer(FastTrainMixin):
                         head_grad = head_grad * (chosen == j)
                     input_grad = head_grad if input_grad is None else input_grad + head_grad
                 assert input_grad is not None
-                action_grad = input_grad[:, plan.action_columns]
-                if noise is not None:
-                    action_grad = action_grad * ((noisy >= -1.0) & (noisy <= 1.0))
-                through_actor = mlp_backward(plan.actor_target, actor_hidden, next_pi, action_grad,
-                                             parameters=False, input_columns=plan.goal_columns)
-                assert through_actor is not None
-                target_goal_grad = input_grad[:, plan.goal_columns] + through_actor
+                target_goal_grad = input_grad[:, plan.goal_columns]
+                if not self.reengage_hold_target_action:  # the total derivative, through pi'(s', g) too
+                    action_grad = input_grad[:, plan.action_columns]
+                    if noise is not None:
+                        action_grad = action_grad * ((noisy >= -1.0) & (noisy <= 1.0))
+                    through_actor = mlp_backward(plan.actor_target, actor_hidden, next_pi, action_grad,
+                                                 parameters=False, input_columns=plan.goal_columns)
+                    assert through_actor is not None
+                    target_goal_grad = target_goal_grad + through_actor
 
             # ---- critic: TD loss and term, one forward, gradients of L_TD + alpha * L_term
             x = flat_input(batch.observations, plan.keys)

@@ -140,6 +140,7 @@ def _pair(cls, alpha, env_id="reengage/ContinuousSeek5-v0", **extra):
     (FastReenGAGEDDPG, 0.0, {"reengage_monitor": True}),
     (FastReenGAGEDDPG, 0.3, {"reengage_mode": "dense", "env_id": "reengage/ContinuousSeekDense-v0"}),
     (FastReenGAGETD3, 0.3, {"policy_kwargs": dict(net_arch=[24, 16, 20], share_features_extractor=False)}),
+    (FastReenGAGETD3, 0.3, {"reengage_target_derivative": "partial"}),
 ])
 def test_hand_written_step_equals_the_autograd_step(cls, alpha, extra):
     """Four gradient steps (TD3: two actor updates) on one batch: same parameters and logged losses."""
@@ -195,3 +196,18 @@ def test_same_seed_same_training_on_the_hand_written_step():
         runs.append(_policy_tensors(agent))
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+def test_partial_target_derivative_holds_the_target_action_on_the_fast_path():
+    """reengage_target_derivative="partial": the fast path's target gradient is the mixin's (action held fixed)."""
+    from test_fast_path import _filled_pair, _match_term_noise
+
+    fast, reference, batch = _filled_pair(FastReenGAGETD3, 0.3, reengage_target_derivative="partial")
+    torch.manual_seed(5)
+    noise = batch.actions.clone().normal_(0, fast.target_policy_noise).clamp(-fast.target_noise_clip,
+                                                                           fast.target_noise_clip)
+    _match_term_noise(reference, noise)
+    torch.manual_seed(5)
+    _, term = fast.critic_loss(batch)
+    assert term is not None
+    torch.testing.assert_close(term.target_goal_grad, reference.target_goal_gradient(batch), rtol=1e-5, atol=1e-7)
