@@ -6,6 +6,11 @@ are the parent's, so everything built on the SB3 classes keeps working. The algo
 (gradient steps per environment step, hyper-parameters, exploration and target noise); what goes is
 overhead:
 
+* TD3 and DDPG with plain ReLU MLPs on flattened box observations (SB3's ``MultiInputPolicy`` and
+  ``MlpPolicy``) run a gradient step written by hand (:mod:`reengage.agents.manual_mlp`): no autograd
+  graph, the TD backward and the critic's goal gradient share their products, and the term's weight
+  gradients need one large product per step instead of three (``manual_update = False``, or any other
+  network, falls back to the autograd form below);
 * the ReenGAGE term shares the TD loss's target forward and critic forward
   (:mod:`reengage.agents.fast_goal_gradient`), and the target networks are frozen;
 * the actor loss back-propagates into the actor's parameters only (``backward(inputs=...)``): the

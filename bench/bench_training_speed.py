@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time (b) and (c) with the autograd step instead of the hand-written one")
     parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
                         help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
-    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path"), default=None,
+    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path", "twin autograd", "reengage autograd"),
+                        default=None,
                         help="instead of timing, cProfile --steps steps of one candidate and print the top functions")
     parser.add_argument("--profiler", choices=("cprofile", "torch"), default="cprofile", help="profiler of --profile")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")

@@ -211,3 +211,28 @@ def test_partial_target_derivative_holds_the_target_action_on_the_fast_path():
     _, term = fast.critic_loss(batch)
     assert term is not None
     torch.testing.assert_close(term.target_goal_grad, reference.target_goal_gradient(batch), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls", [FastReenGAGEDDPG, FastReenGAGETD3])
+def test_hand_written_step_on_a_flat_box_observation(cls):
+    """MlpPolicy on a Box observation (FlattenExtractor): the same update as the autograd form."""
+    import gymnasium as gym
+
+    def make():
+        return cls("MlpPolicy", gym.make("Pendulum-v1"), reengage_alpha=0.0, learning_starts=50, batch_size=32,
+                   seed=0, policy_kwargs=dict(net_arch=[32, 32]))
+
+    manual = make()
+    manual.learn(50)
+    reference = make()
+    reference.policy.load_state_dict(manual.policy.state_dict())
+    reference.set_logger(Logger(folder=None, output_formats=[]))
+    reference.manual_update = False
+    assert manual._manual_plan() is not None and manual._manual_plan().keys is None
+    batch = manual.replay_buffer.sample(32)
+    for step in range(4):
+        for agent in (manual, reference):
+            agent.replay_buffer.sample = lambda *args, **kwargs: batch
+            torch.manual_seed(step)
+            agent.train(1, 32)
+    _assert_same_parameters(_policy_tensors(manual), _policy_tensors(reference))
