@@ -21,6 +21,10 @@ Printed: median milliseconds per step (process CPU time and wall time), the rati
 core), HER sampling throughput of the two buffers and the replay buffers' memory and the peak RSS.
 With ``--json`` the last line is one JSON object with ``twin_over_stock`` ((a)/(b)),
 ``reengage_over_twin`` ((c)/(b)) and ``reengage_over_stock`` ((c)/(a)).
+
+``--profile NAME`` profiles one candidate instead (``--profiler cprofile``: Python functions;
+``--profiler torch``: torch operators by own CPU time, with the ``train()`` share marked), e.g.
+``--profile "reengage autograd" --with-autograd --profiler torch``.
 """
 
 from __future__ import annotations
