@@ -320,7 +320,9 @@ class FastTD3Trainer(FastTrainMixin):
     def _fast_target_value(self, next_obs: ObsDict, noise: Tensor | None) -> Tensor:
         """``min_j Q'_j(s', clip(pi'(s') + noise, -1, 1))``, the target of TD3 and DDPG, (B, 1)."""
         # reengage_target_derivative="partial" (an ablation): the target action is held fixed in the goal gradient
-        actor_obs = {key: value.detach() for key, value in next_obs.items()} if self.reengage_hold_target_action else next_obs
+        actor_obs = next_obs
+        if self.reengage_hold_target_action:
+            actor_obs = {key: value.detach() for key, value in next_obs.items()}
         next_actions = self.actor_target(actor_obs)
         if noise is not None:
             next_actions = next_actions + noise
@@ -429,7 +431,8 @@ class FastTD3Trainer(FastTrainMixin):
             term_errors: list[Tensor | None] = [None] * len(heads)
             if with_term:
                 assert target_goal_grad is not None and plan.goal_columns is not None
-                q_goal_grads = [value_input_gradient(net, us, plan.goal_columns) for net, us in zip(plan.critics, jacobians)]
+                q_goal_grads = [value_input_gradient(net, us, plan.goal_columns)
+                                for net, us in zip(plan.critics, jacobians)]
                 term_loss, residuals, mask = self._manual_term(batch, q_goal_grads, target_goal_grad, reward_goal_grad)
                 alpha = self.reengage_alpha  # type: ignore[attr-defined]
                 if alpha > 0:
@@ -478,7 +481,8 @@ class FastTD3Trainer(FastTrainMixin):
             actions, actor_hidden = relu_mlp_forward(plan.actor, x)
             critic = plan.critics[0]
             q_values, hidden = relu_mlp_forward(critic, torch.cat([x, actions], dim=1))
-            action_grad = value_input_gradient(critic, value_pre_activation_gradients(critic, hidden), plan.action_columns)
+            jacobian = value_pre_activation_gradients(critic, hidden)
+            action_grad = value_input_gradient(critic, jacobian, plan.action_columns)
             mlp_backward(plan.actor, actor_hidden, actions, action_grad * (-1.0 / x.shape[0]))
         self.actor.optimizer.step()
         logged["train/actor_loss"].append(-q_values.mean())

@@ -213,7 +213,8 @@ def flat_input_keys(extractor: nn.Module, observation_space: object) -> tuple[st
         return None if plain_box(observation_space) else False
     if type(extractor) is CombinedExtractor and isinstance(observation_space, spaces.Dict):
         keys = tuple(extractor.extractors.keys())
-        if all(type(sub) is nn.Flatten and plain_box(observation_space.spaces[key]) for key, sub in extractor.extractors.items()):
+        subs = extractor.extractors.items()
+        if all(type(sub) is nn.Flatten and plain_box(observation_space.spaces[key]) for key, sub in subs):
             return keys
     return False
 
