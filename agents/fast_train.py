@@ -6,6 +6,11 @@ are the parent's, so everything built on the SB3 classes keeps working. The algo
 (gradient steps per environment step, hyper-parameters, exploration and target noise); what goes is
 overhead:
 
+* TD3 and DDPG with plain ReLU MLPs on flattened box observations (SB3's ``MultiInputPolicy`` and
+  ``MlpPolicy``) run a gradient step written by hand (:mod:`reengage.agents.manual_mlp`): no autograd
+  graph, the TD backward and the critic's goal gradient share their products, and the term's weight
+  gradients need one large product per step instead of three (``manual_update = False``, or any other
+  network, falls back to the autograd form below);
 * the ReenGAGE term shares the TD loss's target forward and critic forward
   (:mod:`reengage.agents.fast_goal_gradient`), and the target networks are frozen;
 * the actor loss back-propagates into the actor's parameters only (``backward(inputs=...)``): the
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,6 +54,16 @@ from .fast_goal_gradient import (
     target_value_and_goal_gradient,
 )
 from .dqn import ReenGAGEDQN
+from .manual_mlp import (
+    ReluMLP,
+    flat_input,
+    flat_input_keys,
+    mlp_backward,
+    relu_mlp_forward,
+    value_head_backward,
+    value_input_gradient,
+    value_pre_activation_gradients,
+)
 from .goal_gradient import ObsDict, with_leaf
 from .sac import ReenGAGESAC
 from .td3 import ReenGAGEDDPG, ReenGAGETD3
@@ -68,7 +84,7 @@ def fast_her_buffer_class() -> type | None:
 class FastTrainMixin:
     """What every fast agent shares: set-up, fused target updates, logging. Place it first in the bases."""
 
-    _fast_excluded = ["_fast_online_params", "_fast_target_params"]
+    _fast_excluded = ["_fast_online_params", "_fast_target_params", "_manual_plan_cache"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("replay_buffer_class") is HerReplayBuffer:
@@ -235,11 +251,61 @@ def _memoise_training_mode(policy: nn.Module) -> None:
     policy.set_training_mode = types.MethodType(set_training_mode, policy)  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class ManualTD3Plan:
+    """What the hand-written TD3/DDPG step needs: the networks as :class:`ReluMLP` views and the input layout."""
+
+    actor: ReluMLP
+    actor_target: ReluMLP
+    critics: tuple[ReluMLP, ...]
+    critic_targets: tuple[ReluMLP, ...]
+    keys: tuple[str, ...] | None  # observation keys in the extractor's order (None: a flat box)
+    goal_columns: slice | None  # where the goal sits in the flattened observation (None: no goal key)
+    action_columns: slice  # where the action sits in the critic's input
+
+
+def manual_td3_plan(policy: Any, observation_space: Any, goal_key: str | None) -> ManualTD3Plan | None:
+    """The plan for SB3's TD3 policy when every network is a plain ReLU MLP on flattened float boxes, else None."""
+    from stable_baselines3.common.policies import BaseModel
+    from stable_baselines3.td3.policies import Actor, ContinuousCritic
+
+    actor, actor_target, critic, critic_target = policy.actor, policy.actor_target, policy.critic, policy.critic_target
+    if type(actor) is not Actor or type(actor_target) is not Actor or type(critic) is not ContinuousCritic \
+            or type(critic_target) is not ContinuousCritic:
+        return None  # subclasses may change the forward
+    if any(type(module).extract_features is not BaseModel.extract_features for module in (actor, critic)):
+        return None
+    layouts = {flat_input_keys(module.features_extractor, observation_space)
+               for module in (actor, actor_target, critic, critic_target)}
+    if len(layouts) != 1 or False in layouts:
+        return None
+    keys = layouts.pop()
+    assert keys is not False
+    nets = [ReluMLP.of(actor.mu), ReluMLP.of(actor_target.mu)]
+    critics = [ReluMLP.of(q_net) for q_net in critic.q_networks]
+    critic_targets = [ReluMLP.of(q_net) for q_net in critic_target.q_networks]
+    if any(net is None or not net.tanh_output for net in nets):
+        return None
+    if any(net is None or net.tanh_output or net.depth < 2 or net.weights[-1].shape[0] != 1
+           for net in (*critics, *critic_targets)) or len(critics) != len(critic_targets):
+        return None
+    features = actor.features_extractor.features_dim
+    columns = None
+    if goal_key is not None and keys is not None and goal_key in keys:
+        columns = goal_columns(critic.features_extractor, observation_space, goal_key)
+    action_dim = critics[0].weights[0].shape[1] - features  # type: ignore[union-attr]
+    return ManualTD3Plan(nets[0], nets[1], tuple(critics), tuple(critic_targets), keys,  # type: ignore[arg-type]
+                         columns, slice(features, features + action_dim))
+
+
 class FastTD3Trainer(FastTrainMixin):
     """Fast ``train()`` for TD3 and DDPG (TD3 with one critic, ``policy_delay=1`` and no target noise)."""
 
     #: compute the critic's goal gradient in closed form for ReLU MLP critics (first-order graph)
     analytic_goal_gradient: bool = False
+    #: the whole gradient step written by hand (:mod:`reengage.agents.manual_mlp`, no autograd graph) when
+    #: every network is a plain ReLU MLP on flattened boxes; otherwise (or False) the autograd form below
+    manual_update: bool = True
 
     def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.critic, self.critic_target), (self.actor, self.actor_target)]
@@ -254,7 +320,11 @@ class FastTD3Trainer(FastTrainMixin):
 
     def _fast_target_value(self, next_obs: ObsDict, noise: Tensor | None) -> Tensor:
         """``min_j Q'_j(s', clip(pi'(s') + noise, -1, 1))``, the target of TD3 and DDPG, (B, 1)."""
-        next_actions = self.actor_target(next_obs)
+        # reengage_target_derivative="partial" (an ablation): the target action is held fixed in the goal gradient
+        actor_obs = next_obs
+        if self.reengage_hold_target_action:
+            actor_obs = {key: value.detach() for key, value in next_obs.items()}
+        next_actions = self.actor_target(actor_obs)
         if noise is not None:
             next_actions = next_actions + noise
         next_q = torch.cat(self.critic_target(next_obs, next_actions.clamp(-1.0, 1.0)), dim=1)
@@ -277,11 +347,146 @@ class FastTD3Trainer(FastTrainMixin):
         Draws the target-policy noise from torch's global generator as SB3 does (DDPG's is zero and
         draws nothing). Both losses come from one target forward and one critic forward.
         """
-        noise = None
-        if self.target_policy_noise > 0:
-            noise = batch.actions.clone().normal_(0, self.target_policy_noise)
-            noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+        noise = self._target_noise(batch)
         return self._td_and_term(batch, lambda obs: self._fast_target_value(obs, noise), td_scale=1.0)
+
+    def _manual_plan(self) -> ManualTD3Plan | None:
+        """The hand-written step's plan for this policy (cached per policy object), or None to use autograd."""
+        if not self.manual_update or self.analytic_goal_gradient:
+            return None
+        goal_key = self.reengage_goal_key if self.reengage_active else None  # type: ignore[attr-defined]
+        cached = getattr(self, "_manual_plan_cache", None)
+        if cached is None or cached[0] is not self.policy or cached[1] != goal_key:
+            plan = manual_td3_plan(self.policy, self.observation_space, goal_key)
+            if plan is not None and goal_key is not None and plan.goal_columns is None:
+                plan = None  # the term needs the goal's columns
+            cached = self._manual_plan_cache = (self.policy, goal_key, plan)
+        return cached[2]
+
+    def _target_noise(self, batch: Any) -> Tensor | None:
+        """TD3's clipped target-policy noise, drawn from torch's global generator as SB3 does (DDPG: None)."""
+        if self.target_policy_noise <= 0:
+            return None
+        noise = batch.actions.clone().normal_(0, self.target_policy_noise)
+        return noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+
+    def _manual_critic_step(self, plan: ManualTD3Plan, batch: Any, logged: dict[str, list[Tensor]]) -> Tensor:
+        """:meth:`critic_loss` and :meth:`_critic_step` written by hand; returns the batch's features.
+
+        The same quantities as the autograd form, in the same order of random draws: the TD target and,
+        with the term, the target's total goal gradient from one target forward; the TD loss, the critic's
+        goal gradients and all the critic's parameter gradients from one critic forward (see
+        :mod:`reengage.agents.manual_mlp` for why one product per layer serves both losses).
+        """
+        with_term = self.reengage_active  # type: ignore[attr-defined]
+        if self.target_policy_noise > 0 and self.target_noise_clip == 0:
+            # DDPG: SB3 draws the noise and clips it to exactly zero; draw it (torch's generator advances
+            # alike) and leave it out
+            batch.actions.clone().normal_(0, self.target_policy_noise)
+            noise = None
+        else:
+            noise = self._target_noise(batch)
+        dense = with_term and self.reengage_mode == "dense"  # type: ignore[attr-defined]
+        reward_goal_grad = self._reward_goal_gradient(batch) if dense else None  # type: ignore[attr-defined]
+        with torch.no_grad():
+            # ---- target: y = r + gamma (1 - d) min_j Q'_j(s', clip(pi'(s') + noise)), and d y / d g'
+            next_x = flat_input(batch.next_observations, plan.keys)
+            next_pi, actor_hidden = relu_mlp_forward(plan.actor_target, next_x)
+            noisy = next_pi if noise is None else next_pi + noise
+            # (tanh lies in [-1, 1], so without noise the clamp is the identity and passes every gradient)
+            next_z = torch.cat([next_x, noisy.clamp(-1.0, 1.0) if noise is not None else noisy], dim=1)
+            target_heads = [relu_mlp_forward(net, next_z) for net in plan.critic_targets]
+            next_q = torch.cat([q for q, _ in target_heads], dim=1)
+            next_value, chosen = next_q.min(dim=1, keepdim=True)
+            discounts = batch.discounts if getattr(batch, "discounts", None) is not None else self.gamma
+            target_q = batch.rewards + (1 - batch.dones) * discounts * next_value
+            target_goal_grad = None
+            if with_term:
+                assert plan.goal_columns is not None
+                input_grad = None
+                for j, (net, (_, hidden)) in enumerate(zip(plan.critic_targets, target_heads)):
+                    head_grad = value_input_gradient(net, value_pre_activation_gradients(net, hidden), slice(None))
+                    if len(target_heads) > 1:  # the min passes the gradient to the chosen head only
+                        head_grad = head_grad * (chosen == j)
+                    input_grad = head_grad if input_grad is None else input_grad + head_grad
+                assert input_grad is not None
+                target_goal_grad = input_grad[:, plan.goal_columns]
+                if not self.reengage_hold_target_action:  # the total derivative, through pi'(s', g) too
+                    action_grad = input_grad[:, plan.action_columns]
+                    if noise is not None:
+                        action_grad = action_grad * ((noisy >= -1.0) & (noisy <= 1.0))
+                    through_actor = mlp_backward(plan.actor_target, actor_hidden, next_pi, action_grad,
+                                                 parameters=False, input_columns=plan.goal_columns)
+                    assert through_actor is not None
+                    target_goal_grad = target_goal_grad + through_actor
+
+            # ---- critic: TD loss and term, one forward, gradients of L_TD + alpha * L_term
+            x = flat_input(batch.observations, plan.keys)
+            z = torch.cat([x, batch.actions], dim=1)
+            heads = [relu_mlp_forward(net, z) for net in plan.critics]
+            batch_size = z.shape[0]
+            errors = [q - target_q for q, _ in heads]
+            td_loss = sum((error * error).mean() for error in errors)
+            assert isinstance(td_loss, Tensor)
+            jacobians = [value_pre_activation_gradients(net, hidden) for net, (_, hidden) in zip(plan.critics, heads)]
+            term_errors: list[Tensor | None] = [None] * len(heads)
+            if with_term:
+                assert target_goal_grad is not None and plan.goal_columns is not None
+                q_goal_grads = [value_input_gradient(net, us, plan.goal_columns)
+                                for net, us in zip(plan.critics, jacobians)]
+                term_loss, residuals, mask = self._manual_term(batch, q_goal_grads, target_goal_grad, reward_goal_grad)
+                alpha = self.reengage_alpha  # type: ignore[attr-defined]
+                if alpha > 0:
+                    weights = self._dim_weights(target_goal_grad.shape[-1])  # type: ignore[attr-defined]
+                    scale = 2.0 * alpha / residuals[0].numel()
+                    term_errors = [scale * r if weights is None else (scale * weights) * r for r in residuals]
+                self._goal_gradient_diagnostics(q_goal_grads, target_goal_grad, [q for q, _ in heads], mask)
+            for net, (_, hidden), us, error, term_error in zip(plan.critics, heads, jacobians, errors, term_errors):
+                value_head_backward(net, hidden, us, error * (2.0 / batch_size), term_error, plan.goal_columns)
+        self.critic.optimizer.step()
+        logged["train/critic_loss"].append(td_loss)
+        if with_term:
+            logged["train/reengage_loss"].append(term_loss)
+            logged["train/reengage_masked_fraction"].append(
+                torch.zeros((), device=td_loss.device) if mask is None else 1.0 - mask.mean())
+        return x
+
+    def _manual_term(
+        self, batch: Any, q_goal_grads: list[Tensor], target_goal_grad: Tensor, reward_goal_grad: Tensor | None
+    ) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """Eq. 8.9 (or 8.8) summed over heads, the per-head residuals ``r`` with ``loss = mean(w r^2)``, and the mask.
+
+        The same arithmetic as :func:`reengage.losses.sparse_goal_gradient_loss` (``mask * G - mask * target``)
+        and :func:`~reengage.losses.dense_goal_gradient_loss`; ``tests/test_manual_mlp.py`` holds them equal.
+        """
+        not_done = 1.0 - batch.dones.reshape(-1, 1).to(target_goal_grad.dtype)
+        target = self.gamma * not_done * target_goal_grad
+        mask = None
+        if self.reengage_mode == "dense":  # type: ignore[attr-defined]
+            assert reward_goal_grad is not None
+            target = reward_goal_grad + target
+            residuals = [grad - target for grad in q_goal_grads]
+        else:
+            mask = (batch.rewards.reshape(-1, 1) == self.c_low).to(batch.rewards.dtype)  # type: ignore[attr-defined]
+            masked_target = mask * target
+            residuals = [mask * grad - masked_target for grad in q_goal_grads]
+        weights = self._dim_weights(target_goal_grad.shape[-1])  # type: ignore[attr-defined]
+        squares = [r * r if weights is None else r * r * weights for r in residuals]
+        loss = sum(square.mean() for square in squares)
+        assert isinstance(loss, Tensor)
+        return loss, residuals, mask
+
+    def _manual_actor_step(self, plan: ManualTD3Plan, x: Tensor, logged: dict[str, list[Tensor]]) -> None:
+        """``-mean Q_1(s, pi(s))`` back-propagated by hand into the actor only, then its optimiser step."""
+        with torch.no_grad():
+            actions, actor_hidden = relu_mlp_forward(plan.actor, x)
+            critic = plan.critics[0]
+            q_values, hidden = relu_mlp_forward(critic, torch.cat([x, actions], dim=1))
+            jacobian = value_pre_activation_gradients(critic, hidden)
+            action_grad = value_input_gradient(critic, jacobian, plan.action_columns)
+            mlp_backward(plan.actor, actor_hidden, actions, action_grad * (-1.0 / x.shape[0]))
+        self.actor.optimizer.step()
+        logged["train/actor_loss"].append(-q_values.mean())
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         optimisers = [self.actor.optimizer, self.critic.optimizer]
@@ -290,9 +495,17 @@ class FastTD3Trainer(FastTrainMixin):
         actor_params = list(self.actor.parameters())
         logged: dict[str, list[Tensor]] = {"train/critic_loss": [], "train/actor_loss": [],
                                             "train/reengage_loss": [], "train/reengage_masked_fraction": []}
+        plan = self._manual_plan()
         for _ in range(gradient_steps):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            if plan is not None:
+                # (the actor's features are the critic's: both extractors only flatten the same keys)
+                features = self._manual_critic_step(plan, batch, logged)
+                if self._n_updates % self.policy_delay == 0:
+                    self._manual_actor_step(plan, features, logged)
+                    self._polyak_update()
+                continue
             self._critic_step(*self.critic_loss(batch), logged)
 
             if self._n_updates % self.policy_delay == 0:

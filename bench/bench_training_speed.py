@@ -11,6 +11,8 @@ one torch thread, the same seed):
   (c) reengage: the same with ReenGAGE alpha 0.2
   (d) sb3 path: ReenGAGE alpha 0.2 on the stock SB3 path (``--with-sb3-path``; for reference)
   (e) analytic: (c) with the closed-form critic goal gradient (``--with-analytic``)
+  (f), (g)    : (b) and (c) with autograd instead of the hand-written step (``--with-autograd``,
+                ``manual_update=False``: the fast path before the hand-written step; before/after in one run)
 
 Each is warmed up past ``learning_starts``; then they are timed in interleaved rounds (a, b, c, a, b,
 c, ...) of ``--steps`` environment steps each, so that load from other processes hits all alike.
@@ -19,6 +21,10 @@ Printed: median milliseconds per step (process CPU time and wall time), the rati
 core), HER sampling throughput of the two buffers and the replay buffers' memory and the peak RSS.
 With ``--json`` the last line is one JSON object with ``twin_over_stock`` ((a)/(b)),
 ``reengage_over_twin`` ((c)/(b)) and ``reengage_over_stock`` ((c)/(a)).
+
+``--profile NAME`` profiles one candidate instead (``--profiler cprofile``: Python functions;
+``--profiler torch``: torch operators by own CPU time, with the ``train()`` share marked), e.g.
+``--profile "reengage autograd" --with-autograd --profiler torch``.
 """
 
 from __future__ import annotations
@@ -69,12 +75,30 @@ def sampling_throughput(buffer: Any, batch_size: int, seconds: float = 1.0) -> f
     return calls * batch_size / (time.process_time() - start)
 
 
-def profile(agent: Any, warm_up: int, steps: int) -> int:
-    """cProfile ``steps`` environment steps after ``warm_up``; print the functions by cumulative and own time."""
+def profile(agent: Any, warm_up: int, steps: int, profiler_name: str = "cprofile") -> int:
+    """Profile ``steps`` environment steps after ``warm_up``: cProfile (functions by cumulative and own time) or
+    torch.profiler (operators by own CPU time, and the share of the step spent in ``train()``)."""
     import cProfile
     import pstats
 
     agent.learn(warm_up)
+    if profiler_name == "torch":
+        from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+
+        train = agent.train
+
+        def recorded_train(*args: Any, **kwargs: Any) -> None:
+            with record_function("train() [the update]"):
+                train(*args, **kwargs)
+
+        agent.train = recorded_train
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            with record_function("learn() [the whole step]"):
+                agent.learn(steps, reset_num_timesteps=False)
+        del agent.train
+        print(f"{type(agent).__name__}: {steps} steps, torch.profiler (self CPU time by operator; profiler overhead included)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+        return 0
     profiler = cProfile.Profile()
     profiler.enable()
     agent.learn(steps, reset_num_timesteps=False)
@@ -104,10 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
     parser.add_argument("--with-analytic", action="store_true",
                         help="also time ReenGAGE with the analytic critic goal gradient (analytic_goal_gradient=True)")
+    parser.add_argument("--with-autograd", action="store_true",
+                        help="also time (b) and (c) with the autograd step instead of the hand-written one")
     parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
                         help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
-    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path"), default=None,
+    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path", "twin autograd", "reengage autograd"),
+                        default=None,
                         help="instead of timing, cProfile --steps steps of one candidate and print the top functions")
+    parser.add_argument("--profiler", choices=("cprofile", "torch"), default="cprofile", help="profiler of --profile")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
@@ -130,11 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.with_analytic:
         agents["analytic"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
         agents["analytic"].analytic_goal_gradient = True
+    if args.with_autograd:
+        agents["twin autograd"] = build(toolkit, baseline_config, 0, reengage_alpha=0.0)
+        agents["reengage autograd"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
+        for name in ("twin autograd", "reengage autograd"):
+            agents[name].manual_update = False
     if args.profile is not None:
         if args.profile == "sb3 path" and "sb3 path" not in agents:
             agents["sb3 path"] = build(agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0,
                                        reengage_alpha=args.alpha)
-        return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps)
+        return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps, args.profiler)
     for agent in agents.values():
         agent.learn(baseline_config["learning_starts"] + 50)  # past the random phase, buffers filled alike
 
@@ -151,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ContinuousSeek d={args.d}, batch {args.batch_size}, 2x256, {args.rounds} interleaved rounds of "
           f"{args.steps} steps, {args.threads} torch thread(s); toolkit class {toolkit.__name__}")
     labels = {"stock": "(a) stock SB3 DDPG+HER", "twin": "(b) toolkit alpha=0", "reengage": f"(c) toolkit alpha={args.alpha:g}",
-              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}", "analytic": f"(e) analytic alpha={args.alpha:g}"}
+              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}", "analytic": f"(e) analytic alpha={args.alpha:g}",
+              "twin autograd": "(f) autograd alpha=0", "reengage autograd": f"(g) autograd alpha={args.alpha:g}"}
     for name in agents:
         print(f"  {labels[name]:28s} cpu {medians['cpu'][name]:7.2f} ms/step (range {min(cpu[name]):.2f}-"
               f"{max(cpu[name]):.2f})   wall {medians['wall'][name]:7.2f} ms/step")
@@ -170,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     print("  (wall-clock ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in wall_ratios.items()) + ")")
     if args.with_analytic:
         print(f"  analytic / autograd goal gradient at alpha {args.alpha:g}: {chosen['analytic'] / chosen['reengage']:.3f}")
+    if args.with_autograd:
+        print(f"  hand-written step against autograd: alpha 0 {chosen['twin autograd'] / chosen['twin']:.3f}x, "
+              f"alpha {args.alpha:g} {chosen['reengage autograd'] / chosen['reengage']:.3f}x; with autograd the "
+              f"ratios were twin_over_stock {chosen['stock'] / chosen['twin autograd']:.3f}, reengage_over_twin "
+              f"{chosen['reengage autograd'] / chosen['twin autograd']:.3f}, reengage_over_stock "
+              f"{chosen['reengage autograd'] / chosen['stock']:.3f}")
     if args.with_sb3_path:
         print(f"  SB3 path / fast path at alpha {args.alpha:g}: {chosen['sb3 path'] / chosen['reengage']:.3f}")
 

@@ -150,11 +150,19 @@ def make_agent(env_id: str, variant: str, alpha: float, arch: dict, seed: int = 
     return agent
 
 
-def time_steps(agent, steps: int) -> float:
-    """Seconds for ``steps`` environment steps, each followed by one gradient step."""
-    start = time.perf_counter()
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_steps(agent, steps: int, clock: str = "wall") -> float:
+    """Seconds for ``steps`` environment steps, each followed by one gradient step.
+
+    ``clock="cpu"``: this process's CPU time (on a shared machine it leaves out the time spent waiting for a
+    core; with one torch thread it is the time one core worked on the step).
+    """
+    now = CLOCKS[clock]
+    start = now()
     agent.learn(steps, reset_num_timesteps=False)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def encoder_flops(arch: dict, state_dim: int, goal_dim: int, pairs: float, batch: int) -> dict[str, float]:
@@ -171,18 +179,19 @@ def encoder_flops(arch: dict, state_dim: int, goal_dim: int, pairs: float, batch
     return {"forward": first + dense, "backward": backward}
 
 
-def gemm_gflops(rows: int, width: int, repeats: int = 5) -> float:
+def gemm_gflops(rows: int, width: int, repeats: int = 5, clock: str = "wall") -> float:
     """Measured speed of the encoder's dominant product, (rows x width) @ (width x width), float32."""
     import torch
 
+    now = CLOCKS[clock]
     left, right = torch.randn(rows, width), torch.randn(width, width)
     out = torch.empty(rows, width)
     torch.mm(left, right, out=out)
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         torch.mm(left, right, out=out)
-        times.append(time.perf_counter() - start)
+        times.append(now() - start)
     return 2 * rows * width * width / float(np.median(times)) / 1e9
 
 
@@ -205,9 +214,9 @@ def speed(args: argparse.Namespace) -> dict:
     for round_index in range(args.rounds):
         for threads in args.threads:
             torch.set_num_threads(threads)
-            gflops[threads].append(gemm_gflops(int(pairs), arch["encoder_arch"][-1]))
+            gflops[threads].append(gemm_gflops(int(pairs), arch["encoder_arch"][-1], clock=args.clock))
             for variant in args.variants:
-                seconds[(variant, threads)].append(time_steps(agents[variant], args.steps) / args.steps)
+                seconds[(variant, threads)].append(time_steps(agents[variant], args.steps, args.clock) / args.steps)
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     flops = encoder_flops(arch, space["observation"].shape[0], space["goals"].shape[1], pairs, arch["batch_size"])
@@ -215,14 +224,15 @@ def speed(args: argparse.Namespace) -> dict:
     # the shared actor encoding drops the actor's forward: a smaller floor for that (different) algorithm
     variant_floor = {v: floor_flops - (flops["forward"] if v == "fused-shared" else 0.0) for v in args.variants}
     print(f"DriveSeek, Table G.4 networks, batch {arch['batch_size']}, alpha {args.alpha:g}; "
-          f"{args.rounds} interleaved rounds of {args.steps} steps; {os.cpu_count()} CPU cores")
+          f"{args.rounds} interleaved rounds of {args.steps} steps; {os.cpu_count()} CPU cores; {args.clock} clock; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"active (sample, goal) pairs per batch: {pairs:.0f} of {arch['batch_size'] * space['gates'].shape[0]}")
     print(f"encoder FLOPs per pass over them: forward {flops['forward'] / 1e9:.2f} G, backward "
           f"{flops['backward'] / 1e9:.2f} G; unavoidable per step (3 forwards + 1 backward): {floor_flops / 1e9:.1f} G")
     print()
     print("| variant | threads | s / step (median, range) | steps / s | speed-up over reference | own floor / time |")
     print("|---|---|---|---|---|---|")
-    result: dict = {"pairs_per_batch": pairs, "floor_gflop": floor_flops / 1e9, "variants": {}}
+    result: dict = {"pairs_per_batch": pairs, "floor_gflop": floor_flops / 1e9, "clock": args.clock, "variants": {}}
     for threads in args.threads:
         rate = float(np.median(gflops[threads]))
         floor_seconds = floor_flops / (rate * 1e9)
@@ -341,6 +351,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4, help="environment steps per variant and round")
     parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time steps and the GEMM by wall clock (default) or by this process's CPU time")
     parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="print the speed results as one JSON object, last line")

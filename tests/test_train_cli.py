@@ -83,8 +83,10 @@ def _final_parameters(logdir):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
+    # long enough that the run is still going a moment after its first checkpoint (the hand-written fast
+    # step finished 700 steps within that moment)
     common = ["--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--alpha", "0.2", "--seed", "4",
-              "--timesteps", "700", "--set", "eval_freq=350", *SMALL]
+              "--timesteps", "3000", "--set", "eval_freq=1500", *SMALL]
     reference = tmp_path / "uninterrupted"
     _train(*common, "--logdir", str(reference))
 
@@ -97,14 +99,15 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
         assert process.poll() is None, "the run ended before its first checkpoint"
         assert time.time() < deadline
         time.sleep(0.2)
-    time.sleep(1.0)  # let it run past the checkpoint, so that the kill loses work
+    time.sleep(0.5)  # let it run past the checkpoint, so that the kill loses work
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (interrupted / "model.zip").exists(), "the run finished before it could be killed"
 
     _train(*common, "--logdir", str(interrupted), "--checkpoint-every", "250", "--resume")
     segments = json.loads((interrupted / "segments.json").read_text())
-    assert segments[0]["start"] == 0 and segments[1]["start"] in (250, 500) and segments[1]["resumed"]
+    assert segments[0]["start"] == 0 and segments[1]["resumed"]
+    assert segments[1]["start"] % 250 == 0 and 0 < segments[1]["start"] < 3000
     expected, resumed = _final_parameters(reference), _final_parameters(interrupted)
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
     assert read_scalars(interrupted)["eval/success_ever"] == read_scalars(reference)["eval/success_ever"]
