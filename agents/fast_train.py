@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from stable_baselines3 import HerReplayBuffer
 from torch import Tensor, nn
 
+from reengage import losses
+
 from .fast_goal_gradient import (
     GoalGradientTerm,
     critic_goal_gradients,
@@ -471,6 +473,12 @@ class FastTD3Trainer(FastTrainMixin):
             masked_target = mask * target
             residuals = [mask * grad - masked_target for grad in q_goal_grads]
         weights = self._dim_weights(target_goal_grad.shape[-1])  # type: ignore[attr-defined]
+        if self.reengage_matching == "one_sided":  # type: ignore[attr-defined]
+            # rows whose critic goal gradient is already steeper than its target leave the term (per head)
+            rows = [losses.weaker_than_target_rows(grad, target, weights) for grad in q_goal_grads]
+            residuals = [row * r for row, r in zip(rows, residuals)]
+            if mask is not None:  # the logged share of unmatched rows counts them, as on the autograd form
+                mask = mask * torch.stack(rows).mean(dim=0)
         squares = [r * r if weights is None else r * r * weights for r in residuals]
         loss = sum(square.mean() for square in squares)
         assert isinstance(loss, Tensor)

@@ -141,6 +141,8 @@ def _pair(cls, alpha, env_id="reengage/ContinuousSeek5-v0", **extra):
     (FastReenGAGEDDPG, 0.3, {"reengage_mode": "dense", "env_id": "reengage/ContinuousSeekDense-v0"}),
     (FastReenGAGETD3, 0.3, {"policy_kwargs": dict(net_arch=[24, 16, 20], share_features_extractor=False)}),
     (FastReenGAGETD3, 0.3, {"reengage_target_derivative": "partial"}),
+    (FastReenGAGEDDPG, 0.3, {"reengage_matching": "one_sided"}),
+    (FastReenGAGETD3, 0.3, {"reengage_matching": "one_sided", "reengage_dim_weights": "bounds"}),
 ])
 def test_hand_written_step_equals_the_autograd_step(cls, alpha, extra):
     """Four gradient steps (TD3: two actor updates) on one batch: same parameters and logged losses."""
@@ -178,6 +180,15 @@ def test_hand_written_term_is_the_reference_loss():
     loss, _, mask = agent._manual_term(batch, grads, target, reward_grad)
     expected = sum(losses.dense_goal_gradient_loss(g, reward_grad, target, batch.dones, agent.gamma) for g in grads)
     assert mask is None and torch.equal(loss, expected)
+    # one-sided matching: the same rows dropped as reengage.losses drops
+    agent.reengage_mode, agent.reengage_matching = "sparse", "one_sided"
+    loss, _, _ = agent._manual_term(batch, grads, target, None)
+    expected = sum(losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low,
+                                                    one_sided=True) for g in grads)
+    full = sum(losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low)
+               for g in grads)
+    torch.testing.assert_close(loss, expected)
+    assert loss < full
 
 
 def test_other_networks_fall_back_to_autograd():
