@@ -394,7 +394,8 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
             lines.append(f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
                          f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {'**best**' if entry['best'] else ''} |")
     threshold_header = f" steps to {threshold:g} [95% CI] (seeds reaching it) |" if threshold is not None else ""
-    lines += ["", "## Results (each variant at its best setting)", "",
+    chosen = any(row["point"] for row in summary["results"])
+    lines += ["", "## Results (each variant at its best setting)" if chosen else "## Results", "",
               f"| environment | variant | seeds | final, mean [95% CI] | final, IQM [95% CI] | AUC [95% CI] |{threshold_header}",
               "|---|---|---|---|---|---|" + ("---|" if threshold is not None else "")]
     for row in summary["results"]:
