@@ -79,6 +79,19 @@ def _match_term_noise(agent, noise):
     agent._draw_normal = lambda shape: (noise / std if std > 0 else torch.zeros(tuple(shape), device=noise.device))
 
 
+def _fast_and_reference_losses(fast, reference, batch):
+    """(TD, term) of the fast agent and of the reference definition on one batch, with the same target noise."""
+    torch.manual_seed(11)
+    fast_losses = fast.critic_loss(batch)
+    noise = None
+    if fast.target_policy_noise > 0:
+        torch.manual_seed(11)
+        noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
+        noise = noise.clamp(-fast.target_noise_clip, fast.target_noise_clip)
+        _match_term_noise(reference, noise)
+    return fast_losses, _reference_critic_loss(reference, batch, noise), noise
+
+
 def _critic_gradients(agent, loss):
     agent.critic.optimizer.zero_grad()
     loss.backward()
@@ -92,15 +105,7 @@ def test_fast_loss_matches_the_reference(fast_cls, mode, device):
     env_id = "reengage/ContinuousSeekDense-v0" if mode == "dense" else "reengage/ContinuousSeek5-v0"
     # the SB3-path agent holds the same parameters, with trainable (unfrozen) targets
     fast, reference, batch = _filled_pair(fast_cls, 0.3, device, env_id, reengage_mode=mode)
-    torch.manual_seed(11)
-    td_fast, term = fast.critic_loss(batch)
-    noise = None
-    if fast.target_policy_noise > 0:
-        torch.manual_seed(11)
-        noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
-        noise = noise.clamp(-fast.target_noise_clip, fast.target_noise_clip)
-        _match_term_noise(reference, noise)
-    td_ref, term_ref = _reference_critic_loss(reference, batch, noise)
+    (td_fast, term), (td_ref, term_ref), _ = _fast_and_reference_losses(fast, reference, batch)
 
     assert term is not None and term.loss.item() > 0
     torch.testing.assert_close(td_fast, td_ref, rtol=1e-5, atol=1e-7)
@@ -341,15 +346,7 @@ def test_auc_difference_interval():
 @pytest.mark.parametrize("fast_cls", [FastReenGAGEDDPG, FastReenGAGETD3])
 def test_one_sided_matching_is_the_same_on_both_paths(fast_cls):
     fast, reference, batch = _filled_pair(fast_cls, 0.3, reengage_matching="one_sided")
-    torch.manual_seed(11)
-    _, term = fast.critic_loss(batch)
-    noise = None
-    if fast.target_policy_noise > 0:
-        torch.manual_seed(11)
-        noise = batch.actions.clone().normal_(0, fast.target_policy_noise)
-        noise = noise.clamp(-fast.target_noise_clip, fast.target_noise_clip)
-        _match_term_noise(reference, noise)
-    _, term_ref = _reference_critic_loss(reference, batch, noise)
+    (_, term), (_, term_ref), noise = _fast_and_reference_losses(fast, reference, batch)
     torch.testing.assert_close(term.loss, term_ref, rtol=1e-5, atol=1e-8)
     # the logged share of unmatched rows counts the rows the one-sided rule drops, the same on both paths
     if noise is not None:
