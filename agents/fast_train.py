@@ -66,6 +66,7 @@ from .manual_mlp import (
     value_input_gradient,
     value_pre_activation_gradients,
 )
+from .diagnostics import collect_goal_gradient_diagnostics
 from .goal_gradient import ObsDict, with_leaf
 from .sac import ReenGAGESAC
 from .td3 import ReenGAGEDDPG, ReenGAGETD3
@@ -153,6 +154,21 @@ class FastTrainMixin:
         Called once per gradient step with the term's intermediate tensors when the term is computed.
         Implementations must not modify the tensors or the graph (detach before use).
         """
+
+    def _log_diagnostics(self, batch: Any, update_index: int) -> None:
+        """Every ``reengage_diagnostics_every`` gradient steps, the goal-gradient diagnostics on this batch.
+
+        The same function as the SB3 path (:func:`~reengage.agents.diagnostics.collect_goal_gradient_diagnostics`,
+        before the step, at alpha 0 too); it reads the agent only and restores the private noise generator,
+        so training is unchanged. The parameter-gradient split between the TD loss and the term
+        (``param_grad_*``) is logged on the SB3 path only: the fast step forms one combined gradient.
+        """
+        every = self.reengage_diagnostics_every  # type: ignore[attr-defined]
+        if every <= 0 or update_index % every != 0:
+            return
+        values = collect_goal_gradient_diagnostics(self, batch, self._batch_context(batch))  # type: ignore[attr-defined]
+        for key, value in values.items():
+            self.logger.record_mean(f"reengage_diag/{key}", value)  # type: ignore[attr-defined]
 
     def _term_tensors(
         self, batch: Any, q_values: list[Tensor], goal_leaves: list[Tensor], target_goal_grad: Tensor
@@ -507,6 +523,7 @@ class FastTD3Trainer(FastTrainMixin):
         for _ in range(gradient_steps):
             self._n_updates += 1
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            self._log_diagnostics(batch, self._n_updates)
             if plan is not None:
                 # (the actor's features are the critic's: both extractors only flatten the same keys)
                 features = self._manual_critic_step(plan, batch, logged)
@@ -584,6 +601,7 @@ class FastSACTrainer(FastTrainMixin):
             "train/reengage_loss", "train/reengage_masked_fraction")}
         for gradient_step in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            self._log_diagnostics(batch, self._n_updates + gradient_step)
             # the same draws in the same order as SB3: the policy's action first, then the target's
             actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
             log_prob = log_prob.reshape(-1, 1)
@@ -665,8 +683,9 @@ class FastDQNTrainer(FastTrainMixin):
         self._update_learning_rate(optimiser)
         logged: dict[str, list[Tensor]] = {"train/loss": [], "train/reengage_loss": [],
                                             "train/reengage_masked_fraction": []}
-        for _ in range(gradient_steps):
+        for gradient_step in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            self._log_diagnostics(batch, self._n_updates + gradient_step)
             td_loss, term = self.critic_loss(batch)
             loss = td_loss if term is None else td_loss + self.reengage_alpha * term.loss  # type: ignore[attr-defined]
             optimiser.zero_grad()

@@ -178,3 +178,37 @@ def test_diagnostics_run_on_discrete_actions():
     agent.learn(60)
     assert "reengage_diag/grad_cosine" in logger.seen and "reengage_diag/q_outside_return_range" in logger.seen
     assert "reengage_diag/actor_goal_cosine" not in logger.seen
+
+
+@pytest.mark.parametrize("cls_name, alpha", [("FastReenGAGEDDPG", 0.0), ("FastReenGAGEDDPG", 0.2),
+                                             ("FastReenGAGETD3", 0.2), ("FastReenGAGESAC", 0.2)])
+def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
+    """The fast path (hand-written step for DDPG/TD3, autograd for SAC) logs the same keys, bar the
+    TD/term parameter-gradient split, and a run with diagnostics is bit-identical to one without."""
+    from reengage.agents import fast_train
+
+    cls = getattr(fast_train, cls_name)
+    plain, plain_log = _train(alpha, every=0, cls=cls)
+    watched, watched_log = _train(alpha, every=1, cls=cls)
+    for a, b in zip(plain.policy.parameters(), watched.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not any(k.startswith("reengage_diag/") for k in plain_log.seen)
+    expected = {"grad_cosine", "actor_goal_cosine", "q_outside_return_range", "grad_norm_target",
+                "action_grad_goal_grad_cosine"}
+    assert {f"reengage_diag/{k}" for k in expected} <= watched_log.seen
+    assert "reengage_diag/param_grad_ratio_term_to_td" not in watched_log.seen
+
+
+def test_fast_dqn_logs_the_diagnostics():
+    from reengage.agents.fast_train import FastReenGAGEDQN
+    from reengage.envs import BitFlippingEnv
+
+    agent = FastReenGAGEDQN(
+        "MultiInputPolicy", BitFlippingEnv(n_bits=4), reengage_alpha=0.5, reengage_diagnostics_every=1,
+        replay_buffer_class=HerReplayBuffer, learning_starts=30, batch_size=16, seed=0,
+        policy_kwargs=dict(net_arch=[16]),
+    )
+    logger = _RecordingLogger()
+    agent.set_logger(logger)
+    agent.learn(60)
+    assert "reengage_diag/grad_cosine" in logger.seen

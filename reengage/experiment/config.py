@@ -304,7 +304,6 @@ _SB3_ONLY_OPTIONS = {
     "target_value_clip": bool,
     "action_l2": lambda value: value > 0,
     "random_action_prob": lambda value: value > 0,
-    "reengage_diagnostics": lambda value: value > 0,  # the fast step has the hook, not yet the wiring
 }
 
 
