@@ -163,12 +163,15 @@ def test_bounds_weights_reach_the_agent():
     assert torch.allclose(agent._dim_weights(3), torch.full((3,), 3.0))
 
 
-def test_diagnostics_run_on_discrete_actions():
-    """DQN: no action gradient and no actor keys, but the goal-gradient keys are logged."""
+@pytest.mark.parametrize("path", ["sb3", "fast"])
+def test_diagnostics_run_on_discrete_actions(path):
+    """DQN (SB3 path and fast path): no action gradient and no actor keys, but the goal-gradient keys are logged."""
     from reengage.agents import ReenGAGEDQN
+    from reengage.agents.fast_train import FastReenGAGEDQN
     from reengage.envs import BitFlippingEnv
 
-    agent = ReenGAGEDQN(
+    cls = ReenGAGEDQN if path == "sb3" else FastReenGAGEDQN
+    agent = cls(
         "MultiInputPolicy", BitFlippingEnv(n_bits=4), reengage_alpha=0.5, reengage_diagnostics_every=1,
         replay_buffer_class=HerReplayBuffer, learning_starts=30, batch_size=16, seed=0,
         policy_kwargs=dict(net_arch=[16]),
@@ -198,17 +201,3 @@ def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
     assert {f"reengage_diag/{k}" for k in expected} <= watched_log.seen
     assert "reengage_diag/param_grad_ratio_term_to_td" not in watched_log.seen
 
-
-def test_fast_dqn_logs_the_diagnostics():
-    from reengage.agents.fast_train import FastReenGAGEDQN
-    from reengage.envs import BitFlippingEnv
-
-    agent = FastReenGAGEDQN(
-        "MultiInputPolicy", BitFlippingEnv(n_bits=4), reengage_alpha=0.5, reengage_diagnostics_every=1,
-        replay_buffer_class=HerReplayBuffer, learning_starts=30, batch_size=16, seed=0,
-        policy_kwargs=dict(net_arch=[16]),
-    )
-    logger = _RecordingLogger()
-    agent.set_logger(logger)
-    agent.learn(60)
-    assert "reengage_diag/grad_cosine" in logger.seen
