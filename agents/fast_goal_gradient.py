@@ -147,18 +147,10 @@ def goal_gradient_term(
         )
         mask = losses.sparse_reward_mask(rewards.reshape(-1, 1), c_low)
         if one_sided:  # rows the one-sided rule drops are not matched either (mean over heads)
-            mask = mask * _matched_share(q_goal_grads, target_goal_grad, dones, gamma, dim_weights)
+            target = gamma * (1.0 - dones.reshape(-1, 1).to(target_goal_grad.dtype)) * target_goal_grad
+            mask = mask * losses.one_sided_kept_share(list(q_goal_grads), target, dim_weights)
     assert isinstance(total, Tensor)
     return GoalGradientTerm(total, list(q_goal_grads), target_goal_grad, mask)
-
-
-def _matched_share(
-    q_goal_grads: Sequence[Tensor], target_goal_grad: Tensor, dones: Tensor, gamma: float, dim_weights: Tensor | None
-) -> Tensor:
-    """Per row, the share of critic heads whose goal gradient one-sided matching keeps, (B, 1)."""
-    target = gamma * (1.0 - dones.reshape(-1, 1).to(target_goal_grad.dtype)) * target_goal_grad
-    rows = [losses.weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]
-    return torch.stack(rows).mean(dim=0)
 
 
 # ---------------------------------------------------------------------- analytic form for ReLU MLPs

@@ -362,8 +362,8 @@ class FastTD3Trainer(FastTrainMixin):
     def critic_loss(self, batch: Any) -> tuple[Tensor, GoalGradientTerm | None]:
         """The TD loss of TD3/DDPG and (when active) the unweighted ReenGAGE term on one batch.
 
-        Draws the target-policy noise from torch's global generator as SB3 does (DDPG's is zero and
-        draws nothing). Both losses come from one target forward and one critic forward.
+        Draws the target-policy noise from torch's global generator as SB3 does (DDPG's is drawn
+        and clipped to zero). Both losses come from one target forward and one critic forward.
         """
         noise = self._target_noise(batch)
         return self._td_and_term(batch, lambda obs: self._fast_target_value(obs, noise), td_scale=1.0)
@@ -382,7 +382,7 @@ class FastTD3Trainer(FastTrainMixin):
         return cached[2]
 
     def _target_noise(self, batch: Any) -> Tensor | None:
-        """TD3's clipped target-policy noise, drawn from torch's global generator as SB3 does (DDPG: None)."""
+        """TD3's clipped target-policy noise, drawn from torch's global generator as SB3 does (DDPG: zeros)."""
         if self.target_policy_noise <= 0:
             return None
         noise = batch.actions.clone().normal_(0, self.target_policy_noise)

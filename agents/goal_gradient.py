@@ -278,9 +278,7 @@ class GoalGradientMixin:
         matched = losses.sparse_reward_mask(rewards, self.c_low)
         if one_sided:  # rows the one-sided rule drops are not matched either (mean over heads)
             target = self.gamma * (1 - batch.dones) * next_goal_grad
-            matched = matched * torch.stack(
-                [losses.weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]
-            ).mean(dim=0)
+            matched = matched * losses.one_sided_kept_share(q_goal_grads, target, dim_weights)
         return total, 1.0 - float(matched.mean())
 
     def _unclipped(self, observations: ObsDict) -> Tensor:

@@ -29,6 +29,7 @@ __all__ = [
     "normalised_goal_weights",
     "sparse_reward_mask",
     "weaker_than_target_rows",
+    "one_sided_kept_share",
     "MATCHINGS",
 ]
 
@@ -85,12 +86,19 @@ def weaker_than_target_rows(q_goal_grad: Tensor, target: Tensor, dim_weights: Te
     critic is flatter than its target and drops the half that erodes it. ``||.||_w`` is the norm the
     loss measures errors in (``sum_i w_i x_i^2``), so the choice is invariant to the same rescalings.
     """
-    weights = torch.ones(q_goal_grad.shape[-1], dtype=q_goal_grad.dtype, device=q_goal_grad.device)
-    if dim_weights is not None:
-        weights = dim_weights
+    weights = 1.0 if dim_weights is None else dim_weights
     critic = (q_goal_grad.detach() ** 2 * weights).sum(dim=-1, keepdim=True)
     wanted = (target.detach() ** 2 * weights).sum(dim=-1, keepdim=True)
     return (critic < wanted).to(q_goal_grad.dtype)
+
+
+def one_sided_kept_share(q_goal_grads: list[Tensor], target: Tensor, dim_weights: Tensor | None = None) -> Tensor:
+    """Per row, the share of critic heads whose row one-sided matching keeps, a (B, 1) column in [0, 1].
+
+    ``target`` is the term's target as the losses form it (``gamma (1 - d) grad_g Q'``, plus ``grad_g R`` in
+    dense mode). For the logged share of unmatched rows, not for the loss.
+    """
+    return torch.stack([weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]).mean(dim=0)
 
 
 def sparse_goal_gradient_loss(

@@ -21,7 +21,7 @@ the command line's ``--alpha``/``--timesteps``, then each ``--set key=value``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class ConfigFile:
     common: dict
     algos: dict[str, dict]
     tuned: dict[str, dict]
-    reengage_common: dict | None = None
+    reengage_common: dict = field(default_factory=dict)
 
 
 class ConfigFileError(ValueError):
@@ -256,7 +256,7 @@ def resolve_config(
         alpha_sets = [value for path, value in parsed if path == ["reengage_alpha"]]
         alpha = float(alpha_sets[-1]) if alpha_sets else float(config["reengage_alpha"])
     if float(alpha) > 0:
-        config.update(copy.deepcopy(source.reengage_common or {}))
+        config.update(copy.deepcopy(source.reengage_common))
     config.update(copy.deepcopy(_tuned_profile(source.tuned.get(env_id, {}).get(algo, {}), float(alpha))))
     config["reengage_alpha"] = float(alpha)
     if timesteps is not None:
