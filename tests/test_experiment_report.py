@@ -183,6 +183,8 @@ def test_task_keys_compare_variants_within_each_task(tmp_path: Path) -> None:
     assert rows[(d15, "new")] == pytest.approx(0.0) and rows[(d15, "base")] == pytest.approx(0.4)
     differences = {(e["env_id"], e["metric"]): e["difference"][0] for e in summary["differences"]}
     assert differences[(d15, "auc")] == pytest.approx(-0.4)
+    with pytest.raises(ReportError, match="'box' are not grid keys.*grid keys: env_kwargs"):
+        build_report(tmp_path, reps=200, task_keys=["box"])
     # the manifest's report.task_keys is the default
     manifest = json.loads((tmp_path / "experiment.json").read_text())
     manifest["task_keys"] = ["env_kwargs"]

@@ -284,6 +284,11 @@ def split_tasks(curves: list[RunCurve], task_keys: list[str]) -> list[RunCurve]:
     """
     if not task_keys:
         return curves
+    grid_keys = {key for curve in curves for key in curve.point}
+    unknown = [key for key in task_keys if key not in grid_keys]
+    if unknown:
+        raise ReportError(f"task key(s) {', '.join(map(repr, unknown))} are not grid keys of these runs; "
+                          f"grid keys: {', '.join(sorted(grid_keys)) or '(none)'}")
     moved = []
     for curve in curves:
         task = {key: value for key, value in curve.point.items() if key in task_keys}
