@@ -111,24 +111,40 @@ def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
     assert result.stderr.strip() == "train.py: error: tau=2 is out of range; tau must be in (0, 1]"
 
 
-def test_reengage_common_applies_to_runs_with_alpha_only(tmp_path):
+def test_algo_reengage_subsection_applies_to_that_algorithms_runs_with_alpha_only(tmp_path):
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "seek.yaml").write_text(
         "env_ids:\n  reengage/ContinuousSeek5-v0: {}\n"
         "common: {reengage_alpha: 0.2}\n"
-        "reengage_common: {algo_kwargs: {reengage_matching: one_sided}}\n"
-        "algos:\n  ddpg: {}\n"
+        "algos:\n  ddpg:\n    batch_size: 128\n    reengage: {algo_kwargs: {reengage_matching: one_sided}}\n"
+        "  td3: {}\n"
     )
     with_term = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)
     assert with_term["algo_kwargs"] == {"reengage_matching": "one_sided"}
+    assert with_term["batch_size"] == 128
     baseline = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", alpha=0.0, config_dir=folder)
-    assert baseline["algo_kwargs"] == {}
+    assert baseline["algo_kwargs"] == {} and baseline["batch_size"] == 128
+    # another algorithm of the same file does not get it
+    assert resolve_config("reengage/ContinuousSeek5-v0", "td3", config_dir=folder)["algo_kwargs"] == {}
     # an alpha set on the command line chooses it too, and the command line still wins
     via_set = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", alpha=None, config_dir=folder,
-                             assignments=["reengage_alpha=0", "algo_kwargs.reengage_matching=full"])
-    assert via_set["algo_kwargs"] == {"reengage_matching": "full"}
+                             assignments=["reengage_alpha=0"])
+    assert via_set["algo_kwargs"] == {}
+    overridden = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", alpha=None, config_dir=folder,
+                                assignments=["reengage_alpha=0.3", "algo_kwargs.reengage_matching=full"])
+    assert overridden["algo_kwargs"] == {"reengage_matching": "full"} and overridden["reengage_alpha"] == 0.3
     bad = folder / "seek.yaml"
-    bad.write_text(bad.read_text().replace("reengage_common: {algo_kwargs", "reengage_common: {no_such_key: 1, algo_kwargs"))
-    with pytest.raises(ValueError, match="no_such_key"):
+    bad.write_text(bad.read_text().replace("reengage: {algo_kwargs", "reengage: {no_such_key: 1, algo_kwargs"))
+    with pytest.raises(ValueError, match="algos.ddpg.reengage: unknown config key 'no_such_key'"):
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)
+
+
+@pytest.mark.parametrize("env_id", ["reengage/ContinuousSeek-v0", "reengage/ContinuousSeek10-v0",
+                                    "reengage/ContinuousSeek20-v0"])
+def test_continuous_seek_defaults_to_one_sided_matching_for_ddpg_only(env_id):
+    # measured on DDPG (docs/diagnosis.md); TD3 and SAC keep the paper's Eq. 8.9 (the agents' class default)
+    assert resolve_config(env_id, "ddpg", alpha=0.2)["algo_kwargs"] == {"reengage_matching": "one_sided"}
+    assert "reengage_matching" not in resolve_config(env_id, "ddpg", alpha=0.0)["algo_kwargs"]
+    for algo in ("td3", "sac"):
+        assert "reengage_matching" not in resolve_config(env_id, algo, alpha=0.2)["algo_kwargs"]

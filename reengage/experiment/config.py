@@ -5,15 +5,15 @@ A file looks like::
     env_ids:                       # the gymnasium ids this file serves, with their gym.make kwargs
       reengage/ContinuousSeek5-v0: {}
     common: {gamma: 0.95, ...}     # every algorithm
-    reengage_common: {...}         # every run with alpha > 0 (the toolkit's ReenGAGE settings for this family)
     algos:                         # per algorithm (only the algorithms listed here may run on these ids)
-      ddpg: {}
+      ddpg:
+        reengage: {...}            # this algorithm's runs with alpha > 0 only (the toolkit's ReenGAGE settings)
       sac: {learning_rate: 1.0e-3}
     tuned:                         # per id and algorithm: 'baseline' applies at alpha 0, 'reengage' at alpha > 0,
       reengage/ContinuousSeek5-v0: # and 'alpha_0.1' (any alpha value) at that alpha only
         ddpg: {baseline: {batch_size: 512}, reengage: {batch_size: 512, learning_rate: 1.5e-3}}
 
-Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``reengage_common`` (alpha > 0
+Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``algos[algo].reengage`` (alpha > 0
 only), ``tuned[id][algo][...]``,
 the command line's ``--alpha``/``--timesteps``, then each ``--set key=value``.
 """
@@ -75,7 +75,9 @@ SCHEMA: dict[str, tuple[tuple, Any, str]] = {
 
 TRAINERS = ("fast", "sb3")
 
-FILE_SECTIONS = ("env_ids", "common", "reengage_common", "algos", "tuned")
+FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
+# inside ``algos[algo]``: the settings of that algorithm's runs with alpha > 0 (DDPG+HER runs keep their identity)
+REENGAGE_SUBSECTION = "reengage"
 
 
 @dataclass
@@ -85,7 +87,8 @@ class ConfigFile:
     common: dict
     algos: dict[str, dict]
     tuned: dict[str, dict]
-    reengage_common: dict = field(default_factory=dict)
+    # per algorithm, the ``algos[algo].reengage`` subsection (alpha > 0 only); empty where there is none
+    reengage: dict[str, dict] = field(default_factory=dict)
 
 
 class ConfigFileError(ValueError):
@@ -117,10 +120,16 @@ def load_config_file(path: Path) -> ConfigFile:
     if unknown:
         raise ValueError(f"{path}: unknown sections {sorted(unknown)}; valid sections: {FILE_SECTIONS}")
     env_ids = {key: dict(value or {}) for key, value in (raw.get("env_ids") or {}).items()}
-    config = ConfigFile(path, env_ids, raw.get("common") or {}, raw.get("algos") or {}, raw.get("tuned") or {},
-                        raw.get("reengage_common") or {})
-    for section in [config.common, config.reengage_common, *config.algos.values()]:
-        validate(section, where=str(path))
+    algos, reengage = {}, {}
+    for algo, section in (raw.get("algos") or {}).items():
+        section = dict(section or {})
+        reengage[algo] = section.pop(REENGAGE_SUBSECTION, None) or {}
+        algos[algo] = section
+    config = ConfigFile(path, env_ids, raw.get("common") or {}, algos, raw.get("tuned") or {}, reengage)
+    validate(config.common, where=str(path))
+    for algo in algos:
+        validate(algos[algo], where=f"{path}: algos.{algo}")
+        validate(reengage[algo], where=f"{path}: algos.{algo}.{REENGAGE_SUBSECTION}")
     for env_id, per_algo in config.tuned.items():
         for algo, profiles in per_algo.items():
             for profile, values in profiles.items():
@@ -256,7 +265,7 @@ def resolve_config(
         alpha_sets = [value for path, value in parsed if path == ["reengage_alpha"]]
         alpha = float(alpha_sets[-1]) if alpha_sets else float(config["reengage_alpha"])
     if float(alpha) > 0:
-        config.update(copy.deepcopy(source.reengage_common))
+        config.update(copy.deepcopy(source.reengage.get(algo, {})))
     config.update(copy.deepcopy(_tuned_profile(source.tuned.get(env_id, {}).get(algo, {}), float(alpha))))
     config["reengage_alpha"] = float(alpha)
     if timesteps is not None:
