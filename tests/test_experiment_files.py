@@ -59,6 +59,8 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
     d20 = runs("fig8_2_d20_reduced")
     assert {r.alpha for r in d20} == {0.0, 0.2} and all(r.config["timesteps"] >= 150000 for r in d20)
     assert all(len([r for r in d20 if r.alpha == a]) >= 3 for a in (0.0, 0.2))
+    matchings = [r.config["algo_kwargs"].get("reengage_matching") for r in d20 if r.alpha > 0]
+    assert sorted(set(matchings)) == ["full", "one_sided"] and len(matchings) == 6
     sac = runs("sac_g6_reduced")
     assert {r.algo for r in sac} == {"sac"} and len(sac) == 6
     bits = runs("bit_flipping_g1_reduced")
