@@ -6,6 +6,7 @@
     python -m reengage.experiment run FILE --backend ray --address ray://HEAD:10001  # a Ray cluster
     python -m reengage.experiment list FILE                                           # the runs, without running
     python -m reengage.experiment report results/smoke                                # curves, tables, statistics
+    python -m reengage.experiment reevaluate results/smoke --episodes 1000            # final models on new episodes
 
 Re-running the same ``run`` command skips finished runs and resumes interrupted ones from their
 checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
@@ -42,7 +43,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate}")
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
@@ -69,7 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--task-keys", nargs="+", default=None, metavar="KEY",
                         help="grid keys that define separate tasks, compared within each "
                              "(default: the experiment file's report.task_keys)")
+
+    reevaluate = commands.add_parser("reevaluate", help="every finished run's final model on many new episodes")
+    reevaluate.add_argument("results_dir")
+    reevaluate.add_argument("--episodes", type=_positive_int, default=1000, help="episodes per run (default 1000)")
+    reevaluate.add_argument("--seed", type=_non_negative_int, default=None,
+                            help="seed of the first episode (default 10,000,000, far from the runs' own)")
+    reevaluate.add_argument("--baseline", default=None,
+                            help="variant to compare with (default: the experiment file's report.baseline)")
+    reevaluate.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -139,10 +159,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reevaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .grid import MANIFEST_FILE
+    from .reevaluate import DEFAULT_SEED, reevaluate_runs, summary_markdown, table_path
+    from .report import ReportError
+
+    torch.set_num_threads(1)
+    results = Path(args.results_dir)
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    baseline = args.baseline
+    manifest_path = results / MANIFEST_FILE
+    if baseline is None and manifest_path.exists():
+        baseline = json.loads(manifest_path.read_text()).get("baseline")
+    try:
+        rows, missing = reevaluate_runs(results, args.episodes, seed, progress=lambda line: print(line, file=sys.stderr))
+        variants = sorted({row.variant for row in rows})
+        if baseline is not None and baseline not in variants:
+            return _error(f"--baseline {baseline!r} is not a variant of these runs; variants: {', '.join(variants)}")
+        table = summary_markdown(rows, baseline, args.reps)
+    except ReportError as error:
+        return _error(str(error))
+    path = table_path(results, args.episodes, seed).with_suffix(".md")
+    note = f"\n{len(missing)} run(s) not finished, left out: {', '.join(missing)}\n" if missing else ""
+    path.write_text(f"<!-- {PROG} reevaluate {results} --episodes {args.episodes} --seed {seed} -->\n{table}{note}")
+    print(table + note)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return {"run": cmd_run, "list": cmd_list, "report": cmd_report}[args.command](args)
+    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

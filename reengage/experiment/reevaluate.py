@@ -1,0 +1,184 @@
+"""Re-evaluate the finished runs of a results folder on many fresh episodes.
+
+A run's logged final success is one evaluation of a few dozen episodes: with 50 episodes its binomial
+standard error is up to 0.07, so a final-success difference between variants of a few tenths on 3 to 5
+seeds can be partly evaluation noise. This command evaluates every finished run's final model on
+``--episodes`` new episodes (seeds ``--seed, --seed + 1, ...``, by default far from the runs' own
+evaluation seeds) and puts the two side by side, per variant and against the baseline::
+
+    python -m reengage.experiment reevaluate results/fig8_2_reduced --episodes 1000
+
+Results are appended run by run to ``RESULTS_DIR/reevaluation/episodes<N>_seed<S>.csv``, so an
+interrupted call resumes where it stopped; the table goes to ``...csv``'s sibling ``.md`` and to stdout.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .execute import DONE, read_status
+from .report import (
+    ReportError,
+    _excludes_zero,
+    _fmt,
+    _read_csv,
+    _run_folders,
+    choose_metric,
+    difference_ci,
+    mean_ci,
+)
+from .runner import EVALUATIONS_FILE
+from .spec import point_label
+
+REEVALUATION_DIR = "reevaluation"
+# far above the runs' own evaluation seeds (eval_seed defaults to 1,000,000 and counts up per episode)
+DEFAULT_SEED = 10_000_000
+
+
+@dataclass
+class Reevaluation:
+    """One finished run: its logged final success and the success of its final model on new episodes."""
+
+    run_id: str
+    env_id: str
+    variant: str
+    point: str
+    seed: int
+    logged_final: float
+    logged_episodes: int
+    success: float
+    episodes: int
+
+
+def table_path(results_dir: Path, episodes: int, first_seed: int) -> Path:
+    return results_dir / REEVALUATION_DIR / f"episodes{episodes}_seed{first_seed}.csv"
+
+
+def _read_table(path: Path) -> dict[str, Reevaluation]:
+    if not path.exists():
+        return {}
+    _, rows = _read_csv(path)
+    types = {field.name: field.type for field in fields(Reevaluation)}
+    converters = {"int": int, "float": float, "str": str}
+    return {row["run_id"]: Reevaluation(**{key: converters[types[key]](row[key]) for key in types}) for row in rows}
+
+
+def _append(path: Path, row: Reevaluation) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(Reevaluation)])
+        if new:
+            writer.writeheader()
+        writer.writerow(asdict(row))
+
+
+def _run_config(run_dir: Path) -> dict:
+    from .run_loading import run_config  # imports stable-baselines3: only when a run is evaluated
+
+    return run_config(run_dir)
+
+
+def evaluate_run(run_dir: Path, episodes: int, first_seed: int) -> float:
+    """Success ("goal ever reached") of the run's final model over ``episodes`` deterministic episodes."""
+    from .evaluation import evaluate_goal_policy
+    from .run_loading import load_run_model, make_run_env
+
+    config, model = load_run_model(run_dir)
+    env = make_run_env(config, noise_seed=first_seed)
+    try:
+        result = evaluate_goal_policy(model, env, episodes, first_seed)
+    finally:
+        env.close()
+    if not result.reports_success:
+        raise ReportError(f"{config['env_id']} does not report success; re-evaluation compares success rates")
+    return float(result.success_rate)
+
+
+def reevaluate_runs(
+    results_dir: Path,
+    episodes: int,
+    first_seed: int = DEFAULT_SEED,
+    progress: Callable[[str], None] = print,
+) -> tuple[list[Reevaluation], list[str]]:
+    """Every finished run of the folder re-evaluated (rows already in the table are reused);
+    returns (rows, ids of runs not finished)."""
+    if episodes < 1:
+        raise ReportError(f"episodes must be >= 1, got {episodes}")
+    if not results_dir.is_dir():
+        raise ReportError(f"results folder {str(results_dir)!r} not found")
+    _, folders = _run_folders(results_dir)
+    if not folders:
+        raise ReportError(f"{results_dir}: no runs found")
+    path = table_path(results_dir, episodes, first_seed)
+    done = _read_table(path)
+    rows, missing = [], []
+    for run_dir, identity in folders:
+        run_id = identity["run_id"]
+        status = read_status(run_dir)
+        if not status or status.get("status") != DONE or not (run_dir / EVALUATIONS_FILE).exists():
+            missing.append(run_id)
+            continue
+        if run_id not in done:
+            columns, logged = _read_csv(run_dir / EVALUATIONS_FILE)
+            column = choose_metric(columns, None)
+            row = Reevaluation(
+                run_id, identity["env_id"], identity["variant"], point_label(identity.get("point") or {}),
+                int(identity["seed"]), float(logged[-1][column]), int(_run_config(run_dir)["eval_episodes"]),
+                evaluate_run(run_dir, episodes, first_seed), episodes,
+            )
+            _append(path, row)
+            done[run_id] = row
+            progress(f"{run_id}: logged final {row.logged_final:.2f} ({row.logged_episodes} episodes), "
+                     f"re-evaluated {row.success:.3f} ({episodes} episodes)")
+        rows.append(done[run_id])
+    if not rows:
+        raise ReportError(f"{results_dir}: none of the {len(folders)} runs has finished yet")
+    return rows, missing
+
+
+def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int = 2000) -> str:
+    """Per (environment, grid point, variant): logged and re-evaluated final success, and the difference
+    from the baseline for both, each with its 95% bootstrap CI over seeds."""
+    groups: dict[tuple[str, str], dict[str, list[Reevaluation]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        groups[(row.env_id, row.point)][row.variant].append(row)
+    logged_n = sorted({row.logged_episodes for row in rows})
+    episodes = rows[0].episodes
+    lines = [
+        f"Final success per run: the run's own last evaluation ({'/'.join(map(str, logged_n))} episodes) and its "
+        f"final model re-evaluated on {episodes} new episodes. Means over seeds with 95% bootstrap CIs (rliable).",
+        "",
+        "| environment | variant | seeds | logged final | re-evaluated | logged - baseline | re-evaluated - baseline | "
+        "CI excludes 0 (logged / re-evaluated) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (env_id, point), variants in sorted(groups.items()):
+        where = env_id + (f" ({point})" if point != "default" else "")
+        base = variants.get(baseline) if baseline else None
+        for variant, runs in sorted(variants.items(), key=lambda item: (item[0] != baseline, item[0])):
+            logged = np.array([run.logged_final for run in runs])
+            fresh = np.array([run.success for run in runs])
+            cells = [where, variant, str(len(runs)), _fmt(mean_ci(logged, reps)), _fmt(mean_ci(fresh, reps))]
+            if base is not None and variant != baseline:
+                logged_diff = difference_ci(logged, np.array([run.logged_final for run in base]), reps)
+                fresh_diff = difference_ci(fresh, np.array([run.success for run in base]), reps)
+                cells += [_fmt(logged_diff), _fmt(fresh_diff),
+                          f"{_excludes_zero(logged_diff)} / {_excludes_zero(fresh_diff)}"]
+            else:
+                cells += ["-", "-", "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+    pooled = float(np.mean([row.logged_final for row in rows]))
+    for n in logged_n:
+        lines.append("")
+        lines.append(f"Binomial standard error of one {n}-episode evaluation: {math.sqrt(0.25 / n):.3f} at "
+                     f"success 0.5 (the worst case), {math.sqrt(pooled * (1 - pooled) / n):.3f} at this "
+                     f"folder's mean logged final success {pooled:.2f}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""`python -m reengage.experiment reevaluate`: every finished run's final model on new episodes."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reengage.experiment import reevaluate as reevaluate_module
+from reengage.experiment.__main__ import main as experiment_main
+from reengage.experiment.reevaluate import Reevaluation, reevaluate_runs, summary_markdown, table_path
+from reengage.experiment.report import ReportError
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "experiments" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke grid on an easy task (d = 1, wide tolerance), so that success rates are neither 0 nor 1."""
+    folder = tmp_path_factory.mktemp("reevaluate")
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["environments"] = ["reengage/ContinuousSeek-v0"]
+    raw["overrides"].update(env_kwargs={"d": 1, "box": 5.0, "tolerance": 0.2}, eval_episodes=9)
+    experiment = folder / "easy.yaml"
+    experiment.write_text(yaml.safe_dump(raw))
+    results = folder / "smoke"
+    subprocess.run([sys.executable, "-m", "reengage.experiment", "run", str(experiment), "--results", str(results),
+                    "--workers", "2", "--progress-every", "60"], check=True, cwd=ROOT, timeout=600)
+    return results
+
+
+def logged_finals(results: Path) -> dict[str, float]:
+    finals = {}
+    for path in (results / "runs").rglob("evaluations.csv"):
+        rows = list(csv.DictReader(path.open()))
+        finals[str(path.parent.relative_to(results / "runs"))] = float(rows[-1]["eval/success_ever"])
+    return finals
+
+
+def test_the_runs_own_episodes_give_back_the_logged_final_success(smoke_results: Path, tmp_path: Path) -> None:
+    # the runs evaluate on 9 episodes from the default eval_seed: the same episodes must reproduce the log
+    results = tmp_path / "smoke"
+    shutil.copytree(smoke_results, results)
+    rows, missing = reevaluate_runs(results, episodes=9, first_seed=1_000_000, progress=lambda line: None)
+    assert missing == [] and len(rows) == 4
+    finals = logged_finals(results)
+    assert len({*finals.values()} - {0.0, 1.0}) > 0, finals  # a check that 0 == 0 could not fail
+    assert {row.run_id: row.success for row in rows} == finals
+    assert all(row.logged_final == finals[row.run_id] and row.logged_episodes == 9 for row in rows)
+
+
+def test_new_episodes_are_written_run_by_run_and_reused(smoke_results: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "smoke"
+    shutil.copytree(smoke_results, results)
+    calls: list[Path] = []
+    real = reevaluate_module.evaluate_run
+
+    def counted(run_dir: Path, episodes: int, first_seed: int) -> float:
+        calls.append(run_dir)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted after two runs
+        return real(run_dir, episodes, first_seed)
+
+    monkeypatch.setattr(reevaluate_module, "evaluate_run", counted)
+    with pytest.raises(KeyboardInterrupt):
+        reevaluate_runs(results, episodes=20, first_seed=5, progress=lambda line: None)
+    table = table_path(results, 20, 5)
+    assert len(list(csv.DictReader(table.open()))) == 2
+    calls.clear()
+    rows, _ = reevaluate_runs(results, episodes=20, first_seed=5, progress=lambda line: None)
+    assert len(calls) == 2 and len(rows) == 4  # only the two runs not yet in the table
+    assert all(row.episodes == 20 and (row.success * 20) == pytest.approx(round(row.success * 20)) for row in rows)
+    calls.clear()
+    again, _ = reevaluate_runs(results, episodes=20, first_seed=5, progress=lambda line: None)
+    assert calls == [] and again == rows
+
+
+def test_summary_compares_with_the_baseline_on_both_measures() -> None:
+    def row(variant: str, seed: int, logged: float, success: float) -> Reevaluation:
+        return Reevaluation(f"E/{variant}/s{seed}", "E", variant, "default", seed, logged, 50, success, 1000)
+
+    rows = [row("base", 0, 0.9, 0.80), row("base", 1, 0.9, 0.82), row("base", 2, 0.9, 0.84),
+            row("new", 0, 0.7, 0.90), row("new", 1, 0.7, 0.92), row("new", 2, 0.7, 0.94)]
+    table = summary_markdown(rows, "base", reps=500)
+    new_line = next(line for line in table.splitlines() if "| new |" in line)
+    # logged: 0.7 - 0.9 = -0.2 with no spread; re-evaluated: 0.92 - 0.82 = +0.10, both CIs exclude 0
+    assert "-0.200 [-0.200, -0.200]" in new_line and "| 0.100 [" in new_line
+    assert new_line.endswith("yes (lower) / yes (higher) |")
+    assert "| base | 3 | 0.900 [0.900, 0.900] | 0.820 [" in table
+    assert "one 50-episode evaluation: 0.071 at success 0.5" in table
+
+
+def test_command_line_bad_input_exits_2(smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert experiment_main(["reevaluate", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    results = tmp_path / "smoke"
+    shutil.copytree(smoke_results, results)
+    assert experiment_main(["reevaluate", str(results), "--episodes", "2", "--baseline", "nope"]) == 2
+    assert "'nope' is not a variant of these runs; variants: DDPG+HER, ReenGAGE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        experiment_main(["reevaluate", str(results), "--episodes", "0"])
+    assert exit_info.value.code == 2
+    assert experiment_main(["reevaluate", str(results), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| reengage/ContinuousSeek-v0 | DDPG+HER | 2 |" in out
+    assert (results / "reevaluation" / "episodes2_seed10000000.md").exists()
+    with pytest.raises(ReportError, match="episodes must be >= 1"):
+        reevaluate_runs(results, episodes=0)
