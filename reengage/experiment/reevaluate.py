@@ -33,6 +33,7 @@ from .report import (
     choose_metric,
     difference_ci,
     mean_ci,
+    natural_key,
 )
 from .runner import EVALUATIONS_FILE
 from .spec import point_label
@@ -160,7 +161,7 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
         "CI excludes 0 (logged / re-evaluated) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (env_id, point), variants in sorted(groups.items()):
+    for (env_id, point), variants in sorted(groups.items(), key=lambda item: [natural_key(part) for part in item[0]]):
         where = env_id + (f" ({point})" if point != "default" else "")
         base = variants.get(baseline) if baseline else None
         for variant, runs in sorted(variants.items(), key=lambda item: (item[0] != baseline, item[0])):

@@ -309,7 +309,7 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
     task_keys = list(manifest.get("task_keys") or []) if task_keys is None else task_keys
     curves = split_tasks(curves, task_keys)
     groups = group_curves(curves)
-    envs = sorted({g.env_id for g in groups}, key=lambda e: [int(t) if t.isdigit() else t for t in _split_digits(e)])
+    envs = sorted({g.env_id for g in groups}, key=natural_key)
     variants = [v for v in manifest.get("variants", []) if any(g.variant == v for g in groups)]
     variants += sorted({g.variant for g in groups} - set(variants))
     baseline = manifest.get("baseline") if manifest.get("baseline") in variants else variants[0]
@@ -376,6 +376,11 @@ def _split_digits(text: str) -> list[str]:
     import re
 
     return re.findall(r"\d+|\D+", text)
+
+
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key that orders numbers inside names by value: ContinuousSeek5 before ContinuousSeek10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in _split_digits(text)]
 
 
 def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
