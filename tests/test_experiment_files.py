@@ -66,3 +66,24 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
     bits = runs("bit_flipping_g1_reduced")
     assert {r.env_id for r in bits} == {"reengage/BitFlipping40-v0"} and len(bits) == 6
     assert {r.config["algo_kwargs"]["reengage_tau"] for r in bits if r.alpha > 0} == {1.0}
+
+
+def test_learning_unchanged_pairs_each_run_with_its_sb3_twin() -> None:
+    runs = load_experiment(EXPERIMENTS / "learning_unchanged.yaml").runs
+    assert len(runs) == 20
+    by_path = {trainer: {(r.alpha, r.seed): r.config for r in runs if r.config["trainer"] == trainer}
+               for trainer in ("fast", "sb3")}
+    assert set(by_path["fast"]) == set(by_path["sb3"]) == {(a, s) for a in (0.0, 0.2) for s in range(5)}
+    for key, fast in by_path["fast"].items():
+        # the same configuration but for the training path
+        assert {**fast, "trainer": "sb3"} == by_path["sb3"][key]
+        assert fast["batch_size"] == 256 and fast["timesteps"] == 10000 and fast["eval_episodes"] == 20
+
+
+def test_docs_multi_goal_trains_multi_reengage_against_ddpg_with_return_as_metric() -> None:
+    experiment = load_experiment(EXPERIMENTS / "docs_multi_goal.yaml")
+    assert len(experiment.runs) == 12 and experiment.metric == "eval/mean_return"
+    assert {r.env_id for r in experiment.runs} == {"reengage/DriveSeek-v0", "reengage/NoisySeek-v0"}
+    assert {(r.algo, r.alpha) for r in experiment.runs} == {("multi_ddpg", 0.0), ("multi_ddpg", 10.0)}
+    noise = {r.env_id: r.config["action_noise_std"] for r in experiment.runs}
+    assert noise == {"reengage/DriveSeek-v0": 0.05, "reengage/NoisySeek-v0": 0.1}  # Table G.4

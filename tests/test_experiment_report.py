@@ -153,6 +153,20 @@ def test_report_files_and_cli(grid_results: Path, capsys: pytest.CaptureFixture)
     assert json.loads((grid_results / "report" / "summary.json").read_text())["baseline"] == "base"
 
 
+def test_the_files_metric_is_the_default_and_the_command_line_overrides_it(tmp_path: Path) -> None:
+    runs: list = []
+    for seed in range(2):
+        write_run(tmp_path, ENV, "a", {}, seed, [0.5] * 4, in_manifest=runs)  # mean_reward is -5.0 everywhere
+    write_manifest(tmp_path, runs, ["a"], "a")
+    assert build_report(tmp_path, reps=200)["metric"] == "eval/success_rate"
+    manifest = json.loads((tmp_path / "experiment.json").read_text())
+    manifest["metric"] = "eval/mean_reward"
+    (tmp_path / "experiment.json").write_text(json.dumps(manifest))
+    from_file = build_report(tmp_path, reps=200)
+    assert from_file["metric"] == "eval/mean_reward" and from_file["results"][0]["final"][0] == -5.0
+    assert build_report(tmp_path, reps=200, metric="eval/success_rate")["metric"] == "eval/success_rate"
+
+
 def test_report_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert experiment_main(["report", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err

@@ -124,6 +124,8 @@ def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str,
     manifest, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found (no {MANIFEST_FILE} and no */{RUN_FILE})")
+    # the experiment file's report.metric is the default; --metric overrides it
+    metric = metric if metric is not None else (manifest or {}).get("metric")
     curves, missing, column = [], [], None
     for run_dir, identity in folders:
         status = read_status(run_dir)
