@@ -92,3 +92,59 @@ def greedy_agent(env_id: str) -> GreedyAgent:
     if env_id not in GREEDY_AGENTS:
         raise ValueError(f"no greedy agent for {env_id!r}; valid ids: {sorted(GREEDY_AGENTS)}")
     return GREEDY_AGENTS[env_id]()
+
+
+def mean_return(env_id: str, episodes: int, first_seed: int) -> float:
+    """The greedy agent's average return over episodes seeded ``first_seed, first_seed + 1, ...`` (the
+    seeds the training loop's evaluations use, so the line is comparable with a run's curve)."""
+    import gymnasium as gym
+
+    agent = greedy_agent(env_id)
+    env = gym.make(env_id)
+    totals = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=first_seed + episode)
+            total, done = 0.0, False
+            while not done:
+                action, _ = agent.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            totals.append(total)
+    finally:
+        env.close()
+    return float(np.mean(totals))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reengage.envs.goal_set_greedy --env ID [--episodes N] [--seed S]``: the greedy line of
+    Fig. 8.4 (exit code 2 on bad input)."""
+    import argparse
+    import sys
+
+    import reengage.envs  # noqa: F401  (registers the ids)
+
+    parser = argparse.ArgumentParser(prog="python -m reengage.envs.goal_set_greedy", description=main.__doc__)
+    parser.add_argument("--env", required=True, help=f"one of {', '.join(sorted(GREEDY_AGENTS))}")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes (default 20, the docs' evaluations)")
+    parser.add_argument("--seed", type=int, default=1_000_000, help="first episode's seed (default: eval_seed's)")
+    args = parser.parse_args(argv)
+    problems = []
+    if args.env not in GREEDY_AGENTS:
+        problems.append(f"--env {args.env!r} has no greedy agent; valid: {', '.join(sorted(GREEDY_AGENTS))}")
+    if args.episodes < 1:
+        problems.append(f"--episodes must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        problems.append(f"--seed must be >= 0, got {args.seed}")
+    if problems:
+        print(f"{parser.prog}: error: {'; '.join(problems)}", file=sys.stderr)
+        return 2
+    value = mean_return(args.env, args.episodes, args.seed)
+    print(f"{args.env} greedy (nearest goal): average return {value:.2f} over {args.episodes} episodes "
+          f"from seed {args.seed}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

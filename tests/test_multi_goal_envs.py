@@ -229,3 +229,18 @@ def test_reset_accepts_a_given_goal_set():
     assert rewards == [1.0, 1.0, 0.0]  # straight along x: (1, 0), (2, 0), then (3, 0) holds no goal
     with pytest.raises(ValueError, match="n_max"):
         DriveSeekEnv(n_max=2).reset(options={"goals": [[0, 1], [0, 2], [0, 3]]})
+
+
+def test_greedy_line_command(capsys):
+    from reengage.envs.goal_set_greedy import main as greedy_main
+    from reengage.envs.goal_set_greedy import mean_return
+
+    # the greedy agent is deterministic and the episodes are seeded: the same line every time
+    first = mean_return("reengage/NoisySeek-v0", 3, 1_000_000)
+    assert first == mean_return("reengage/NoisySeek-v0", 3, 1_000_000)
+    assert greedy_main(["--env", "reengage/NoisySeek-v0", "--episodes", "3"]) == 0
+    assert f"average return {first:.2f} over 3 episodes from seed 1000000" in capsys.readouterr().out
+    assert greedy_main(["--env", "reengage/Nope-v0", "--episodes", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "'reengage/Nope-v0' has no greedy agent; valid: reengage/DriveSeek-v0, reengage/NoisySeek-v0" in err
+    assert "--episodes must be >= 1, got 0" in err and "Traceback" not in err
