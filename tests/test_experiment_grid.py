@@ -176,3 +176,45 @@ def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -
     # runs that had finished before the kill were not trained again
     for run_dir in finished_before:
         assert not found[run_dir.removeprefix("runs/")]["resumed"]
+
+
+class _OneAtATimeBackend:
+    """A backend that finishes its oldest job at each wait: no training, just the driver's bookkeeping."""
+
+    name, capacity = "fake", 2
+
+    def __init__(self) -> None:
+        self.jobs: list[dict] = []
+
+    def submit(self, job: dict) -> None:
+        self.jobs.append(job)
+
+    def wait(self, timeout: float) -> list[dict]:
+        job = self.jobs.pop(0)
+        return [{"run_id": job["identity"]["run_id"], "status": "done", "timesteps": job["config"]["timesteps"]}]
+
+    def in_flight(self) -> int:
+        return len(self.jobs)
+
+    def stop(self) -> None:
+        self.jobs.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_progress_lines_count_the_runs_that_replaced_finished_ones(tmp_path: Path) -> None:
+    import io
+
+    from reengage.experiment.grid import run_grid
+    from reengage.experiment.spec import load_experiment
+
+    stream = io.StringIO()
+    summary = run_grid(load_experiment(SMOKE), tmp_path / "results", _OneAtATimeBackend(), stream=stream,
+                       progress_every=3600)
+    assert len(summary.done) == 4
+    lines = [line for line in stream.getvalue().splitlines() if " running" in line]
+    # 4 runs, 2 at a time: after the first and second finish, the next ones are already running
+    assert [line.split(" done ")[0].split()[-1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert ["2 running" in line for line in lines] == [True, True, False, False]
+    assert "1 running, 0 failed, 0 waiting" in lines[2] and "0 running, 0 failed, 0 waiting" in lines[3]

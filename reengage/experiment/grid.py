@@ -129,13 +129,17 @@ def run_grid(
     progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)
     running: dict[str, tuple[float, int]] = {}  # run_id -> (start time, timesteps)
     waiting_steps = sum(job["config"]["timesteps"] for job in queue)
+    def dispatch() -> None:
+        nonlocal waiting_steps
+        while queue and backend.in_flight() < backend.capacity:
+            job = queue.pop(0)
+            waiting_steps -= job["config"]["timesteps"]
+            backend.submit(job)
+            running[job["identity"]["run_id"]] = (time.monotonic(), job["config"]["timesteps"])
+
     try:
+        dispatch()
         while queue or running:
-            while queue and backend.in_flight() < backend.capacity:
-                job = queue.pop(0)
-                waiting_steps -= job["config"]["timesteps"]
-                backend.submit(job)
-                running[job["identity"]["run_id"]] = (time.monotonic(), job["config"]["timesteps"])
             outcomes = backend.wait(timeout=1.0)
             for outcome in outcomes:
                 run_id = outcome["run_id"]
@@ -146,6 +150,7 @@ def run_grid(
                 else:
                     summary.failed[run_id] = str(outcome.get("error", "unknown error"))
                     print(f"[{experiment.name}] FAILED {run_id}: {summary.failed[run_id]}", file=stream, flush=True)
+            dispatch()  # before the progress line, so that it counts the runs that replaced the finished ones
             progress.show(summary, running, waiting_steps, len(queue), force=bool(outcomes))
     except KeyboardInterrupt:
         summary.interrupted = True
