@@ -65,6 +65,8 @@ def test_variant_level_seeds_environments_and_grid_alpha() -> None:
     ({"seeds": 0}, "seeds=0"),
     ({"grid": {"batch_size": 64}}, "grid.batch_size=64"),
     ({"report": {"baseline": "nobody"}}, "report.baseline='nobody'"),
+    ({"report": {"metric": "eval/final_success"}},
+     "report.metric='eval/final_success' is not a column of evaluations.csv; valid: eval/success_ever, eval/success_final"),
 ])
 def test_bad_experiments_name_the_bad_value(change: dict, fragment: str) -> None:
     with pytest.raises(ExperimentError, match=None) as error:

@@ -27,6 +27,8 @@ STD_RETURN = "eval/std_return"
 MEAN_LENGTH = "eval/mean_length"
 # the column name evaluations.csv used before the rename; kept (equal to success_ever) for readers of old runs
 LEGACY_SUCCESS = "eval/success_rate"
+# the columns of evaluations.csv after "step" (what an experiment file's report.metric may name)
+EVALUATION_COLUMNS = (SUCCESS_EVER, SUCCESS_FINAL, MEAN_RETURN, STD_RETURN, MEAN_LENGTH, LEGACY_SUCCESS)
 
 
 def reports_success(env: gym.Env) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .config import resolve_config
+from .evaluation import EVALUATION_COLUMNS
 
 EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report")
 VARIANT_KEYS = ("name", "algo", "alpha", "overrides", "grid", "seeds", "environments", "timesteps")
@@ -266,6 +267,10 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
     duplicates = sorted({run_id for run_id in ids if ids.count(run_id) > 1})
     if duplicates:
         raise ExperimentError(f"{where}: two runs share the folder {duplicates[0]!r} (variant names that differ only in punctuation?)")
+    metric = report.get("metric")
+    if metric is not None and metric not in EVALUATION_COLUMNS:
+        raise ExperimentError(f"{where}: report.metric={metric!r} is not a column of evaluations.csv; valid: "
+                              f"{', '.join(EVALUATION_COLUMNS)}")
     return Experiment(
         name=name,
         path=path,
@@ -273,7 +278,7 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
         runs=runs,
         baseline=baseline if baseline is not None else names[0],
         success_threshold=float(threshold),
-        metric=report.get("metric"),
+        metric=metric,
         variants=names,
         task_keys=list(task_keys),
         raw=raw,
