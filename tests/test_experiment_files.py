@@ -13,7 +13,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 
 def test_docs_continuous_seek_matches_the_compare_command() -> None:
-    # docs/continuous_seek.md: compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
+    # docs/continuous_seek.md: the retired compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
     # which resolved resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3"])
     experiment = load_experiment(EXPERIMENTS / "docs_continuous_seek.yaml")
     # (those runs used Eq. 8.9, the only matching then; the file pins it against the family's one-sided default)
@@ -166,7 +166,7 @@ def test_the_runner_trains_the_multi_goal_scripts_agent_step_for_step(tmp_path: 
 
 
 def test_robotics_fetchreach_trains_what_the_bench_script_trained() -> None:
-    # bench/robotics_fetchreach.py --seeds 0 1: resolve_config("FetchReach-v4", "ddpg", 0.0, None) for each seed
+    # the retired bench/robotics_fetchreach.py --seeds 0 1: resolve_config("FetchReach-v4", "ddpg", 0.0, None) per seed
     runs = load_experiment(EXPERIMENTS / "robotics_fetchreach.yaml").runs
     expected = resolve_config("FetchReach-v4", "ddpg", 0.0, None)
     assert sorted(r.seed for r in runs) == [0, 1]
