@@ -28,7 +28,7 @@ def test_docs_continuous_seek_matches_the_compare_command() -> None:
 
 
 def test_docs_bit_flipping_matches_the_bench_script() -> None:
-    # bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
+    # the retired bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
     # comparison on seeds 1-3; its assignments were eval_freq, eval_episodes, [reengage_tau], [her=null]
     def bench_config(alpha: float, tau: float | None, her: bool) -> dict:
         assignments = ["eval_freq=2000", "eval_episodes=50", "trainer=sb3"]
