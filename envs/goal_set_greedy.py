@@ -117,18 +117,36 @@ def mean_return(env_id: str, episodes: int, first_seed: int) -> float:
     return float(np.mean(totals))
 
 
+def draw_episode(env_id: str, seed: int) -> tuple[np.ndarray, float]:
+    """The greedy agent's episode of seed ``seed`` drawn as a whole (Fig. 8.4 a, c), and its return."""
+    import gymnasium as gym
+
+    from reengage.experiment.evaluation import evaluate_goal_policy
+
+    agent = greedy_agent(env_id)
+    env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        result = evaluate_goal_policy(agent, env, 1, seed, record_episodes=1)
+    finally:
+        env.close()
+    return result.final_frame(0), float(result.returns[0])
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reengage.envs.goal_set_greedy --env ID [--episodes N] [--seed S]``: the greedy line of
-    Fig. 8.4 (exit code 2 on bad input)."""
+    """``python -m reengage.envs.goal_set_greedy --env ID [--episodes N] [--seed S] [--picture FILE.png]``:
+    the greedy line of Fig. 8.4, and a drawing of its first episode (exit code 2 on bad input)."""
     import argparse
     import sys
 
     import reengage.envs  # noqa: F401  (registers the ids)
+    from reengage.experiment.video import check_picture_path, write_picture
 
     parser = argparse.ArgumentParser(prog="python -m reengage.envs.goal_set_greedy", description=main.__doc__)
     parser.add_argument("--env", required=True, help=f"one of {', '.join(sorted(GREEDY_AGENTS))}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes (default 20, the docs' evaluations)")
     parser.add_argument("--seed", type=int, default=1_000_000, help="first episode's seed (default: eval_seed's)")
+    parser.add_argument("--picture", default=None, metavar="FILE.png",
+                        help="also draw the first episode (seed --seed) into FILE.png")
     args = parser.parse_args(argv)
     problems = []
     if args.env not in GREEDY_AGENTS:
@@ -137,12 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
         problems.append(f"--seed must be >= 0, got {args.seed}")
+    if args.picture is not None:
+        try:
+            check_picture_path(args.picture)
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         print(f"{parser.prog}: error: {'; '.join(problems)}", file=sys.stderr)
         return 2
     value = mean_return(args.env, args.episodes, args.seed)
     print(f"{args.env} greedy (nearest goal): average return {value:.2f} over {args.episodes} episodes "
           f"from seed {args.seed}")
+    if args.picture is not None:
+        picture, episode_return = draw_episode(args.env, args.seed)
+        path = write_picture(args.picture, picture)
+        print(f"picture: {path} (episode seed {args.seed}, return {episode_return:.2f})")
     return 0
 
 

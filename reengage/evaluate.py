@@ -1,11 +1,13 @@
 """Evaluate a trained run from its folder (rl-baselines3-zoo calls this ``enjoy``).
 
-    python -m reengage.evaluate RUN_DIR [--episodes N] [--seed S] [--video FILE] [--no-deterministic]
+    python -m reengage.evaluate RUN_DIR [--episodes N] [--seed S] [--video FILE] [--picture FILE.png]
+        [--no-deterministic]
 
 The configuration and the environment (observation-noise wrapper included) come from the run folder.
 With the defaults (the run's ``eval_episodes`` episodes from its ``eval_seed``, deterministic actions)
 the numbers are those of the run's own last evaluation. ``--video run.gif`` records the first episode
-(``--video-episodes K`` for more); ``.mp4`` needs the ``video`` extra.
+(``--video-episodes K`` for more); ``.mp4`` needs the ``video`` extra. ``--picture episode.png`` saves the
+last frame of the first episode: for DriveSeek and NoisySeek, the drawing of the whole episode (Fig. 8.4 a, c).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                                       "with the video extra)")
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to record (default 1)")
     parser.add_argument("--fps", type=int, default=4, help="frames per second of the video")
+    parser.add_argument("--picture", default=None, metavar="FILE.png",
+                        help="save the last frame of the first episode (the goal-set envs draw the whole episode)")
     parser.add_argument("--checkpoint", action="store_true", help="evaluate the newest checkpoint, not model.zip")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--json", action="store_true", help="print the per-episode results as JSON too")
@@ -64,18 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from reengage.experiment.evaluation import evaluate_goal_policy
     from reengage.experiment.run_loading import load_run_model, make_run_env
-    from reengage.experiment.video import check_video_path, write_video
+    from reengage.experiment.video import check_picture_path, check_video_path, write_picture, write_video
 
     run_dir = Path(args.run_dir)
     try:
         if args.video:
             check_video_path(args.video)
+        if args.picture:
+            check_picture_path(args.picture)
         config, model = load_run_model(run_dir, args.device, checkpoint=args.checkpoint)
     except ValueError as error:
         return _error(str(error))
     episodes = config["eval_episodes"] if args.episodes is None else args.episodes
     seed = config["eval_seed"] if args.seed is None else args.seed
-    recording = min(args.video_episodes, episodes) if args.video else 0
+    video_episodes = min(args.video_episodes, episodes) if args.video else 0
+    # the picture is the first episode's last frame: that episode is recorded even without a video
+    recording = max(video_episodes, 1 if args.picture else 0)
     # the noise generator is seeded as in the run's evaluations, so the same settings give the same numbers
     env = make_run_env(config, noise_seed=seed, render_mode="rgb_array" if recording else None)
     try:
@@ -94,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             if key.startswith("eval/") and key != "eval/success_rate" and value not in ("nan", "")))
     if args.json:
         print(json.dumps(result.episode_rows(int(model.num_timesteps))))
-    if recording:
+    if video_episodes:
         path = write_video(args.video, result.frames, fps=args.fps)
-        print(f"video: {path} ({len(result.frames)} frames, {recording} episode(s))")
+        print(f"video: {path} ({len(result.frames)} frames, {video_episodes} episode(s))")
+    if args.picture:
+        path = write_picture(args.picture, result.final_frame(0))
+        print(f"picture: {path} (episode seed {seed}, return {float(result.returns[0]):.2f})")
     return 0
 
 

@@ -96,11 +96,44 @@ def test_bit_flipping_video_is_written(tmp_path, capsys):
     assert any(not np.array_equal(frames[0], frame) for frame in frames[1:])  # bits flip on screen
 
 
+def test_picture_of_a_goal_set_run_draws_its_first_evaluation_episode(tmp_path, capsys):
+    # a tiny Multi-ReenGAGE run on DriveSeek: the picture is what the env draws after the run's first
+    # evaluation episode (seed eval_seed) with the trained policy, i.e. Fig. 8.4 (a, c) for that run
+    from reengage.experiment.run_loading import load_run_model
+
+    run_dir = tmp_path / "drive"
+    config = resolve_config("reengage/DriveSeek-v0", "multi_ddpg", 10.0, 80, [
+        "net_arch=[8]", "policy_kwargs={encoder_arch: [8], embed_dim: 4}", "batch_size=16", "learning_starts=40",
+        "buffer_size=500", "eval_freq=80", "eval_episodes=2", "checkpoint_every=0"])
+    train_run(config, 0, run_dir, progress=False, verbose=False)
+    path = tmp_path / "pictures" / "drive.png"
+    code, out, _ = _evaluate(capsys, run_dir, "--picture", path)
+    first = _episodes(run_dir, 80)[0]
+    assert code == 0 and f"picture: {path} (episode seed 1000000, return {float(first['return']):.2f})" in out
+    _, model = load_run_model(run_dir)
+    env = gym.make("reengage/DriveSeek-v0")
+    obs, _ = env.reset(seed=1_000_000)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(model.predict(obs, deterministic=True)[0])
+        done = terminated or truncated
+    with Image.open(path) as picture:
+        assert np.array_equal(np.asarray(picture.convert("RGB")), env.unwrapped.draw())
+    # only the first episode is drawn, whatever the number evaluated; the picture is not a video's frame
+    code, _, _ = _evaluate(capsys, run_dir, "--picture", tmp_path / "again.png", "--episodes", "2",
+                           "--video", tmp_path / "v.gif", "--video-episodes", "0")
+    assert code == 0 and not (tmp_path / "v.gif").exists()
+    with Image.open(path) as one, Image.open(tmp_path / "again.png") as two:
+        assert np.array_equal(np.asarray(one), np.asarray(two))
+
+
 def test_bad_evaluate_inputs_exit_2_with_what_to_do(noisy_dense_run, tmp_path, capsys):
     code, _, err = _evaluate(capsys, tmp_path / "nowhere")
     assert code == 2 and "no such folder" in err
     code, _, err = _evaluate(capsys, noisy_dense_run, "--video", tmp_path / "out.avi2")
     assert code == 2 and "valid: .gif" in err
+    code, _, err = _evaluate(capsys, noisy_dense_run, "--picture", tmp_path / "episode.jpg")
+    assert code == 2 and "'.jpg'; valid: .png" in err and not (tmp_path / "episode.jpg").exists()
     code, _, err = _evaluate(capsys, noisy_dense_run, "--episodes", "0")
     assert code == 2 and "--episodes must be >= 1, got 0" in err
     unfinished = tmp_path / "unfinished"

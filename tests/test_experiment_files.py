@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reengage.experiment.config import resolve_config
 from reengage.experiment.spec import load_experiment
 
@@ -11,7 +13,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 
 def test_docs_continuous_seek_matches_the_compare_command() -> None:
-    # docs/continuous_seek.md: compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
+    # docs/continuous_seek.md: the retired compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
     # which resolved resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3"])
     experiment = load_experiment(EXPERIMENTS / "docs_continuous_seek.yaml")
     # (those runs used Eq. 8.9, the only matching then; the file pins it against the family's one-sided default)
@@ -26,7 +28,7 @@ def test_docs_continuous_seek_matches_the_compare_command() -> None:
 
 
 def test_docs_bit_flipping_matches_the_bench_script() -> None:
-    # bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
+    # the retired bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
     # comparison on seeds 1-3; its assignments were eval_freq, eval_episodes, [reengage_tau], [her=null]
     def bench_config(alpha: float, tau: float | None, her: bool) -> dict:
         assignments = ["eval_freq=2000", "eval_episodes=50", "trainer=sb3"]
@@ -80,10 +82,83 @@ def test_learning_unchanged_pairs_each_run_with_its_sb3_twin() -> None:
         assert fast["batch_size"] == 256 and fast["timesteps"] == 10000 and fast["eval_episodes"] == 20
 
 
-def test_docs_multi_goal_trains_multi_reengage_against_ddpg_with_return_as_metric() -> None:
+# The retired `python -m reengage.experiment.multi_goal` (docs/multi_goal.md), written out: its BUDGET, and
+# what its make_agent took from Table G.4 per environment. Settings it did not pass are the agent's defaults,
+# which the loop also leaves alone (replay, gate update).
+MULTI_GOAL_BUDGET = {
+    "learning_starts": 400, "train_freq": 2, "gradient_steps": 1, "batch_size": 64, "learning_rate": 1e-3,
+    "gamma": 0.95, "tau": 0.005, "buffer_size": 1_000_000, "eval_freq": 400, "eval_episodes": 20,
+    "eval_seed": 1_000_000, "her": None, "net_arch": [64],
+}
+MULTI_GOAL_NOISE = {"reengage/DriveSeek-v0": 0.05, "reengage/NoisySeek-v0": 0.1}  # Table G.4
+
+
+def test_docs_multi_goal_trains_what_the_multi_goal_script_trained() -> None:
+    # multi_goal.py --out docs/multi_goal_6000 --timesteps 6000: alpha 0 and 10, seeds 0..2 (--seeds 3), both
+    # environments (its 1,200-step page is the first 1,200 steps of these runs' curves)
+    timesteps = 6000
     experiment = load_experiment(EXPERIMENTS / "docs_multi_goal.yaml")
-    assert len(experiment.runs) == 12 and experiment.metric == "eval/mean_return"
-    assert {r.env_id for r in experiment.runs} == {"reengage/DriveSeek-v0", "reengage/NoisySeek-v0"}
-    assert {(r.algo, r.alpha) for r in experiment.runs} == {("multi_ddpg", 0.0), ("multi_ddpg", 10.0)}
-    noise = {r.env_id: r.config["action_noise_std"] for r in experiment.runs}
-    assert noise == {"reengage/DriveSeek-v0": 0.05, "reengage/NoisySeek-v0": 0.1}  # Table G.4
+    assert experiment.metric == "eval/mean_return" and experiment.baseline == "DDPG"
+    cells = sorted((r.env_id, r.algo, r.alpha, r.seed) for r in experiment.runs)
+    assert cells == sorted((env, "multi_ddpg", alpha, seed) for env in MULTI_GOAL_NOISE for alpha in (0.0, 10.0)
+                           for seed in (0, 1, 2))
+    for run in experiment.runs:
+        config = run.config
+        assert {key: config[key] for key in MULTI_GOAL_BUDGET} == MULTI_GOAL_BUDGET
+        assert config["timesteps"] == timesteps and config["reengage_alpha"] == run.alpha
+        assert config["action_noise_std"] == MULTI_GOAL_NOISE[run.env_id]
+        assert config["policy_kwargs"] == {"encoder_arch": [64, 64], "embed_dim": 20, "share_encoder": True}
+        assert config["policy"] == "reengage.agents:DeepSetsTD3Policy"
+        assert config["replay_buffer_class"] == "reengage.agents:GoalSetReplayBuffer"
+        assert config["algo_kwargs"] == {} and config["env_kwargs"] == {}  # the fused step, the default envs
+
+
+def _multi_goal_script_agent(env_id: str, alpha: float, seed: int, buffer_size: int):
+    """What multi_goal.py's make_agent built (its BUDGET, a plain gym env, the class's default policy)."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from reengage.agents import MultiReenGAGEDDPG
+
+    env = gym.make(env_id)
+    dim = env.action_space.shape[0]
+    return MultiReenGAGEDDPG(
+        "DeepSetsPolicy", env, reengage_alpha=alpha, learning_rate=1e-3, buffer_size=buffer_size,
+        learning_starts=400, batch_size=64, tau=0.005, gamma=0.95, train_freq=2, gradient_steps=1,
+        action_noise=NormalActionNoise(np.zeros(dim), MULTI_GOAL_NOISE[env_id] * np.ones(dim)),
+        policy_kwargs={"encoder_arch": [64, 64], "net_arch": [64], "embed_dim": 20}, seed=seed, device="cpu",
+    )
+
+
+def test_the_runner_trains_the_multi_goal_scripts_agent_step_for_step(tmp_path: Path) -> None:
+    # 440 steps: the 400 random ones and 20 gradient steps of Multi-ReenGAGE; a smaller buffer on both sides
+    # (its size never changes what is sampled before it is full)
+    import torch
+
+    from reengage.experiment.run_loading import load_run_model
+    from reengage.experiment.runner import train_run
+
+    run = next(r for r in load_experiment(EXPERIMENTS / "docs_multi_goal.yaml").runs
+               if r.env_id == "reengage/DriveSeek-v0" and r.alpha == 10.0 and r.seed == 1)
+    config = {**run.config, "timesteps": 440, "buffer_size": 2000}
+    train_run(config, run.seed, tmp_path / "run", progress=False, verbose=False)
+    _, trained = load_run_model(tmp_path / "run")
+    script = _multi_goal_script_agent(run.env_id, 10.0, run.seed, buffer_size=2000)
+    # the script trained in chunks of eval_every steps; SB3 continues the episode in flight between them
+    script.learn(400, reset_num_timesteps=False)
+    script.learn(40, reset_num_timesteps=False)
+    assert trained.num_timesteps == script.num_timesteps == 440
+    ours, theirs = trained.policy.state_dict(), script.policy.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    untrained = _multi_goal_script_agent(run.env_id, 10.0, run.seed, buffer_size=2000).policy.state_dict()
+    assert not all(torch.equal(untrained[key], theirs[key]) for key in theirs)  # the gradient steps moved them
+
+
+def test_robotics_fetchreach_trains_what_the_bench_script_trained() -> None:
+    # the retired bench/robotics_fetchreach.py --seeds 0 1: resolve_config("FetchReach-v4", "ddpg", 0.0, None) per seed
+    runs = load_experiment(EXPERIMENTS / "robotics_fetchreach.yaml").runs
+    expected = resolve_config("FetchReach-v4", "ddpg", 0.0, None)
+    assert sorted(r.seed for r in runs) == [0, 1]
+    assert all(r.config == expected for r in runs) and expected["timesteps"] == 10000

@@ -84,6 +84,76 @@ def test_killed_run_resumes_from_its_checkpoint_and_finished_runs_are_kept(smoke
     assert untouched(after) == untouched(before) and len(untouched(before)) == 3
 
 
+class _RecordingBackend:
+    """Records the jobs the driver submits and reports each done at once: no training."""
+
+    name, capacity = "recording", 4
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+        self.pending: list[dict] = []
+
+    def submit(self, job: dict) -> None:
+        self.submitted.append(job)
+        self.pending.append(job)
+
+    def wait(self, timeout: float) -> list[dict]:
+        finished, self.pending = self.pending, []
+        return [{"run_id": job["identity"]["run_id"], "status": "done", "timesteps": job["config"]["timesteps"]}
+                for job in finished]
+
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def stop(self) -> None:
+        self.pending.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_changed_setting_trains_new_runs_and_never_reuses_the_finished_ones(smoke_results: Path, tmp_path: Path) -> None:
+    # the same file with one setting changed: every run is new (another configuration hash), none of the
+    # finished runs is skipped as if it were the same run, and they stay on disk untouched
+    results = tmp_path / "results"
+    shutil.copytree(smoke_results, results)
+    before = model_times(results)
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["overrides"]["learning_rate"] = 5e-4
+    changed = expand_experiment(raw, name_default="smoke")
+    backend = _RecordingBackend()
+    summary = run_grid(changed, results, backend, stream=sys.stderr)
+    assert summary.skipped == [] and sorted(summary.done) == sorted(run.run_id for run in changed.runs)
+    submitted = {job["identity"]["run_id"]: job["config"] for job in backend.submitted}
+    old_ids = {run.run_id for run in load_experiment(SMOKE).runs}
+    assert len(submitted) == 4 and not set(submitted) & old_ids
+    assert all(config["learning_rate"] == 5e-4 for config in submitted.values())
+    assert model_times(results) == before
+    # the manifest now lists the new runs only, so the report would never mix in the old ones
+    manifest = json.loads((results / MANIFEST_FILE).read_text())
+    assert {run["run_id"] for run in manifest["runs"]} == set(submitted)
+
+
+def test_a_run_folder_holding_other_settings_is_refused_not_resumed(smoke_results: Path, tmp_path: Path) -> None:
+    # a folder whose config.yaml disagrees with the run's configuration (edited by hand, or copied over):
+    # the worker refuses to continue it, names the setting, and leaves the folder's settings as they were
+    from reengage.experiment.execute import execute_run
+
+    run = load_experiment(SMOKE).runs[0]
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_results / "runs" / run.run_id, run_dir)
+    (run_dir / "model.zip").unlink()
+    (run_dir / "status.json").unlink()  # an interrupted run: a checkpoint, no final model
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**saved, "learning_rate": 0.5}))
+    outcome = execute_run({"run_dir": str(run_dir), "config": run.config, "seed": run.seed,
+                           "identity": run.identity()})
+    assert outcome["status"] == "failed"
+    assert "would not continue the same run" in outcome["error"] and "learning_rate: 0.5 -> 0.001" in outcome["error"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["learning_rate"] == 0.5
+    assert not (run_dir / "model.zip").exists()
+
+
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
     raw = yaml.safe_load(SMOKE.read_text())
     raw["seeds"] = [0]

@@ -217,3 +217,35 @@ def test_task_keys_must_be_grid_keys() -> None:
         expand_experiment(raw)
     raw["report"] = {"task_keys": ["learning_rate"]}
     assert expand_experiment(raw).task_keys == ["learning_rate"]
+
+
+def test_reference_lines_are_drawn_and_listed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # e.g. the greedy agent's return on DriveSeek / NoisySeek: a number no run of the folder produces
+    runs: list = []
+    for seed in range(3):
+        write_run(tmp_path, ENV, "a", {}, seed, [0.2, 0.4, 0.5, 0.6], in_manifest=runs)
+        write_run(tmp_path, ENV2, "a", {}, seed, [0.1, 0.2, 0.3, 0.3], in_manifest=runs)
+    write_manifest(tmp_path, runs, ["a"], "a")
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    assert experiment_main(["report", str(tmp_path), "--out", str(plain), "--reps", "200"]) == 0
+    assert experiment_main(["report", str(tmp_path), "--out", str(marked), "--reps", "200",
+                            "--reference", f"{ENV}=0.75", "--reference-label", "greedy (nearest goal)"]) == 0
+    report = (marked / "report.md").read_text()
+    assert "| environment | greedy (nearest goal) |" in report and f"| {ENV} | 0.75 |" in report
+    assert ENV2 + " |" not in report.split("greedy (nearest goal) |")[1]  # only the panel given a value
+    summary = json.loads((marked / "summary.json").read_text())
+    assert summary["references"] == {"label": "greedy (nearest goal)", "values": {ENV: 0.75}}
+    assert "references" not in json.loads((plain / "summary.json").read_text())
+    assert "greedy" not in (plain / "report.md").read_text()
+    from PIL import Image
+
+    with Image.open(plain / "curves.png") as without, Image.open(marked / "curves.png") as with_line:
+        assert without.size == with_line.size
+        assert not np.array_equal(np.asarray(without), np.asarray(with_line))  # the line is in the figure
+    capsys.readouterr()
+    for bad, named in ((["--reference", "reengage/Nope-v0=1"], f"'reengage/Nope-v0' is not an environment of these runs; environments: {ENV}, {ENV2}"),
+                       (["--reference", f"{ENV}=high"], f"--reference '{ENV}=high' must be ENV=VALUE"),
+                       (["--reference", "15.85"], "--reference '15.85' must be ENV=VALUE")):
+        assert experiment_main(["report", str(tmp_path), "--out", str(tmp_path / "bad"), "--reps", "200", *bad]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "Traceback" not in err

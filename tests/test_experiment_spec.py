@@ -62,6 +62,7 @@ def test_variant_level_seeds_environments_and_grid_alpha() -> None:
     ({"variants": [{"name": "x", "algo": "ddpg", "colour": 1}]}, "unknown key 'colour'"),
     ({"seeeds": 3}, "unknown key 'seeeds'; valid keys"),
     ({"overrides": {"learning_rat": 1}}, "unknown config key 'learning_rat'"),
+    ({"overrides": {"tau": 2}}, "tau=2 is out of range; tau must be in (0, 1]"),
     ({"seeds": 0}, "seeds=0"),
     ({"grid": {"batch_size": 64}}, "grid.batch_size=64"),
     ({"report": {"baseline": "nobody"}}, "report.baseline='nobody'"),
@@ -86,6 +87,12 @@ def test_cli_bad_inputs_exit_2_without_traceback(tmp_path: Path, capsys: pytest.
     assert experiment_main(["run", str(unknown)]) == 2
     err = capsys.readouterr().err
     assert "reengage/Nope-v0" in err and "reengage/ContinuousSeek5-v0" in err and "Traceback" not in err
+    # a bad value is refused before anything is written: no results folder, no run folder
+    out_of_range = tmp_path / "out_of_range.yaml"
+    out_of_range.write_text(yaml.safe_dump({**BASE, "overrides": {"tau": 2}}))
+    assert experiment_main(["run", str(out_of_range), "--results", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "tau=2 is out of range" in err and "Traceback" not in err and not (tmp_path / "results").exists()
     with pytest.raises(SystemExit) as exit_info:
         experiment_main(["run", str(EXPERIMENTS / "smoke.yaml"), "--workers", "0"])
     assert exit_info.value.code == 2

@@ -332,17 +332,6 @@ def test_fast_and_sb3_paths_make_the_same_dqn_update(alpha, soft_value):
     assert not any(p.requires_grad for p in fast.policy.q_net_target.parameters())
 
 
-def test_auc_difference_interval():
-    from reengage.experiment.learning_unchanged import auc_difference_ci
-
-    rng = np.random.default_rng(0)
-    same = auc_difference_ci(rng.normal(0.8, 0.05, 5), rng.normal(0.8, 0.05, 5))
-    assert same[1] <= 0 <= same[2]
-    apart = auc_difference_ci(np.array([0.9, 0.92, 0.91, 0.93, 0.9]), np.array([0.5, 0.52, 0.51, 0.49, 0.5]))
-    assert apart[0] == pytest.approx(0.408) and apart[1] > 0.3
-    assert np.isnan(auc_difference_ci(np.array([0.7]), np.array([0.8]))[1])
-
-
 @pytest.mark.parametrize("fast_cls", [FastReenGAGEDDPG, FastReenGAGETD3])
 def test_one_sided_matching_is_the_same_on_both_paths(fast_cls):
     fast, reference, batch = _filled_pair(fast_cls, 0.3, reengage_matching="one_sided")

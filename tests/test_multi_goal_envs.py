@@ -244,3 +244,26 @@ def test_greedy_line_command(capsys):
     err = capsys.readouterr().err
     assert "'reengage/Nope-v0' has no greedy agent; valid: reengage/DriveSeek-v0, reengage/NoisySeek-v0" in err
     assert "--episodes must be >= 1, got 0" in err and "Traceback" not in err
+
+
+def test_greedy_command_draws_its_first_episode(tmp_path, capsys):
+    from PIL import Image
+
+    from reengage.envs.goal_set_greedy import main as greedy_main
+    from reengage.envs.goal_set_greedy import mean_return
+
+    path = tmp_path / "pictures" / "greedy.png"
+    assert greedy_main(["--env", "reengage/DriveSeek-v0", "--episodes", "1", "--seed", "7", "--picture", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"picture: {path} (episode seed 7, return {mean_return('reengage/DriveSeek-v0', 1, 7):.2f})" in out
+    # the drawing of the greedy agent's episode of seed 7, as the environment draws it at the end
+    env = gym.make("reengage/DriveSeek-v0")
+    agent = greedy_agent("reengage/DriveSeek-v0")
+    obs, _ = env.reset(seed=7)
+    for _ in range(40):
+        obs, *_ = env.step(agent.predict(obs)[0])
+    with Image.open(path) as picture:
+        assert np.array_equal(np.asarray(picture.convert("RGB")), env.unwrapped.draw())
+    assert greedy_main(["--env", "reengage/DriveSeek-v0", "--picture", str(tmp_path / "greedy.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "'.jpg'; valid: .png" in err and "Traceback" not in err and not (tmp_path / "greedy.jpg").exists()

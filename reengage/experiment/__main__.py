@@ -16,6 +16,7 @@ checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--task-keys", nargs="+", default=None, metavar="KEY",
                         help="grid keys that define separate tasks, compared within each "
                              "(default: the experiment file's report.task_keys)")
+    report.add_argument("--reference", action="append", default=[], metavar="ENV=VALUE",
+                        help="draw a dashed line at VALUE in ENV's panel (repeat per environment), e.g. the "
+                             "greedy agent's return from python -m reengage.envs.goal_set_greedy")
+    report.add_argument("--reference-label", default="reference", help="legend of the --reference lines")
 
     reevaluate = commands.add_parser("reevaluate", help="every finished run's final model on many new episodes")
     reevaluate.add_argument("results_dir")
@@ -149,9 +154,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         return _error(f"--threshold {args.threshold} must be in (0, 1]")
+    references: dict[str, float] = {}
+    for text in args.reference:
+        # the value follows the last '=': environment names (task panels) may contain '=' themselves
+        env_id, separator, value = text.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not separator or not env_id or not math.isfinite(number):
+            return _error(f"--reference {text!r} must be ENV=VALUE with a finite number, e.g. reengage/DriveSeek-v0=15.85")
+        references[env_id] = number
     try:
         path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, threshold=args.threshold,
-                            metric=args.metric, reps=args.reps, aggregate=args.aggregate, task_keys=args.task_keys)
+                            metric=args.metric, reps=args.reps, aggregate=args.aggregate, task_keys=args.task_keys,
+                            references=references, reference_label=args.reference_label)
     except ReportError as error:
         return _error(str(error))
     print(path.read_text())

@@ -67,6 +67,19 @@ class EvaluationResult:
     def mean_reward(self) -> float:
         return float(np.mean(self.returns))
 
+    def final_frame(self, episode: int = 0) -> np.ndarray:
+        """The frame after the last step of recorded ``episode``: its picture as a whole.
+
+        Each recorded episode contributes its reset frame and one frame per step.
+        """
+        # index of each episode's reset frame, and how many episodes have all their frames
+        starts = np.concatenate([[0], np.cumsum(np.asarray(self.lengths, dtype=int) + 1)])
+        recorded = int(np.searchsorted(starts, len(self.frames), side="right")) - 1
+        if not 0 <= episode < recorded:
+            held = f"episodes 0 to {recorded - 1}" if recorded else "no episode"
+            raise ValueError(f"episode {episode} was not recorded; the frames hold {held}")
+        return self.frames[int(starts[episode] + self.lengths[episode])]
+
     def as_scalars(self) -> dict[str, float]:
         """Summary numbers, keyed by their TensorBoard names (success keys only where meaningful)."""
         scalars = {}

@@ -13,6 +13,10 @@ grid point), and writes into ``RESULTS_DIR/report/``:
   improvement and (over environments) aggregate IQM;
 * ``summary.json``: the same numbers, for programs.
 
+``--reference ENV=VALUE`` (with ``--reference-label``) draws a horizontal line at a number that no run of
+the folder produces, such as the greedy agent's return on DriveSeek and NoisySeek
+(``python -m reengage.envs.goal_set_greedy``), and lists it under the results table.
+
 All intervals are percentile bootstrap intervals from rliable (Agarwal et al., 2021), resampling seeds
 within each environment (stratified); a difference resamples the two variants' seeds independently.
 AUC is the mean of the metric over a run's evaluations (the paper's selection criterion, App. G.3).
@@ -243,7 +247,8 @@ def _excludes_zero(estimate: tuple[float, float, float]) -> str:
     return "yes (higher)" if low > 0 else "yes (lower)" if high < 0 else "no"
 
 
-def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: str, reps: int, aggregate: str) -> None:
+def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: str, reps: int, aggregate: str,
+          references: dict[str, float] | None = None, reference_label: str = "reference") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -265,6 +270,8 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
                 label += f" [{point_label(group.point)}]"
             axis.plot(group.steps, centre, color=f"C{index}", label=label)
             axis.fill_between(group.steps, low, high, color=f"C{index}", alpha=0.2)
+        if references and env_id in references:
+            axis.axhline(references[env_id], color="k", ls="--", label=f"{reference_label} ({references[env_id]:g})")
         axis.set_title(env_id, fontsize=9)
         axis.set_xlabel("environment steps")
         axis.set_ylabel(f"{metric} ({aggregate}, 95% bootstrap CI)")
@@ -417,6 +424,11 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
             cells.append(f"{_fmt(row['steps_to_threshold'], 0)} ({row['reached_threshold']}/{len(row['seeds'])}; "
                          f"a seed that never reaches it counts as {row['last_step']:,})")
         lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("references"):
+        label = summary["references"]["label"]
+        lines += ["", f"Reference line in the curves ({label}; not a run of this folder):", "",
+                  f"| environment | {label} |", "|---|---|"]
+        lines += [f"| {env_id} | {value:g} |" for env_id, value in summary["references"]["values"].items()]
     if summary["differences"]:
         lines += ["", f"## Difference from the baseline ({summary['baseline']})", "",
                   "| environment | variant | metric | difference of means [95% CI] | CI excludes 0 | P(variant > baseline) [95% CI] |",
@@ -437,14 +449,25 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
 
 
 def write_report(results_dir: Path, out: Path | None = None, threshold: float | None = None, metric: str | None = None,
-                 reps: int = 2000, aggregate: str = "mean", task_keys: list[str] | None = None) -> Path:
-    """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path."""
+                 reps: int = 2000, aggregate: str = "mean", task_keys: list[str] | None = None,
+                 references: dict[str, float] | None = None, reference_label: str = "reference") -> Path:
+    """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path.
+
+    ``references`` maps environments (panel names) to a value drawn as a dashed line labelled
+    ``reference_label``; an environment that is not among the runs' raises :class:`ReportError`.
+    """
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir / "report"
     summary = build_report(results_dir, threshold, metric, reps, aggregate, task_keys)
     envs, variants, best = summary.pop("_plot")
+    unknown = [env_id for env_id in references or {} if env_id not in envs]
+    if unknown:
+        raise ReportError(f"--reference {unknown[0]!r} is not an environment of these runs; environments: "
+                          f"{', '.join(envs)}")
+    if references:
+        summary["references"] = {"label": reference_label, "values": dict(references)}
     out.mkdir(parents=True, exist_ok=True)
-    _plot(out / "curves.png", envs, variants, best, summary["metric"], reps, aggregate)
+    _plot(out / "curves.png", envs, variants, best, summary["metric"], reps, aggregate, references, reference_label)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
     path = out / "report.md"
     path.write_text(_markdown(summary, results_dir))

@@ -1,8 +1,9 @@
-"""Write a list of RGB frames as a video file.
+"""Write a list of RGB frames as a video file, or one frame as a picture.
 
 An animated GIF needs only Pillow (installed with matplotlib, so always present); MP4 and the other
 ffmpeg formats need the optional ``video`` extra (imageio with imageio-ffmpeg), which keeps the
-default install small.
+default install small. A picture (PNG, Pillow) is the last frame of an episode: for the goal-set
+environments that frame draws the whole episode (path, goals reached and missed, Fig. 8.4 a, c).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 PILLOW_SUFFIXES = (".gif",)
+PICTURE_SUFFIXES = (".png",)
 FFMPEG_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 INSTALL_HINT = "pip install -e '.[video]' (imageio and imageio-ffmpeg), or write a .gif, which needs nothing more"
 
@@ -54,4 +56,25 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 4) ->
         with imageio.get_writer(path, fps=fps, macro_block_size=1) as writer:
             for frame in frames:
                 writer.append_data(np.asarray(frame, dtype=np.uint8))
+    return path
+
+
+def check_picture_path(path: str | Path) -> Path:
+    """Refuse a picture name that cannot be written (ValueError naming the value and the valid suffixes)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PICTURE_SUFFIXES:
+        raise ValueError(f"--picture {path}: unknown format {suffix or '(none)'!r}; valid: {', '.join(PICTURE_SUFFIXES)}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"--picture {path}: {path.parent} is a file, not a folder")
+    return path
+
+
+def write_picture(path: str | Path, frame: np.ndarray) -> Path:
+    """Write one H x W x 3 uint8 frame to ``path`` (PNG); creates the folder."""
+    from PIL import Image
+
+    path = check_picture_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(frame, dtype=np.uint8)).save(path)
     return path
