@@ -13,12 +13,15 @@ stable-baselines3 model and accepts a single observation or a VecEnv batch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .drive_seek import HALF_WIDTH, MAX_TURN
 from .goal_set import GATES_KEY, GOALS_KEY, STATE_KEY
+
+if TYPE_CHECKING:  # the evaluation lives in the experiment package, imported only when used
+    from reengage.experiment.evaluation import EvaluationResult
 
 
 def _batched(obs: dict[str, np.ndarray], state_dim: int) -> tuple[dict[str, np.ndarray], bool]:
@@ -94,42 +97,26 @@ def greedy_agent(env_id: str) -> GreedyAgent:
     return GREEDY_AGENTS[env_id]()
 
 
-def mean_return(env_id: str, episodes: int, first_seed: int) -> float:
-    """The greedy agent's average return over episodes seeded ``first_seed, first_seed + 1, ...`` (the
-    seeds the training loop's evaluations use, so the line is comparable with a run's curve)."""
-    import gymnasium as gym
-
-    agent = greedy_agent(env_id)
-    env = gym.make(env_id)
-    totals = []
-    try:
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=first_seed + episode)
-            total, done = 0.0, False
-            while not done:
-                action, _ = agent.predict(obs, deterministic=True)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            totals.append(total)
-    finally:
-        env.close()
-    return float(np.mean(totals))
-
-
-def draw_episode(env_id: str, seed: int) -> tuple[np.ndarray, float]:
-    """The greedy agent's episode of seed ``seed`` drawn as a whole (Fig. 8.4 a, c), and its return."""
+def evaluate_greedy(env_id: str, episodes: int, first_seed: int, draw_first: bool = False) -> EvaluationResult:
+    """The greedy agent over episodes seeded ``first_seed, first_seed + 1, ...`` (the seeds the training
+    loop's evaluations use, so its line is comparable with a run's curve), through the loop's own
+    evaluation (an ``EvaluationResult``); with ``draw_first`` the first episode's frames are kept, so that
+    ``result.final_frame(0)`` is its drawing as a whole (Fig. 8.4 a, c)."""
     import gymnasium as gym
 
     from reengage.experiment.evaluation import evaluate_goal_policy
 
     agent = greedy_agent(env_id)
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = gym.make(env_id, render_mode="rgb_array" if draw_first else None)
     try:
-        result = evaluate_goal_policy(agent, env, 1, seed, record_episodes=1)
+        return evaluate_goal_policy(agent, env, episodes, first_seed, record_episodes=1 if draw_first else 0)
     finally:
         env.close()
-    return result.final_frame(0), float(result.returns[0])
+
+
+def mean_return(env_id: str, episodes: int, first_seed: int) -> float:
+    """The greedy agent's average return over the episodes of :func:`evaluate_greedy`."""
+    return float(evaluate_greedy(env_id, episodes, first_seed).mean_reward)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"{parser.prog}: error: {'; '.join(problems)}", file=sys.stderr)
         return 2
-    value = mean_return(args.env, args.episodes, args.seed)
-    print(f"{args.env} greedy (nearest goal): average return {value:.2f} over {args.episodes} episodes "
+    # one pass: the picture is the first of the evaluated episodes
+    result = evaluate_greedy(args.env, args.episodes, args.seed, draw_first=args.picture is not None)
+    print(f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
           f"from seed {args.seed}")
     if args.picture is not None:
-        picture, episode_return = draw_episode(args.env, args.seed)
-        path = write_picture(args.picture, picture)
-        print(f"picture: {path} (episode seed {args.seed}, return {episode_return:.2f})")
+        path = write_picture(args.picture, result.final_frame(0))
+        print(f"picture: {path} (episode seed {args.seed}, return {float(result.returns[0]):.2f})")
     return 0
 
 

@@ -248,29 +248,14 @@ def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -
         assert not found[run_dir.removeprefix("runs/")]["resumed"]
 
 
-class _OneAtATimeBackend:
-    """A backend that finishes its oldest job at each wait: no training, just the driver's bookkeeping."""
+class _OneAtATimeBackend(_RecordingBackend):
+    """Finishes only its oldest job at each wait, two at a time: just the driver's bookkeeping."""
 
     name, capacity = "fake", 2
 
-    def __init__(self) -> None:
-        self.jobs: list[dict] = []
-
-    def submit(self, job: dict) -> None:
-        self.jobs.append(job)
-
     def wait(self, timeout: float) -> list[dict]:
-        job = self.jobs.pop(0)
+        job = self.pending.pop(0)
         return [{"run_id": job["identity"]["run_id"], "status": "done", "timesteps": job["config"]["timesteps"]}]
-
-    def in_flight(self) -> int:
-        return len(self.jobs)
-
-    def stop(self) -> None:
-        self.jobs.clear()
-
-    def close(self) -> None:
-        pass
 
 
 def test_progress_lines_count_the_runs_that_replaced_finished_ones(tmp_path: Path) -> None:

@@ -129,6 +129,7 @@ def run_grid(
     progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)
     running: dict[str, tuple[float, int]] = {}  # run_id -> (start time, timesteps)
     waiting_steps = sum(job["config"]["timesteps"] for job in queue)
+
     def dispatch() -> None:
         nonlocal waiting_steps
         while queue and backend.in_flight() < backend.capacity:
