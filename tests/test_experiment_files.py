@@ -58,11 +58,16 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
             assert len(seeds) >= 5 and all(r.config["timesteps"] >= 40000 for r in seeds)
     for alpha in (0.1, 0.3):
         assert len([r for r in fig if r.env_id.endswith("10-v0") and r.alpha == alpha]) >= 3
-    d20 = runs("fig8_2_d20_reduced")
-    assert {r.alpha for r in d20} == {0.0, 0.2} and all(r.config["timesteps"] >= 150000 for r in d20)
-    assert all(len([r for r in d20 if r.alpha == a]) >= 3 for a in (0.0, 0.2))
-    matchings = [r.config["algo_kwargs"].get("reengage_matching") for r in d20 if r.alpha > 0]
-    assert sorted(set(matchings)) == ["full", "one_sided"] and len(matchings) == 6
+    reduced_d20 = runs("fig8_2_d20_reduced")
+    for name, budget in (("fig8_2_d20_reduced", 150_000), ("fig8_2_d20_400k", 400_000)):
+        d20 = runs(name)
+        assert {r.alpha for r in d20} == {0.0, 0.2} and all(r.config["timesteps"] == budget for r in d20)
+        assert all(len([r for r in d20 if r.alpha == a]) >= 3 for a in (0.0, 0.2))
+        matchings = [r.config["algo_kwargs"].get("reengage_matching") for r in d20 if r.alpha > 0]
+        assert sorted(set(matchings)) == ["full", "one_sided"] and len(matchings) == 6
+        # the longer file trains the same configurations, only for longer
+        assert sorted((r.variant, r.seed, repr(sorted({**r.config, "timesteps": 0}.items()))) for r in d20) == sorted(
+            (r.variant, r.seed, repr(sorted({**r.config, "timesteps": 0}.items()))) for r in reduced_d20)
     sac = runs("sac_g6_reduced")
     assert {r.algo for r in sac} == {"sac"} and len(sac) == 6
     bits = runs("bit_flipping_g1_reduced")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reengage.experiment.__main__ import main as experiment_main
-from reengage.experiment.report import ReportError, build_report, mean_ci, write_report
+from reengage.experiment.report import ReportError, build_report, mean_ci, steps_label, write_report
 
 STEPS = [1000, 2000, 3000, 4000]
 ENV = "reengage/ContinuousSeek5-v0"
@@ -249,3 +249,10 @@ def test_reference_lines_are_drawn_and_listed(tmp_path: Path, capsys: pytest.Cap
         assert experiment_main(["report", str(tmp_path), "--out", str(tmp_path / "bad"), "--reps", "200", *bad]) == 2
         err = capsys.readouterr().err
         assert named in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("steps", "label"), [(0, "0"), (500, "500"), (2000, "2k"), (150_000, "150k"),
+                                              (1_500_000, "1.5M")])
+def test_step_ticks_are_short(steps: int, label: str) -> None:
+    # six-digit tick labels overlapped on the d = 20 panel; the axis now reads 150k
+    assert steps_label(steps) == label

@@ -247,12 +247,22 @@ def _excludes_zero(estimate: tuple[float, float, float]) -> str:
     return "yes (higher)" if low > 0 else "yes (lower)" if high < 0 else "no"
 
 
+def steps_label(steps: float, _position: int | None = None) -> str:
+    """Tick label for a step count: 0, 500, 20k, 1.5M."""
+    if abs(steps) >= 1e6:
+        return f"{steps / 1e6:g}M"
+    if abs(steps) >= 1e3:
+        return f"{steps / 1e3:g}k"
+    return f"{steps:g}"
+
+
 def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: str, reps: int, aggregate: str,
           references: dict[str, float] | None = None, reference_label: str = "reference") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     columns = min(len(envs), 4)  # wrap many tasks (report.task_keys) into rows of four panels
     rows = -(-len(envs) // columns)
@@ -274,6 +284,8 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
             axis.axhline(references[env_id], color="k", ls="--", label=f"{reference_label} ({references[env_id]:g})")
         axis.set_title(env_id, fontsize=9)
         axis.set_xlabel("environment steps")
+        # "150k" rather than "150000": six-digit tick labels run into each other on a 5-inch panel
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(steps_label))
         axis.set_ylabel(f"{metric} ({aggregate}, 95% bootstrap CI)")
         if "success" in metric:
             axis.set_ylim(-0.02, 1.02)
