@@ -176,6 +176,16 @@ def test_report_bad_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "eval/nope" in err and "eval/success_rate" in err
     with pytest.raises(ReportError):
         write_report(tmp_path, metric="eval/nope")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    assert experiment_main(["report", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # --out naming a file (or a path under one) is refused before anything is computed or written
+    for out in (a_file, a_file / "report"):
+        assert experiment_main(["report", str(tmp_path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}" in err and "give a folder path" in err
+    assert a_file.read_text() == "not a folder"
 
 
 def test_task_keys_compare_variants_within_each_task(tmp_path: Path) -> None:

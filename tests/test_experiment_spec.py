@@ -100,6 +100,15 @@ def test_cli_bad_inputs_exit_2_without_traceback(tmp_path: Path, capsys: pytest.
     with pytest.raises(SystemExit) as exit_info:
         experiment_main(["run", str(EXPERIMENTS / "smoke.yaml"), "--backend", "slurm"])
     assert exit_info.value.code == 2 and "'local', 'ray'" in capsys.readouterr().err
+    # --results naming a file, or a path under one: exit 2 before anything runs, for run and list alike
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    for command in ("run", "list"):
+        for results in (a_file, a_file / "results"):
+            assert experiment_main([command, str(EXPERIMENTS / "smoke.yaml"), "--results", str(results)]) == 2
+            err = capsys.readouterr().err
+            assert f"--results {results}" in err and "give a folder path" in err and "Traceback" not in err
+    assert a_file.read_text() == "not a folder"
 
 
 def test_missing_ray_gives_install_hint(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

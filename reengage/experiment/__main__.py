@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from .spec import ExperimentError, load_experiment
+from .run_folder import check_logdir_path
 
 PROG = "python -m reengage.experiment"
 
@@ -113,6 +114,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _error(f"--address {args.address!r} needs --backend ray")
     results = Path(args.results or Path("results") / experiment.name)
     try:
+        check_logdir_path(results, "--results")
+    except ValueError as error:
+        return _error(str(error))
+    try:
         backend = make_backend(args.backend, args.workers, args.address)
     except BackendUnavailable as error:
         return _error(str(error))
@@ -142,6 +147,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         return _error(str(error))
     results = Path(args.results or Path("results") / experiment.name)
+    try:
+        check_logdir_path(results, "--results")
+    except ValueError as error:
+        return _error(str(error))
     for run in experiment.runs:
         state = "done" if is_finished(run_dir_of(results, run)) else "todo"
         print(f"{state}  {run.run_id}  timesteps={run.config['timesteps']}")
@@ -154,6 +163,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         return _error(f"--threshold {args.threshold} must be in (0, 1]")
+    if args.out is not None:
+        try:
+            check_logdir_path(Path(args.out), "--out")
+        except ValueError as error:
+            return _error(str(error))
     references: dict[str, float] = {}
     for text in args.reference:
         # the value follows the last '=': environment names (task panels) may contain '=' themselves

@@ -114,7 +114,8 @@ def reevaluate_runs(
     if episodes < 1:
         raise ReportError(f"episodes must be >= 1, got {episodes}")
     if not results_dir.is_dir():
-        raise ReportError(f"results folder {str(results_dir)!r} not found")
+        problem = "is a file, not a folder" if results_dir.exists() else "not found"
+        raise ReportError(f"results folder {str(results_dir)!r} {problem}")
     _, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found")

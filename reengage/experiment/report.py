@@ -124,7 +124,8 @@ def _run_folders(results_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[P
 def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
     """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
     if not results_dir.is_dir():
-        raise ReportError(f"results folder {str(results_dir)!r} not found")
+        problem = "is a file, not a folder" if results_dir.exists() else "not found"
+        raise ReportError(f"results folder {str(results_dir)!r} {problem}")
     manifest, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found (no {MANIFEST_FILE} and no */{RUN_FILE})")

@@ -44,13 +44,16 @@ class RunFolder:
         return self.saved_config is not None
 
 
-def check_logdir_path(path: Path) -> None:
-    """Refuse a run folder that is a file, or lies under a file."""
+def check_logdir_path(path: Path, option: str = "--logdir") -> None:
+    """Refuse a folder argument (a run folder, a results or report folder) that is a file, or lies under one.
+
+    ``option`` names the argument in the message (``--logdir``, ``--results``, ``--out``).
+    """
     path = Path(path)
     for candidate in [path, *path.parents]:
         if candidate.exists() and not candidate.is_dir():
             where = "is a file" if candidate == path else f"lies under {candidate}, which is a file"
-            raise ValueError(f"--logdir {path} {where}; give a folder path")
+            raise ValueError(f"{option} {path} {where}; give a folder path")
 
 
 def read_saved_config(run_dir: Path) -> dict[str, Any]:
