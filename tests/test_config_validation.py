@@ -148,3 +148,22 @@ def test_continuous_seek_defaults_to_one_sided_matching_for_ddpg_only(env_id):
     assert "reengage_matching" not in resolve_config(env_id, "ddpg", alpha=0.0)["algo_kwargs"]
     for algo in ("td3", "sac"):
         assert "reengage_matching" not in resolve_config(env_id, algo, alpha=0.2)["algo_kwargs"]
+
+
+@pytest.mark.parametrize("assignment, key", [
+    ("obs_normalization={}", "obs_normalization"),
+    ("target_value_clip=true", "target_value_clip"),
+    ("action_l2=0.5", "action_l2"),
+    ("random_action_prob=0.3", "random_action_prob"),
+])
+def test_fast_path_refuses_the_recipe_options_it_does_not_implement(tmp_path, capsys, assignment, key):
+    """The robotics recipe's options run on the SB3 path only: on the fast path they are exit 2, never ignored."""
+    code, err = _main(capsys, "--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--timesteps", "10",
+                      "--logdir", str(tmp_path / "run"), "--set", assignment, "--no-progress")
+    assert code == 2
+    assert f"{key} is supported on the SB3 training path only" in err and "--trainer sb3" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    # the same setting on the SB3 path resolves (train.py would train it)
+    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.0, assignments=[assignment, "trainer=sb3"])
+    assert config["trainer"] == "sb3"
