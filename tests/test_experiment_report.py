@@ -89,6 +89,39 @@ def test_best_setting_means_and_cis_match_the_known_values(grid_results: Path) -
     assert rows["base"]["reached_threshold"] == 4
 
 
+def test_a_fixed_setting_replaces_the_best_one_in_results_differences_and_markdown(
+        grid_results: Path, capsys: pytest.CaptureFixture) -> None:
+    """--setting new lr=0.001: 'new' is reported and compared at lr 0.001 (AUC 0.3 + level, mean 0.5), the
+    baseline stays at its best (lr 0.01, AUC mean 0.4); the highest-AUC flag is kept apart from what is reported."""
+    summary = build_report(grid_results, reps=500, settings={"new": "lr=0.001"})
+    rows = {row["variant"]: row for row in summary["results"]}
+    assert rows["new"]["point"] == {"lr": 0.001} and rows["base"]["point"] == {"lr": 0.01}
+    assert rows["new"]["auc"][0] == pytest.approx(0.5) and rows["new"]["final"][0] == pytest.approx(0.5)
+    auc = next(d for d in summary["differences"] if d["metric"] == "auc")
+    assert auc["difference"][0] == pytest.approx(0.1)  # 0.5 - 0.4, not the best-vs-best 0.3
+    reported = {(e["variant"], e["point"]["lr"]) for e in summary["grid"] if e["reported"]}
+    highest = {(e["variant"], e["point"]["lr"]) for e in summary["grid"] if e["best"]}
+    assert reported == {("base", 0.01), ("new", 0.001)} and highest == {("base", 0.01), ("new", 0.01)}
+    assert summary["fixed_settings"] == {"new": "lr=0.001"}
+    out = grid_results / "fixed"
+    assert experiment_main(["report", str(grid_results), "--out", str(out), "--reps", "200",
+                            "--setting", "new", "lr=0.001"]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "fixed by --setting for new" in markdown and "| new | lr=0.001 | 5 |" in markdown
+    assert "**fixed**" in markdown and "each variant at the setting marked above" in markdown
+    # an unknown variant or setting: exit 2 naming the valid ones, nothing written
+    capsys.readouterr()
+    assert experiment_main(["report", str(grid_results), "--out", str(grid_results / "bad"),
+                            "--setting", "newer", "lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "'newer'" in err and "variants: base, new" in err
+    assert experiment_main(["report", str(grid_results), "--out", str(grid_results / "bad"),
+                            "--setting", "new", "lr=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "'lr=0.1'" in err and "settings: lr=0.001, lr=0.01" in err
+    assert not (grid_results / "bad").exists()
+
+
 def test_iqm_drops_the_outer_quarters() -> None:
     # 5 seeds: the IQM (rliable's aggregate_iqm) is the mean of the middle three; the mean feels the outlier
     values = np.array([0.0, 0.1, 0.2, 0.3, 5.0])

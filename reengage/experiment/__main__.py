@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reference", action="append", default=[], metavar="ENV=VALUE",
                         help="draw a dashed line at VALUE in ENV's panel (repeat per environment), e.g. the "
                              "greedy agent's return from python -m reengage.envs.goal_set_greedy")
+    report.add_argument("--setting", nargs=2, action="append", default=[], metavar=("VARIANT", "SETTING"),
+                        help="report and compare VARIANT at grid point SETTING (as the report prints it, e.g. "
+                             "learning_rate=0.001) instead of its best one; repeatable")
     report.add_argument("--reference-label", default="reference", help="legend of the --reference lines")
 
     reevaluate = commands.add_parser("reevaluate", help="every finished run's final model on many new episodes")
@@ -182,7 +185,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, threshold=args.threshold,
                             metric=args.metric, reps=args.reps, aggregate=args.aggregate, task_keys=args.task_keys,
-                            references=references, reference_label=args.reference_label)
+                            references=references, reference_label=args.reference_label,
+                            settings=dict(args.setting))
     except ReportError as error:
         return _error(str(error))
     print(path.read_text())

@@ -236,6 +236,25 @@ def best_points(groups: list[Group]) -> dict[tuple[str, str], Group]:
     return best
 
 
+def fix_settings(best: dict[tuple[str, str], Group], groups: list[Group],
+                 settings: dict[str, str]) -> dict[tuple[str, str], Group]:
+    """``best`` with the variants named in ``settings`` held at the given grid point (its label, as the
+    report prints it, e.g. ``learning_rate=0.001``) instead of their best one: a comparison at settings chosen
+    before the runs (Table G.2's, say), free of the selection on the reported seeds that "best" implies."""
+    variants = sorted({group.variant for group in groups})
+    chosen = dict(best)
+    for variant, label in settings.items():
+        if variant not in variants:
+            raise ReportError(f"--setting {variant!r}: not a variant of these runs; variants: {', '.join(variants)}")
+        for env_id in sorted({group.env_id for group in groups if group.variant == variant}):
+            candidates = {point_label(g.point): g for g in groups if g.env_id == env_id and g.variant == variant}
+            if label not in candidates:
+                raise ReportError(f"--setting {variant!r} {label!r}: no such setting in {env_id}; settings: "
+                                  f"{', '.join(sorted(candidates))}")
+            chosen[(env_id, variant)] = candidates[label]
+    return chosen
+
+
 def _fmt(estimate: tuple[float, float, float], digits: int = 3) -> str:
     point, low, high = estimate
     if digits == 0:
@@ -321,10 +340,13 @@ def split_tasks(curves: list[RunCurve], task_keys: list[str]) -> list[RunCurve]:
 
 
 def build_report(results_dir: Path, threshold: float | None = None, metric: str | None = None, reps: int = 2000,
-                 aggregate: str = "mean", task_keys: list[str] | None = None) -> dict[str, Any]:
+                 aggregate: str = "mean", task_keys: list[str] | None = None,
+                 settings: dict[str, str] | None = None) -> dict[str, Any]:
     """Every number of the report, as a dictionary (``summary.json``).
 
     ``task_keys`` (default: the manifest's ``report.task_keys``) are grid keys that define tasks.
+    ``settings`` maps variants to the grid point (its printed label) at which they are reported and compared,
+    instead of their best one (:func:`fix_settings`).
     """
     manifest, curves, column, missing = load_curves(results_dir, metric)
     manifest = manifest or {}
@@ -337,10 +359,12 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
     baseline = manifest.get("baseline") if manifest.get("baseline") in variants else variants[0]
     threshold = threshold if threshold is not None else float(manifest.get("success_threshold", 0.5))
     is_success = "success" in column.lower()
-    best = best_points(groups)
+    highest = best_points(groups)
+    best = fix_settings(highest, groups, settings) if settings else highest  # the points reported
 
     summary: dict[str, Any] = {
         "name": manifest.get("name", results_dir.name), "metric": column, "baseline": baseline,
+        "fixed_settings": dict(settings or {}),
         "threshold": threshold if is_success else None, "reps": reps, "aggregate": aggregate,
         "finished_runs": len(curves), "unfinished_runs": missing, "grid": [], "results": [], "differences": [],
         "aggregate_over_envs": [],
@@ -348,7 +372,8 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
     for group in sorted(groups, key=lambda g: (envs.index(g.env_id), variants.index(g.variant), point_label(g.point))):
         summary["grid"].append({
             "env_id": group.env_id, "variant": group.variant, "point": group.point, "seeds": group.seeds,
-            "auc": mean_ci(group.auc, reps), "best": best[(group.env_id, group.variant)] is group,
+            "auc": mean_ci(group.auc, reps), "best": highest[(group.env_id, group.variant)] is group,
+            "reported": best[(group.env_id, group.variant)] is group,
         })
     for env_id in envs:
         for variant in variants:
@@ -419,15 +444,24 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         lines.append(f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
                      + ", ".join(f"`{r}`" for r in summary["unfinished_runs"][:10])
                      + (" ..." if len(summary["unfinished_runs"]) > 10 else ""))
+    fixed = summary.get("fixed_settings") or {}
     if any(entry["point"] for entry in summary["grid"]):
-        lines += ["", "## Best setting per variant (highest mean AUC; chosen on the seeds reported below)", "",
-                  "| environment | variant | setting | seeds | AUC [95% CI] | best |", "|---|---|---|---|---|---|"]
+        title = "## Best setting per variant (highest mean AUC; chosen on the seeds reported below)"
+        if fixed:
+            title = ("## Setting per variant (fixed by --setting for " + ", ".join(fixed)
+                     + "; otherwise the highest mean AUC, chosen on the seeds reported below)")
+        lines += ["", title, "",
+                  "| environment | variant | setting | seeds | AUC [95% CI] | reported |", "|---|---|---|---|---|---|"]
         for entry in summary["grid"]:
+            mark = ("**fixed**" if entry["variant"] in fixed else "**best**") if entry.get("reported", entry["best"]) else ""
             lines.append(f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
-                         f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {'**best**' if entry['best'] else ''} |")
+                         f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {mark} |")
     threshold_header = f" steps to {threshold:g} [95% CI] (seeds reaching it) |" if threshold is not None else ""
     chosen = any(row["point"] for row in summary["results"])
-    lines += ["", "## Results (each variant at its best setting)" if chosen else "## Results", "",
+    results_title = "## Results (each variant at its best setting)"
+    if fixed:
+        results_title = "## Results (each variant at the setting marked above)"
+    lines += ["", results_title if chosen else "## Results", "",
               f"| environment | variant | seeds | final, mean [95% CI] | final, IQM [95% CI] | AUC [95% CI] |{threshold_header}",
               "|---|---|---|---|---|---|" + ("---|" if threshold is not None else "")]
     for row in summary["results"]:
@@ -463,7 +497,8 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
 
 def write_report(results_dir: Path, out: Path | None = None, threshold: float | None = None, metric: str | None = None,
                  reps: int = 2000, aggregate: str = "mean", task_keys: list[str] | None = None,
-                 references: dict[str, float] | None = None, reference_label: str = "reference") -> Path:
+                 references: dict[str, float] | None = None, reference_label: str = "reference",
+                 settings: dict[str, str] | None = None) -> Path:
     """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path.
 
     ``references`` maps environments (panel names) to a value drawn as a dashed line labelled
@@ -471,7 +506,7 @@ def write_report(results_dir: Path, out: Path | None = None, threshold: float | 
     """
     results_dir = Path(results_dir)
     out = Path(out) if out else results_dir / "report"
-    summary = build_report(results_dir, threshold, metric, reps, aggregate, task_keys)
+    summary = build_report(results_dir, threshold, metric, reps, aggregate, task_keys, settings)
     envs, variants, best = summary.pop("_plot")
     unknown = [env_id for env_id in references or {} if env_id not in envs]
     if unknown:
