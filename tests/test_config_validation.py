@@ -140,14 +140,22 @@ def test_algo_reengage_subsection_applies_to_that_algorithms_runs_with_alpha_onl
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", config_dir=folder)
 
 
-@pytest.mark.parametrize("env_id", ["reengage/ContinuousSeek-v0", "reengage/ContinuousSeek10-v0",
-                                    "reengage/ContinuousSeek20-v0"])
-def test_continuous_seek_defaults_to_one_sided_matching_for_ddpg_only(env_id):
+@pytest.mark.parametrize("env_id, matching", [
+    ("reengage/ContinuousSeek-v0", "one_sided"),  # the generic id: the user picks d, box, batch and lr
+    ("reengage/ContinuousSeek5-v0", "full"),      # Table G.2's tuned settings: the paper's Eq. 8.9
+    ("reengage/ContinuousSeek10-v0", "full"),
+    ("reengage/ContinuousSeek20-v0", "full"),
+])
+def test_continuous_seek_ddpg_matching_default_per_id(env_id, matching):
     # measured on DDPG (docs/diagnosis.md); TD3 and SAC keep the paper's Eq. 8.9 (the agents' class default)
-    assert resolve_config(env_id, "ddpg", alpha=0.2)["algo_kwargs"] == {"reengage_matching": "one_sided"}
+    assert resolve_config(env_id, "ddpg", alpha=0.2)["algo_kwargs"] == {"reengage_matching": matching}
     assert "reengage_matching" not in resolve_config(env_id, "ddpg", alpha=0.0)["algo_kwargs"]
     for algo in ("td3", "sac"):
         assert "reengage_matching" not in resolve_config(env_id, algo, alpha=0.2)["algo_kwargs"]
+    # the user's choice wins over the id's default
+    other = "full" if matching == "one_sided" else "one_sided"
+    chosen = resolve_config(env_id, "ddpg", alpha=0.2, assignments=[f"algo_kwargs.reengage_matching={other}"])
+    assert chosen["algo_kwargs"]["reengage_matching"] == other
 
 
 @pytest.mark.parametrize("assignment, key", [

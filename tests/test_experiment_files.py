@@ -167,3 +167,20 @@ def test_robotics_fetchreach_trains_what_the_bench_script_trained() -> None:
     expected = resolve_config("FetchReach-v4", "ddpg", 0.0, None)
     assert sorted(r.seed for r in runs) == [0, 1]
     assert all(r.config == expected for r in runs) and expected["timesteps"] == 10000
+
+
+def test_d15_tuned_settings_shares_the_grids_ddpg_runs_and_pins_its_variants() -> None:
+    def runs(name: str):
+        return load_experiment(EXPERIMENTS / f"{name}.yaml").runs
+
+    tuned = runs("d15_tuned_settings")
+    grid = [r for r in runs("d15_diagnosis_grid")
+            if r.alpha == 0 and r.config["env_kwargs"] == {"d": 15, "box": 3.0}]
+    # DDPG+HER: the very configurations of issue 14's grid cell (d = 15, box 3), so the same run identities
+    assert sorted(r.run_id.rsplit("_", 1)[1] for r in tuned if r.alpha == 0) == sorted(
+        r.run_id.rsplit("_", 1)[1] for r in grid)
+    reengage = [r for r in tuned if r.alpha > 0]
+    assert len(reengage) == 9 and all(r.config["env_kwargs"] == {"d": 15, "box": 3.0} for r in reengage)
+    settings = sorted((r.config["algo_kwargs"]["reengage_matching"], r.config["batch_size"], r.config["learning_rate"])
+                      for r in reengage)
+    assert settings == [("full", 512, 1.0e-3)] * 3 + [("one_sided", 512, 5.0e-4)] * 3 + [("one_sided", 512, 1.0e-3)] * 3
