@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 from .spec import ExperimentError, load_experiment
-from .run_folder import check_logdir_path
 
 PROG = "python -m reengage.experiment"
 
@@ -32,6 +31,17 @@ PROG = "python -m reengage.experiment"
 def _error(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return 2
+
+
+def _folder_argument_problem(path: Path, option: str) -> str | None:
+    """Why the folder argument ``option`` cannot be used (it is a file, or lies under one), else None."""
+    from .run_folder import check_logdir_path  # here, not at the top: run_folder imports torch (checkpoint.py)
+
+    try:
+        check_logdir_path(path, option)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -116,10 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.backend != "ray":
         return _error(f"--address {args.address!r} needs --backend ray")
     results = Path(args.results or Path("results") / experiment.name)
-    try:
-        check_logdir_path(results, "--results")
-    except ValueError as error:
-        return _error(str(error))
+    problem = _folder_argument_problem(results, "--results")
+    if problem:
+        return _error(problem)
     try:
         backend = make_backend(args.backend, args.workers, args.address)
     except BackendUnavailable as error:
@@ -150,10 +159,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         return _error(str(error))
     results = Path(args.results or Path("results") / experiment.name)
-    try:
-        check_logdir_path(results, "--results")
-    except ValueError as error:
-        return _error(str(error))
+    problem = _folder_argument_problem(results, "--results")
+    if problem:
+        return _error(problem)
     for run in experiment.runs:
         state = "done" if is_finished(run_dir_of(results, run)) else "todo"
         print(f"{state}  {run.run_id}  timesteps={run.config['timesteps']}")
@@ -166,11 +174,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.threshold is not None and not 0 < args.threshold <= 1:
         return _error(f"--threshold {args.threshold} must be in (0, 1]")
-    if args.out is not None:
-        try:
-            check_logdir_path(Path(args.out), "--out")
-        except ValueError as error:
-            return _error(str(error))
+    problem = _folder_argument_problem(Path(args.out), "--out") if args.out is not None else None
+    if problem:
+        return _error(problem)
     references: dict[str, float] = {}
     for text in args.reference:
         # the value follows the last '=': environment names (task panels) may contain '=' themselves

@@ -30,6 +30,7 @@ from .report import (
     _fmt,
     _read_csv,
     _run_folders,
+    check_results_dir,
     choose_metric,
     difference_ci,
     mean_ci,
@@ -113,9 +114,7 @@ def reevaluate_runs(
     returns (rows, ids of runs not finished)."""
     if episodes < 1:
         raise ReportError(f"episodes must be >= 1, got {episodes}")
-    if not results_dir.is_dir():
-        problem = "is a file, not a folder" if results_dir.exists() else "not found"
-        raise ReportError(f"results folder {str(results_dir)!r} {problem}")
+    check_results_dir(results_dir)
     _, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found")

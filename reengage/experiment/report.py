@@ -121,11 +121,16 @@ def _run_folders(results_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[P
     return None, found
 
 
-def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
-    """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
+def check_results_dir(results_dir: Path) -> None:
+    """ReportError unless ``results_dir`` is a folder (saying whether it is missing or a file)."""
     if not results_dir.is_dir():
         problem = "is a file, not a folder" if results_dir.exists() else "not found"
         raise ReportError(f"results folder {str(results_dir)!r} {problem}")
+
+
+def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
+    """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
+    check_results_dir(results_dir)
     manifest, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found (no {MANIFEST_FILE} and no */{RUN_FILE})")
@@ -444,7 +449,7 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         lines.append(f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
                      + ", ".join(f"`{r}`" for r in summary["unfinished_runs"][:10])
                      + (" ..." if len(summary["unfinished_runs"]) > 10 else ""))
-    fixed = summary.get("fixed_settings") or {}
+    fixed = summary["fixed_settings"]
     if any(entry["point"] for entry in summary["grid"]):
         title = "## Best setting per variant (highest mean AUC; chosen on the seeds reported below)"
         if fixed:
@@ -453,7 +458,7 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         lines += ["", title, "",
                   "| environment | variant | setting | seeds | AUC [95% CI] | reported |", "|---|---|---|---|---|---|"]
         for entry in summary["grid"]:
-            mark = ("**fixed**" if entry["variant"] in fixed else "**best**") if entry.get("reported", entry["best"]) else ""
+            mark = ("**fixed**" if entry["variant"] in fixed else "**best**") if entry["reported"] else ""
             lines.append(f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
                          f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {mark} |")
     threshold_header = f" steps to {threshold:g} [95% CI] (seeds reaching it) |" if threshold is not None else ""
