@@ -184,3 +184,19 @@ def test_d15_tuned_settings_shares_the_grids_ddpg_runs_and_pins_its_variants() -
     settings = sorted((r.config["algo_kwargs"]["reengage_matching"], r.config["batch_size"], r.config["learning_rate"])
                       for r in reengage)
     assert settings == [("full", 512, 1.0e-3)] * 3 + [("one_sided", 512, 5.0e-4)] * 3 + [("one_sided", 512, 1.0e-3)] * 3
+
+
+@pytest.mark.parametrize("name", ["d15_diagnosis_grid", "d15_diagnosis_grid_d20"])
+def test_issue_14_grid_after_column_is_what_train_py_trains_by_default(name: str) -> None:
+    # docs/diagnosis.md claims the grid's DDPG+HER and "after" columns are the generic id's defaults: the runs must be
+    # exactly `train.py --env reengage/ContinuousSeek-v0 --algo ddpg --alpha A --set env_kwargs=...` with nothing else
+    experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
+    compared = [r for r in experiment.runs if "(before)" not in r.variant]
+    assert {r.alpha for r in compared} == {0.0, 0.2} and len(compared) == 2 * 3 * len(experiment.runs) // 9
+    for run in compared:
+        kwargs = run.config["env_kwargs"]
+        default = resolve_config("reengage/ContinuousSeek-v0", "ddpg", run.alpha, run.config["timesteps"],
+                                 [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"])
+        assert run.config == default, run.run_id
+    assert {(r.config["batch_size"], r.config["learning_rate"]) for r in compared} == {(256, 5.0e-4)}
+    assert {r.config["algo_kwargs"].get("reengage_matching") for r in compared if r.alpha > 0} == {"one_sided"}
