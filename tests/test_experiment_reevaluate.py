@@ -35,11 +35,11 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return results
 
 
-def logged_finals(results: Path) -> dict[str, float]:
+def logged_finals(results: Path, column: str = "eval/success_ever") -> dict[str, float]:
     finals = {}
     for path in (results / "runs").rglob("evaluations.csv"):
         rows = list(csv.DictReader(path.open()))
-        finals[str(path.parent.relative_to(results / "runs"))] = float(rows[-1]["eval/success_ever"])
+        finals[str(path.parent.relative_to(results / "runs"))] = float(rows[-1][column])
     return finals
 
 
@@ -62,11 +62,11 @@ def test_new_episodes_are_written_run_by_run_and_reused(smoke_results: Path, tmp
     calls: list[Path] = []
     real = reevaluate_module.evaluate_run
 
-    def counted(run_dir: Path, episodes: int, first_seed: int) -> float:
+    def counted(run_dir: Path, episodes: int, first_seed: int, metric: str) -> float:
         calls.append(run_dir)
         if len(calls) == 3:
             raise KeyboardInterrupt  # interrupted after two runs
-        return real(run_dir, episodes, first_seed)
+        return real(run_dir, episodes, first_seed, metric)
 
     monkeypatch.setattr(reevaluate_module, "evaluate_run", counted)
     with pytest.raises(KeyboardInterrupt):
@@ -113,3 +113,36 @@ def test_command_line_bad_input_exits_2(smoke_results: Path, tmp_path: Path, cap
     assert (results / "reevaluation" / "episodes2_seed10000000.md").exists()
     with pytest.raises(ReportError, match="episodes must be >= 1"):
         reevaluate_runs(results, episodes=0)
+
+
+def test_final_success_is_re_evaluated_when_the_experiment_reports_it(smoke_results: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    # the robotics files report eval/success_final (baselines' measure): re-evaluation must measure the same thing,
+    # not "goal ever reached", and read the same column of the log
+    results = tmp_path / "smoke"
+    shutil.copytree(smoke_results, results)
+    manifest = results / "experiment.json"
+    manifest.write_text(manifest.read_text().replace('"metric": null', '"metric": "eval/success_final"'))
+    assert '"eval/success_final"' in manifest.read_text()
+    ever, final = logged_finals(results), logged_finals(results, "eval/success_final")
+    assert ever != final, (ever, final)  # otherwise the check below could not tell the measures apart
+    # the runs' own 9 evaluation episodes reproduce the logged final success, measure for measure
+    assert experiment_main(["reevaluate", str(results), "--episodes", "9", "--seed", "1000000"]) == 0
+    table = (results / "reevaluation" / "episodes9_seed1000000_final.csv")
+    rows = {row["run_id"]: row for row in csv.DictReader(table.open())}
+    assert {run: float(row["success"]) for run, row in rows.items()} == final
+    assert {run: float(row["logged_final"]) for run, row in rows.items()} == final
+    assert "(eval/success_final: episode ends at the goal)" in capsys.readouterr().out
+    # --metric chooses the other measure explicitly, in its own table
+    assert experiment_main(["reevaluate", str(results), "--episodes", "9", "--seed", "1000000",
+                            "--metric", "eval/success_ever"]) == 0
+    rows = {row["run_id"]: row for row in csv.DictReader(table_path(results, 9, 1_000_000).open())}
+    assert {run: float(row["success"]) for run, row in rows.items()} == ever
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        experiment_main(["reevaluate", str(results), "--metric", "eval/mean_return"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "'eval/mean_return'" in err and "eval/success_ever" in err and "eval/success_final" in err
+    with pytest.raises(ReportError, match="choose one of eval/success_ever, eval/success_final"):
+        reevaluate_runs(results, episodes=2, metric="eval/mean_return")

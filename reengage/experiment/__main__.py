@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     reevaluate.add_argument("--baseline", default=None,
                             help="variant to compare with (default: the experiment file's report.baseline)")
     reevaluate.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
+    reevaluate.add_argument("--metric", default=None, choices=("eval/success_ever", "eval/success_final"),
+                            help="success measure (default: the experiment file's report.metric when it is "
+                                 "eval/success_final, else eval/success_ever)")
     return parser
 
 
@@ -206,27 +209,33 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .grid import MANIFEST_FILE
+    from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
     from .reevaluate import DEFAULT_SEED, reevaluate_runs, summary_markdown, table_path
     from .report import ReportError
 
     torch.set_num_threads(1)
     results = Path(args.results_dir)
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    baseline = args.baseline
+    baseline, metric = args.baseline, args.metric
     manifest_path = results / MANIFEST_FILE
-    if baseline is None and manifest_path.exists():
-        baseline = json.loads(manifest_path.read_text()).get("baseline")
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if baseline is None:
+        baseline = manifest.get("baseline")
+    if metric is None:
+        metric = SUCCESS_FINAL if manifest.get("metric") == SUCCESS_FINAL else SUCCESS_EVER
     try:
-        rows, missing = reevaluate_runs(results, args.episodes, seed, progress=lambda line: print(line, file=sys.stderr))
+        rows, missing = reevaluate_runs(results, args.episodes, seed, progress=lambda line: print(line, file=sys.stderr),
+                                        metric=metric)
         variants = sorted({row.variant for row in rows})
         if baseline is not None and baseline not in variants:
             return _error(f"--baseline {baseline!r} is not a variant of these runs; variants: {', '.join(variants)}")
-        table = summary_markdown(rows, baseline, args.reps)
+        table = summary_markdown(rows, baseline, args.reps, metric)
     except ReportError as error:
         return _error(str(error))
-    path = table_path(results, args.episodes, seed).with_suffix(".md")
+    path = table_path(results, args.episodes, seed, metric).with_suffix(".md")
     note = f"\n{len(missing)} run(s) not finished, left out: {', '.join(missing)}\n" if missing else ""
-    path.write_text(f"<!-- {PROG} reevaluate {results} --episodes {args.episodes} --seed {seed} -->\n{table}{note}")
+    path.write_text(f"<!-- {PROG} reevaluate {results} --episodes {args.episodes} --seed {seed} --metric {metric} -->\n"
+                    f"{table}{note}")
     print(table + note)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -8,8 +8,11 @@ evaluation seeds) and puts the two side by side, per variant and against the bas
 
     python -m reengage.experiment reevaluate results/fig8_2_reduced --episodes 1000
 
-Results are appended run by run to ``RESULTS_DIR/reevaluation/episodes<N>_seed<S>.csv``, so an
-interrupted call resumes where it stopped; the table goes to ``...csv``'s sibling ``.md`` and to stdout.
+The success measured is the experiment's report metric (``report.metric`` in its file) when that is
+``eval/success_final`` (the episode ends at the goal: the robotics files, as baselines report it), else
+``eval/success_ever`` (the goal reached at some step); ``--metric`` chooses either. Results are appended run by
+run to ``RESULTS_DIR/reevaluation/episodes<N>_seed<S>[_final].csv``, so an interrupted call resumes where it
+stopped; the table goes to ``...csv``'s sibling ``.md`` and to stdout.
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ from .report import (
     mean_ci,
     natural_key,
 )
+from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
 from .runner import EVALUATIONS_FILE
 from .spec import point_label
 
 REEVALUATION_DIR = "reevaluation"
 # far above the runs' own evaluation seeds (eval_seed defaults to 1,000,000 and counts up per episode)
 DEFAULT_SEED = 10_000_000
+# the success measures a final model can be re-evaluated on, and what each one counts
+METRICS = {SUCCESS_EVER: "goal reached at some step", SUCCESS_FINAL: "episode ends at the goal"}
 
 
 @dataclass
@@ -59,8 +65,14 @@ class Reevaluation:
     episodes: int
 
 
-def table_path(results_dir: Path, episodes: int, first_seed: int) -> Path:
-    return results_dir / REEVALUATION_DIR / f"episodes{episodes}_seed{first_seed}.csv"
+def table_path(results_dir: Path, episodes: int, first_seed: int, metric: str = SUCCESS_EVER) -> Path:
+    suffix = "" if metric == SUCCESS_EVER else "_final"  # success_ever keeps the name older tables have
+    return results_dir / REEVALUATION_DIR / f"episodes{episodes}_seed{first_seed}{suffix}.csv"
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ReportError(f"metric {metric!r} cannot be re-evaluated; choose one of {', '.join(METRICS)}")
 
 
 def _read_table(path: Path) -> dict[str, Reevaluation]:
@@ -88,8 +100,9 @@ def _run_config(run_dir: Path) -> dict:
     return run_config(run_dir)
 
 
-def evaluate_run(run_dir: Path, episodes: int, first_seed: int) -> float:
-    """Success ("goal ever reached") of the run's final model over ``episodes`` deterministic episodes."""
+def evaluate_run(run_dir: Path, episodes: int, first_seed: int, metric: str = SUCCESS_EVER) -> float:
+    """``metric`` (success ever or final success) of the run's final model over ``episodes`` deterministic
+    episodes."""
     from .evaluation import evaluate_goal_policy
     from .run_loading import load_run_model, make_run_env
 
@@ -101,7 +114,7 @@ def evaluate_run(run_dir: Path, episodes: int, first_seed: int) -> float:
         env.close()
     if not result.reports_success:
         raise ReportError(f"{config['env_id']} does not report success; re-evaluation compares success rates")
-    return float(result.success_rate)
+    return float(result.final_success if metric == SUCCESS_FINAL else result.success_rate)
 
 
 def reevaluate_runs(
@@ -109,16 +122,18 @@ def reevaluate_runs(
     episodes: int,
     first_seed: int = DEFAULT_SEED,
     progress: Callable[[str], None] = print,
+    metric: str = SUCCESS_EVER,
 ) -> tuple[list[Reevaluation], list[str]]:
-    """Every finished run of the folder re-evaluated (rows already in the table are reused);
+    """Every finished run of the folder re-evaluated on ``metric`` (rows already in the table are reused);
     returns (rows, ids of runs not finished)."""
     if episodes < 1:
         raise ReportError(f"episodes must be >= 1, got {episodes}")
+    check_metric(metric)
     check_results_dir(results_dir)
     _, folders = _run_folders(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found")
-    path = table_path(results_dir, episodes, first_seed)
+    path = table_path(results_dir, episodes, first_seed, metric)
     done = _read_table(path)
     rows, missing = [], []
     for run_dir, identity in folders:
@@ -129,11 +144,12 @@ def reevaluate_runs(
             continue
         if run_id not in done:
             columns, logged = _read_csv(run_dir / EVALUATIONS_FILE)
-            column = choose_metric(columns, None)
+            # the logged value of the same measure (success_ever under any of its older column names)
+            column = choose_metric(columns, None if metric == SUCCESS_EVER else metric)
             row = Reevaluation(
                 run_id, identity["env_id"], identity["variant"], point_label(identity.get("point") or {}),
                 int(identity["seed"]), float(logged[-1][column]), int(_run_config(run_dir)["eval_episodes"]),
-                evaluate_run(run_dir, episodes, first_seed), episodes,
+                evaluate_run(run_dir, episodes, first_seed, metric), episodes,
             )
             _append(path, row)
             done[run_id] = row
@@ -145,7 +161,8 @@ def reevaluate_runs(
     return rows, missing
 
 
-def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int = 2000) -> str:
+def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int = 2000,
+                     metric: str = SUCCESS_EVER) -> str:
     """Per (environment, grid point, variant): logged and re-evaluated final success, and the difference
     from the baseline for both, each with its 95% bootstrap CI over seeds."""
     groups: dict[tuple[str, str], dict[str, list[Reevaluation]]] = defaultdict(lambda: defaultdict(list))
@@ -154,8 +171,9 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
     logged_n = sorted({row.logged_episodes for row in rows})
     episodes = rows[0].episodes
     lines = [
-        f"Final success per run: the run's own last evaluation ({'/'.join(map(str, logged_n))} episodes) and its "
-        f"final model re-evaluated on {episodes} new episodes. Means over seeds with 95% bootstrap CIs (rliable).",
+        f"Final success per run ({metric}: {METRICS[metric]}): the run's own last evaluation "
+        f"({'/'.join(map(str, logged_n))} episodes) and its final model re-evaluated on {episodes} new episodes. "
+        f"Means over seeds with 95% bootstrap CIs (rliable).",
         "",
         "| environment | variant | seeds | logged final | re-evaluated | logged - baseline | re-evaluated - baseline | "
         "CI excludes 0 (logged / re-evaluated) |",
