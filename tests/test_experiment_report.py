@@ -299,3 +299,27 @@ def test_reference_lines_are_drawn_and_listed(tmp_path: Path, capsys: pytest.Cap
 def test_step_ticks_are_short(steps: int, label: str) -> None:
     # six-digit tick labels overlapped on the d = 20 panel; the axis now reads 150k
     assert steps_label(steps) == label
+
+
+def test_one_seed_gets_no_interval_and_no_claim_that_it_excludes_zero(tmp_path: Path) -> None:
+    # a single-seed sweep (robotics_handreach_sweep.yaml): resampling one value gives [x, x], which must not be
+    # printed as a confidence interval nor read as a difference that "excludes 0"
+    runs: list = []
+    write_run(tmp_path, ENV, "base", {}, 0, [0.1, 0.1, 0.2, 0.2], in_manifest=runs)
+    write_run(tmp_path, ENV, "new", {}, 0, [0.2, 0.3, 0.3, 0.4], in_manifest=runs)
+    write_run(tmp_path, ENV, "two", {}, 0, [0.2, 0.3, 0.3, 0.4], in_manifest=runs)
+    write_run(tmp_path, ENV, "two", {}, 1, [0.3, 0.4, 0.4, 0.5], in_manifest=runs)
+    write_manifest(tmp_path, runs, ["base", "new", "two"], "base")
+    path = write_report(tmp_path, tmp_path / "out", reps=200)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    auc = {entry["variant"]: entry for entry in summary["differences"] if entry["metric"] == "auc"}
+    assert auc["new"]["difference"] == [pytest.approx(0.15), None, None]
+    assert auc["new"]["excludes_zero"] is False and auc["two"]["excludes_zero"] is False
+    assert auc["two"]["difference"][1] is None  # the baseline has one seed: no interval for any difference
+    rows = {row["variant"]: row for row in summary["results"]}
+    assert rows["new"]["auc"] == [pytest.approx(0.3), None, None]
+    assert rows["two"]["auc"][1] == pytest.approx(0.3) and rows["two"]["auc"][2] == pytest.approx(0.4)
+    markdown = path.read_text()
+    assert "| new | auc | 0.150 (1 seed, no CI) | no CI (1 seed) |" in markdown
+    assert "yes (higher)" not in markdown
+    assert "| two | 2 |" in markdown and "0.350 [0.300, 0.400]" in markdown

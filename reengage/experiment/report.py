@@ -31,7 +31,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -190,28 +190,40 @@ def _interval(scores: dict[str, Any], func: Callable[..., np.ndarray], reps: int
     return library.get_interval_estimates(scores, func, reps=reps, confidence_interval_size=CONFIDENCE)
 
 
-def mean_ci(values: np.ndarray, reps: int, statistic: str = "mean") -> tuple[float, float, float]:
-    """Point estimate and 95% bootstrap CI of the mean (or IQM) of per-seed values."""
+# An estimate is (point, low, high); low and high are None where a group has a single seed: resampling one
+# value gives the interval [x, x], which is no confidence interval, and must not read as a difference that
+# "excludes 0".
+Estimate = tuple[float, Optional[float], Optional[float]]
+
+
+def mean_ci(values: np.ndarray, reps: int, statistic: str = "mean") -> Estimate:
+    """Point estimate and 95% bootstrap CI of the mean (or IQM) of per-seed values (no CI for one seed)."""
     _, metrics = _rliable()
     func = metrics.aggregate_mean if statistic == "mean" else metrics.aggregate_iqm
     matrix = np.asarray(values, dtype=float).reshape(-1, 1)
+    if len(matrix) < 2:
+        return float(func(matrix)), None, None
     point, interval = _interval({"x": matrix}, lambda s: np.array([func(s)]), reps)
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
 
 
-def difference_ci(variant: np.ndarray, baseline: np.ndarray, reps: int) -> tuple[float, float, float]:
+def difference_ci(variant: np.ndarray, baseline: np.ndarray, reps: int) -> Estimate:
     """Difference of means (variant - baseline) with a 95% CI, the two sets of seeds resampled independently."""
     x, y = np.asarray(variant, float).reshape(-1, 1), np.asarray(baseline, float).reshape(-1, 1)
+    if min(len(x), len(y)) < 2:
+        return float(x.mean() - y.mean()), None, None
     point, interval = _interval({"d": [x, y]}, lambda a, b: np.array([a.mean() - b.mean()]), reps)
     return float(point["d"][0]), float(interval["d"][0, 0]), float(interval["d"][1, 0])
 
 
-def improvement_probability(variant: np.ndarray, baseline: np.ndarray, reps: int) -> tuple[float, float, float]:
+def improvement_probability(variant: np.ndarray, baseline: np.ndarray, reps: int) -> Estimate:
     """rliable's P(X > Y) over (seeds x tasks) matrices, averaged over tasks, with its 95% CI."""
     _, metrics = _rliable()
     x, y = np.asarray(variant, float), np.asarray(baseline, float)
     if x.ndim == 1:
         x, y = x.reshape(-1, 1), y.reshape(-1, 1)
+    if min(len(x), len(y)) < 2:
+        return float(metrics.probability_of_improvement(x, y)), None, None
     point, interval = _interval({"p": [x, y]}, metrics.probability_of_improvement, reps)
     low, high = np.ravel(interval["p"])
     return float(np.ravel(point["p"])[0]), float(low), float(high)
@@ -260,15 +272,19 @@ def fix_settings(best: dict[tuple[str, str], Group], groups: list[Group],
     return chosen
 
 
-def _fmt(estimate: tuple[float, float, float], digits: int = 3) -> str:
+def _fmt(estimate: Estimate, digits: int = 3) -> str:
     point, low, high = estimate
+    if low is None or high is None:
+        return f"{point:,.{digits}f} (1 seed, no CI)"
     if digits == 0:
         return f"{point:,.0f} [{low:,.0f}, {high:,.0f}]"
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _excludes_zero(estimate: tuple[float, float, float]) -> str:
+def _excludes_zero(estimate: Estimate) -> str:
     _, low, high = estimate
+    if low is None or high is None:
+        return "no CI (1 seed)"
     return "yes (higher)" if low > 0 else "yes (lower)" if high < 0 else "no"
 
 
@@ -401,7 +417,7 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
                     difference = difference_ci(values, base, reps)
                     summary["differences"].append({
                         "env_id": env_id, "variant": variant, "metric": name, "difference": difference,
-                        "excludes_zero": _excludes_zero(difference) != "no",
+                        "excludes_zero": _excludes_zero(difference).startswith("yes"),
                         "probability_of_improvement": improvement_probability(values, base, reps),
                     })
     # across environments: only where a variant has the same number of seeds in every environment
