@@ -281,11 +281,19 @@ def _fmt(estimate: Estimate, digits: int = 3) -> str:
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def ci_excludes_zero(estimate: Estimate) -> bool:
+    """Whether the estimate's CI lies wholly above or below 0 (never, where there is no CI)."""
+    _, low, high = estimate
+    return low is not None and high is not None and (low > 0 or high < 0)
+
+
 def _excludes_zero(estimate: Estimate) -> str:
     _, low, high = estimate
     if low is None or high is None:
         return "no CI (1 seed)"
-    return "yes (higher)" if low > 0 else "yes (lower)" if high < 0 else "no"
+    if not ci_excludes_zero(estimate):
+        return "no"
+    return "yes (higher)" if low > 0 else "yes (lower)"
 
 
 def steps_label(steps: float, _position: int | None = None) -> str:
@@ -417,7 +425,7 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
                     difference = difference_ci(values, base, reps)
                     summary["differences"].append({
                         "env_id": env_id, "variant": variant, "metric": name, "difference": difference,
-                        "excludes_zero": _excludes_zero(difference).startswith("yes"),
+                        "excludes_zero": ci_excludes_zero(difference),
                         "probability_of_improvement": improvement_probability(values, base, reps),
                     })
     # across environments: only where a variant has the same number of seeds in every environment
