@@ -108,6 +108,9 @@ class _RecordingBackend:
     def stop(self) -> None:
         self.pending.clear()
 
+    def kill(self) -> None:
+        self.pending.clear()
+
     def close(self) -> None:
         pass
 
@@ -246,6 +249,46 @@ def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -
     # runs that had finished before the kill were not trained again
     for run_dir in finished_before:
         assert not found[run_dir.removeprefix("runs/")]["resumed"]
+
+
+def test_a_second_ctrl_c_kills_the_grid_at_once_and_each_run_keeps_a_checkpoint(tmp_path: Path) -> None:
+    from reengage.experiment.checkpoint import find_checkpoint
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(timesteps=1500, seeds=1)
+    raw["overrides"]["checkpoint_every"] = 200
+    experiment_file = tmp_path / "twice.yaml"
+    experiment_file.write_text(yaml.safe_dump(raw))
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment_file), "--results", str(results),
+               "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(results.rglob("checkpoint/state.pkl")):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.3)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+    start = time.monotonic()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert time.monotonic() - start < 20
+    assert "Traceback" not in err + out and "KeyboardInterrupt" not in err + out, err
+    # the workers leave Ctrl-C to the driver: they neither announce it nor treat it as their own stop request
+    assert "received" not in out, out
+    assert "interrupted" in err and "Run the same command again to resume" in err
+    assert not subprocess.run(["pgrep", "-f", str(experiment_file)], capture_output=True, text=True).stdout.split()
+    started = [path.parent for path in results.rglob("config.yaml")]
+    assert started
+    for run_dir in started:
+        # a run stopped by its SIGTERM says so; one killed mid-write still has its newest complete checkpoint
+        status = json.loads((run_dir / "status.json").read_text()) if (run_dir / "status.json").exists() else None
+        assert status is None or status["status"] == "interrupted", status
+        if status is not None or (run_dir / "checkpoint").exists():
+            assert find_checkpoint(run_dir / "checkpoint") is not None
 
 
 class _OneAtATimeBackend(_RecordingBackend):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .execute import FAILED, execute_run, read_status
+from .execute import FAILED, INTERRUPTED, execute_run, read_status
 
 RAY_INSTALL_HINT = 'the ray backend needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
 
@@ -41,6 +41,8 @@ class Backend(Protocol):
 
     def stop(self) -> None: ...
 
+    def kill(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -52,7 +54,10 @@ def _worker_loop(connection: Any) -> None:
         job = connection.recv()
         if job is None:
             return
-        connection.send(execute_run(job))
+        outcome = execute_run(job)
+        connection.send(outcome)
+        if outcome["status"] == INTERRUPTED:
+            return  # the driver's SIGTERM stopped the run: the worker ends with it, not waits for the next job
 
 
 @dataclass
@@ -121,13 +126,21 @@ class LocalBackend:
                 outcomes.append({**status, "run_id": run_id})
         return outcomes
 
+    def _workers(self) -> list[_Worker]:
+        return [worker for worker, _ in self._busy.values()] + self._idle
+
     def stop(self) -> None:
-        workers = [worker for worker, _ in self._busy.values()] + self._idle
+        workers = self._workers()
         for worker in workers:
             worker.process.terminate()
         for worker in workers:
             # train_run answers SIGTERM by checkpointing at its next step: give it time, then kill
             worker.process.join(timeout=15)
+        self.kill()
+
+    def kill(self) -> None:
+        """End every worker now (SIGKILL): a run keeps its last complete checkpoint, never a partial one."""
+        for worker in self._workers():
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
@@ -207,6 +220,9 @@ class RayBackend:
         for ref in self._refs:
             self._ray.cancel(ref, force=True)
         self._refs.clear()
+
+    def kill(self) -> None:
+        self.stop()  # a forced cancel already kills the task's worker
 
     def close(self) -> None:
         self.stop()

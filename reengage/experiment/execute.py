@@ -5,7 +5,8 @@ The run folder is the run's whole state, so any backend can pick a run up where 
 * ``run.json``: the run's identity (environment, variant, grid point, seed, configuration hash);
 * what :func:`reengage.experiment.runner.train_run` writes (``config.yaml``, ``evaluations.csv``,
   ``checkpoint/``, ``model.zip``, TensorBoard events);
-* ``status.json``: written last, ``{"status": "done", ...}`` or ``{"status": "failed", "error": ...}``.
+* ``status.json``: written last, ``{"status": "done", ...}``, ``{"status": "failed", "error": ...}`` or
+  ``{"status": "interrupted", "step": ...}`` (SIGTERM/SIGINT: stopped after a checkpoint, resumed next time).
 
 A folder with ``config.yaml`` and a checkpoint is an interrupted run and is resumed
 (``train_run(..., resume=True)``); one that died before its first checkpoint starts again.
@@ -24,6 +25,7 @@ RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
 DONE = "done"
 FAILED = "failed"
+INTERRUPTED = "interrupted"
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
@@ -75,7 +77,7 @@ def execute_run(job: dict[str, Any]) -> dict[str, Any]:
     try:
         import torch
 
-        from .runner import train_run
+        from .runner import RunInterrupted, train_run
 
         torch.set_num_threads(int(job.get("threads", 1)))
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +94,8 @@ def execute_run(job: dict[str, Any]) -> dict[str, Any]:
             "timesteps": job["config"]["timesteps"],
             "resumed": resume,
         }
+    except RunInterrupted as stop:
+        outcome = {"status": INTERRUPTED, "step": stop.step, "signal": stop.signal_number}
     except Exception as error:  # noqa: BLE001  (a failed run is reported, and the grid goes on)
         outcome = {
             "status": FAILED,

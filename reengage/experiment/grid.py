@@ -155,12 +155,16 @@ def run_grid(
             progress.show(summary, running, waiting_steps, len(queue), force=bool(outcomes))
     except KeyboardInterrupt:
         summary.interrupted = True
-        backend.stop()
-        print(
-            f"[{experiment.name}] interrupted: stopped {len(running)} running run(s); their checkpoints are kept. "
-            "Run the same command again to resume.",
-            file=stream, flush=True,
-        )
+        print(f"[{experiment.name}] interrupted: {len(running)} running run(s) save a checkpoint and stop "
+              "(Ctrl-C again to kill them at once)", file=stream, flush=True)
+        try:
+            backend.stop()
+            how = "stopped"
+        except KeyboardInterrupt:
+            backend.kill()
+            how = "killed"
+        print(f"[{experiment.name}] {how} {len(running)} running run(s); their newest complete checkpoints are "
+              "kept. Run the same command again to resume.", file=stream, flush=True)
     finally:
         backend.close()
     return summary

@@ -63,25 +63,30 @@ class RunInterrupted(Exception):
 class StopRequest:
     """Turns SIGINT/SIGTERM into a request that the training loop honours at its next consistent point
     (a rollout start); a second signal stops at once (KeyboardInterrupt; the last complete checkpoint
-    stays on disk). Installed only in the main thread: elsewhere Python cannot take signals."""
+    stays on disk). Installed only in the main thread: elsewhere Python cannot take signals. A signal the
+    process ignores stays ignored: a grid worker leaves SIGINT (the terminal's Ctrl-C, sent to every
+    process of the group) to its driver, and a job started with ``nohup`` or ``&`` keeps what the shell set."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool = True) -> None:
         self.signal_number: int | None = None
+        self.announce = announce
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signal_number: int, frame: Any) -> None:
         if self.signal_number is not None:
             raise KeyboardInterrupt
         self.signal_number = signal_number
-        say(f"{signal.Signals(signal_number).name} received: saving a checkpoint at the next step "
-            "(send it again to stop at once)")
+        if self.announce:
+            say(f"{signal.Signals(signal_number).name} received: saving a checkpoint at the next step "
+                "(send it again to stop at once)")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for number in self.SIGNALS:
-                self._previous[number] = signal.signal(number, self._handle)
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -256,7 +261,7 @@ def train_run(
     SIGINT/SIGTERM, once the checkpoint is saved.
     """
     # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
-    with StopRequest() as stop:
+    with StopRequest(announce=verbose) as stop:
         return _train_run(config, seed, Path(logdir), device, resume, progress, restart, verbose, stop)
 
 
