@@ -7,6 +7,7 @@
     python -m reengage.experiment list FILE                                           # the runs, without running
     python -m reengage.experiment report results/smoke                                # curves, tables, statistics
     python -m reengage.experiment reevaluate results/smoke --episodes 1000            # final models on new episodes
+    python -m reengage.experiment scalars results/smoke --from-step 2000              # mean losses near the end
 
 Re-running the same ``run`` command skips finished runs and resumes interrupted ones from their
 checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
@@ -65,7 +66,7 @@ _non_negative_int = _int_at_least(0)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate,scalars}")
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     reevaluate.add_argument("--metric", default=None, choices=("eval/success_ever", "eval/success_final"),
                             help="success measure (default: the experiment file's report.metric when it is "
                                  "eval/success_final, else eval/success_ever)")
+
+    scalars = commands.add_parser("scalars", help="mean of TensorBoard scalars (losses) over each run's last steps")
+    scalars.add_argument("path", help="a results folder or one run folder")
+    scalars.add_argument("--tag", action="append", default=None, metavar="TAG",
+                         help="scalar to average, e.g. train/critic_loss; repeatable (default: every train/ scalar)")
+    scalars.add_argument("--from-step", type=_non_negative_int, default=0,
+                         help="average the values logged at steps >= this (default 0: the whole run)")
     return parser
 
 
@@ -254,10 +262,22 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scalars(args: argparse.Namespace) -> int:
+    from .scalar_means import ScalarsError, scalar_means, scalars_markdown
+
+    try:
+        rows = scalar_means(Path(args.path), args.tag, args.from_step)
+    except ScalarsError as error:
+        return _error(str(error))
+    print(scalars_markdown(rows, args.from_step), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate}
+    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
+                "scalars": cmd_scalars}
     return commands[args.command](args)
 
 
