@@ -217,21 +217,29 @@ def test_smoke_grid_on_a_local_ray_instance(tmp_path: Path) -> None:
     assert len(found) == 4 and all(status["status"] == "done" for status in found.values())
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -> None:
+def _start_grid_until_a_checkpoint(tmp_path: Path, seeds: int) -> tuple[subprocess.Popen, Path, Path]:
+    """A smoke grid of 1500-step runs (checkpoints every 200 steps) in its own process group, returned
+    once some run has written a checkpoint: (process, experiment file, results folder)."""
     raw = yaml.safe_load(SMOKE.read_text())
-    raw.update(timesteps=1500, seeds=3)
+    raw.update(timesteps=1500, seeds=seeds)
     raw["overrides"]["checkpoint_every"] = 200
-    experiment_file = tmp_path / "kill.yaml"
+    experiment_file = tmp_path / "interrupted.yaml"
     experiment_file.write_text(yaml.safe_dump(raw))
     results = tmp_path / "results"
     command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment_file), "--results", str(results),
                "--workers", "2", "--progress-every", "5"]
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     deadline = time.monotonic() + 300
     while not list(results.rglob("checkpoint/state.pkl")):
         assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.5)
+        time.sleep(0.05)
+    return process, experiment_file, results
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -> None:
+    process, experiment_file, results = _start_grid_until_a_checkpoint(tmp_path, seeds=3)
     finished_before = set(model_times(results))
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     start = time.monotonic()
@@ -254,20 +262,7 @@ def test_ctrl_c_stops_the_grid_promptly_and_a_relaunch_resumes(tmp_path: Path) -
 def test_a_second_ctrl_c_kills_the_grid_at_once_and_each_run_keeps_a_checkpoint(tmp_path: Path) -> None:
     from reengage.experiment.checkpoint import find_checkpoint
 
-    raw = yaml.safe_load(SMOKE.read_text())
-    raw.update(timesteps=1500, seeds=1)
-    raw["overrides"]["checkpoint_every"] = 200
-    experiment_file = tmp_path / "twice.yaml"
-    experiment_file.write_text(yaml.safe_dump(raw))
-    results = tmp_path / "results"
-    command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment_file), "--results", str(results),
-               "--workers", "2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not list(results.rglob("checkpoint/state.pkl")):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    process, experiment_file, results = _start_grid_until_a_checkpoint(tmp_path, seeds=1)
     os.killpg(process.pid, signal.SIGINT)
     time.sleep(0.3)
     if process.poll() is None:
