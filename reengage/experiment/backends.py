@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,9 +134,10 @@ class LocalBackend:
         workers = self._workers()
         for worker in workers:
             worker.process.terminate()
+        # train_run answers SIGTERM by checkpointing at its next step: give them 15 s together, then kill
+        deadline = time.monotonic() + 15
         for worker in workers:
-            # train_run answers SIGTERM by checkpointing at its next step: give it time, then kill
-            worker.process.join(timeout=15)
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
         self.kill()
 
     def kill(self) -> None:
