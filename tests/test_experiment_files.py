@@ -72,6 +72,7 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
     assert {r.algo for r in sac} == {"sac"} and len(sac) == 6
     bits = runs("bit_flipping_g1_reduced")
     assert {r.env_id for r in bits} == {"reengage/BitFlipping40-v0"} and len(bits) == 6
+    assert {r.config["timesteps"] for r in bits} == {1_600_000}  # the paper's budget
     assert {r.config["algo_kwargs"]["reengage_tau"] for r in bits if r.alpha > 0} == {1.0}
 
 
