@@ -339,9 +339,10 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
         if "success" in metric:
             axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="best")
+        # below the panel: inside it, long variant names (grid points) covered the curves and the axis label
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
