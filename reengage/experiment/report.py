@@ -315,7 +315,10 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
 
     columns = min(len(envs), 4)  # wrap many tasks (report.task_keys) into rows of four panels
     rows = -(-len(envs) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    # room below each panel for its legend (one line per variant, one for a reference line): the figure's
+    # size depends on the number of variants only, so reports of one experiment compare pixel for pixel
+    panel_height = 4 + 0.14 * (len(variants) + 1)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, panel_height * rows), squeeze=False)
     for axis in axes.flat[len(envs):]:
         axis.set_visible(False)
     for axis, env_id in zip(axes.flat, envs):
@@ -342,7 +345,7 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
         # below the panel: inside it, long variant names (grid points) covered the curves and the axis label
         axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
     figure.tight_layout()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
