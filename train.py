@@ -14,11 +14,11 @@ with the saved settings (``--timesteps N`` extends a finished run). Bad settings
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
 from reengage.experiment.registry import ALGOS
+from reengage.experiment.stop_signals import ignore_stop_signals
 
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
 
@@ -56,20 +56,12 @@ def _error(message: str) -> int:
     return 2
 
 
-def _ignore_further_signals() -> None:
-    """The process is stopping: another Ctrl-C or SIGTERM now (an impatient user, a supervisor that signals
-    twice) must not turn the exit into a traceback from an interpreter shutdown hook, or replace exit code 130
-    by a death from the signal."""
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt:
         # a second Ctrl-C, or one during start-up, before the signal handlers are in place
-        _ignore_further_signals()
+        ignore_stop_signals()
         print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
               "(continue with --resume, or start over with --restart)", file=sys.stderr)
         return 130
@@ -129,7 +121,7 @@ def _main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         return _error(str(error))
     except RunInterrupted as stop:
-        _ignore_further_signals()
+        ignore_stop_signals()
         print(f"train.py: {stop}", file=sys.stderr)
         return stop.exit_code
     print(f"tensorboard --logdir {logdir}")

@@ -108,8 +108,7 @@ class _RecordingBackend:
     def stop(self) -> None:
         self.pending.clear()
 
-    def kill(self) -> None:
-        self.pending.clear()
+    kill = stop
 
     def close(self) -> None:
         pass

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from .spec import ExperimentError, load_experiment
+from .stop_signals import ignore_stop_signals
 
 PROG = "python -m reengage.experiment"
 
@@ -126,11 +127,6 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _ignore_further_signals() -> None:
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .backends import BackendUnavailable, make_backend
     from .grid import run_grid
@@ -157,14 +153,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_grid(experiment, results, backend, args.device, args.threads, progress_every=args.progress_every)
     except KeyboardInterrupt:
         # a third Ctrl-C, while the workers were being killed: they are gone or going (SIGKILL sent)
-        _ignore_further_signals()
+        ignore_stop_signals()
         print(f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
               file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     if summary.interrupted:
-        _ignore_further_signals()  # the grid is stopping: another signal must not turn the exit into a traceback
+        ignore_stop_signals()  # the grid is stopping: another signal must not turn the exit into a traceback
     print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed of {summary.total}", file=sys.stderr)
     for run_id, error in summary.failed.items():

@@ -34,6 +34,7 @@ from .run_folder import (
     inspect_run_folder,
     refuse_fresh_start,
 )
+from .stop_signals import STOP_SIGNALS
 
 # a run expected to take longer than this says so at its start
 LONG_RUN_SECONDS = 3600.0
@@ -67,7 +68,7 @@ class StopRequest:
     process ignores stays ignored: a grid worker leaves SIGINT (the terminal's Ctrl-C, sent to every
     process of the group) to its driver, and a job started with ``nohup`` or ``&`` keeps what the shell set."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self, announce: bool = True) -> None:
         self.signal_number: int | None = None
