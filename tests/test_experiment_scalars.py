@@ -88,3 +88,10 @@ def test_paths_without_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
         assert experiment_main(["scalars", str(path)]) == 2
         assert expected in capsys.readouterr().err
 
+
+def test_an_unreadable_run_config_exits_2_naming_it(results: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = results / "runs" / "ReenGAGE" / "s0" / "config.yaml"
+    config.write_text("reengage_alpha: [unclosed\n")
+    assert experiment_main(["scalars", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config} is not readable YAML" in err and "Traceback" not in err

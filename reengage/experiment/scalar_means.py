@@ -51,7 +51,11 @@ def _alpha(run_dir: Path) -> float | None:
     config = run_dir / "config.yaml"
     if not config.exists():
         return None
-    value = (yaml.safe_load(config.read_text()) or {}).get("reengage_alpha")
+    try:
+        saved = yaml.safe_load(config.read_text())
+    except yaml.YAMLError as error:
+        raise ScalarsError(f"{config} is not readable YAML ({error})") from None
+    value = saved.get("reengage_alpha") if isinstance(saved, dict) else None
     return None if value is None else float(value)
 
 
