@@ -27,6 +27,10 @@ DONE = "done"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
 
+# a finished run's compact record: what the report reads, kilobytes per run (never the model, the
+# checkpoints, the replay buffer or the TensorBoard events)
+RECORD_FILES = (RUN_FILE, "config.yaml", "evaluations.csv", "episodes.csv", "segments.json", STATUS_FILE)
+
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     try:
@@ -36,10 +40,16 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 
 
 def is_finished(run_dir: Path) -> bool:
-    from .runner import FINAL_MODEL
+    """Whether ``run_dir`` holds a finished run: ``status.json`` says done and ``evaluations.csv`` is there.
+
+    The model and checkpoints are not required: a finished run's compact record (the files that
+    :data:`RECORD_FILES` names, committed to a repository) counts as finished, so a fresh clone of the
+    results skips it instead of training it again.
+    """
+    from .runner import EVALUATIONS_FILE
 
     status = read_status(run_dir)
-    return bool(status and status.get("status") == DONE and (Path(run_dir) / FINAL_MODEL).exists())
+    return bool(status and status.get("status") == DONE and (Path(run_dir) / EVALUATIONS_FILE).exists())
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
