@@ -310,3 +310,41 @@ def test_progress_lines_count_the_runs_that_replaced_finished_ones(tmp_path: Pat
     assert [line.split(" done ")[0].split()[-1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
     assert ["2 running" in line for line in lines] == [True, True, False, False]
     assert "1 running, 0 failed, 0 waiting" in lines[2] and "0 running, 0 failed, 0 waiting" in lines[3]
+
+
+def test_committed_records_alone_reproduce_the_report_and_are_not_trained_again(
+        smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """What `records` lists (the compact record a repository keeps) is enough: a folder holding only those
+    files reports the same numbers, and `run` skips its runs instead of training them again."""
+    full_report, clone_report = tmp_path / "full", tmp_path / "clone_report"
+    assert experiment_main(["report", str(smoke_results), "--out", str(full_report), "--reps", "200"]) == 0
+    capsys.readouterr()
+    assert experiment_main(["records", str(smoke_results)]) == 0
+    listed = [Path(line) for line in capsys.readouterr().out.splitlines()]
+    names = {path.name for path in listed}
+    assert names == {"experiment.json", "run.json", "config.yaml", "evaluations.csv", "episodes.csv",
+                     "segments.json", "status.json"}
+    assert not any(path.suffix in {".zip", ".pkl"} or "checkpoint" in path.parts or "events" in path.name
+                   for path in listed)
+    clone = tmp_path / "clone"
+    for path in listed:
+        target = clone / path.relative_to(smoke_results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    assert sum(path.stat().st_size for path in listed) < 200_000  # kilobytes, not megabytes
+    assert experiment_main(["report", str(clone), "--out", str(clone_report), "--reps", "200"]) == 0
+    assert (clone_report / "report.md").read_text().replace(str(clone), "X") == \
+        (full_report / "report.md").read_text().replace(str(smoke_results), "X")
+    capsys.readouterr()
+    assert experiment_main(["list", str(SMOKE), "--results", str(clone)]) == 0
+    assert all(line.startswith("done") for line in capsys.readouterr().out.splitlines())
+    assert experiment_main(["run", str(SMOKE), "--results", str(clone), "--workers", "2"]) == 0
+    assert "0 trained, 4 already done" in capsys.readouterr().err
+    assert not list(clone.rglob("model.zip"))
+
+
+def test_records_of_a_folder_without_finished_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert experiment_main(["records", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert experiment_main(["records", str(tmp_path)]) == 2
+    assert "no finished run" in capsys.readouterr().err

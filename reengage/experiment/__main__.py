@@ -67,7 +67,7 @@ _non_negative_int = _int_at_least(0)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate,scalars}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate,scalars,records}")
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="scalar to average, e.g. train/critic_loss; repeatable (default: every train/ scalar)")
     scalars.add_argument("--from-step", type=_non_negative_int, default=0,
                          help="average the values logged at steps >= this (default 0: the whole run)")
+
+    records = commands.add_parser("records", help="the files of each finished run's compact record, one path a line "
+                                                  "(to commit: ... records RESULTS_DIR | xargs git add)")
+    records.add_argument("results_dir")
     return parser
 
 
@@ -269,12 +273,31 @@ def cmd_scalars(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    from .execute import record_paths
+
+    results = Path(args.results_dir)
+    if not results.is_dir():
+        return _error(f"results folder {str(results)!r} " + ("is a file, not a folder" if results.exists() else "not found"))
+    paths = record_paths(results)
+    if not paths:
+        return _error(f"no finished run in {results} (a finished run's status.json says done)")
+    for path in paths:
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
-                "scalars": cmd_scalars}
-    return commands[args.command](args)
+                "scalars": cmd_scalars, "records": cmd_records}
+    try:
+        return commands[args.command](args)
+    except BrokenPipeError:
+        # the reader of a listing went away (`... list FILE | head`): not an error of this command
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -52,6 +52,23 @@ def is_finished(run_dir: Path) -> bool:
     return bool(status and status.get("status") == DONE and (Path(run_dir) / EVALUATIONS_FILE).exists())
 
 
+def record_paths(results_dir: Path) -> list[Path]:
+    """The files to keep of a results folder: its manifest and each finished run's :data:`RECORD_FILES`.
+
+    Unfinished, failed and interrupted runs are left out (their state is a checkpoint, which is never
+    committed); so are the model, checkpoints and TensorBoard events of finished runs.
+    """
+    from .grid import MANIFEST_FILE
+
+    results_dir = Path(results_dir)
+    paths = [path for path in [results_dir / MANIFEST_FILE] if path.exists()]
+    for run_file in sorted(results_dir.rglob(RUN_FILE)):
+        run_dir = run_file.parent
+        if is_finished(run_dir):
+            paths.extend(run_dir / name for name in RECORD_FILES if (run_dir / name).exists())
+    return paths
+
+
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     # write then rename: a reader (the driver, the report) never sees half a file
     staging = path.with_name(path.name + ".tmp")
