@@ -561,8 +561,6 @@ class FastSACTrainer(FastTrainMixin):
 
     def _fast_unsupported(self) -> list[str]:
         unsupported = super()._fast_unsupported()
-        if self.use_sde:
-            unsupported.append("use_sde=True")
         if self.batch_norm_stats:
             unsupported.append("batch-norm statistics in the critic")
         return unsupported
@@ -601,6 +599,9 @@ class FastSACTrainer(FastTrainMixin):
             "train/reengage_loss", "train/reengage_masked_fraction")}
         for gradient_step in range(gradient_steps):
             batch = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            if self.use_sde:
+                # gSDE: a fresh exploration matrix for this step, as SB3 draws it (the term's target uses it too)
+                self.actor.reset_noise()
             self._log_diagnostics(batch, self._n_updates + gradient_step)
             # the same draws in the same order as SB3: the policy's action first, then the target's
             actions_pi, log_prob = self.actor.action_log_prob(batch.observations)

@@ -3,6 +3,15 @@
 The target is ``min_j Q'_j(s', a', g) - ent_coef * log pi(a' | s', g)`` with
 ``a' = tanh(mu(s', g) + sigma(s', g) * eps)``; its goal gradient flows through ``mu`` and ``sigma``
 (the reparameterisation) and through the log-probability.
+
+With gSDE (``use_sde=True``) the noise is ``phi(s', g) @ E``: ``phi`` the actor's last hidden layer,
+``E`` the exploration matrix (``E_ij ~ N(0, sigma_ij^2)``, independent of the goal), so the action's
+distribution at ``s'`` is ``tanh(N(mu, phi^2 @ sigma^2))``. Holding ``E`` fixed is a valid
+reparameterisation of that distribution, so the goal gradient of the sampled target is an unbiased
+estimate of the goal gradient of the expected target, as without gSDE. It flows through ``mu``, through
+``phi(s', g)`` in the noise and in the variance of ``log pi`` (SAC's actor learns its gSDE features, so
+SB3 keeps that path). ``E`` is the matrix SB3 drew at the start of the gradient step and used for its
+own TD target: the term differentiates that very target and draws nothing.
 """
 
 from __future__ import annotations
@@ -20,11 +29,6 @@ _TANH_EPSILON = 1e-6
 
 
 class SACGoalGradient(GoalGradientMixin):
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        if self.use_sde:
-            raise ValueError("ReenGAGE-SAC supports use_sde=False only (the target draws its own Gaussian noise)")
-
     def _batch_context(self, batch: Any) -> dict[str, Any]:
         # SAC forms its target with the entropy coefficient read before that step's coefficient update
         if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
@@ -32,12 +36,17 @@ class SACGoalGradient(GoalGradientMixin):
         return {"ent_coef": self.ent_coef_tensor}
 
     def _target_value(self, next_obs: ObsDict, batch: Any, context: dict[str, Any]) -> Tensor:
-        mean, log_std, _ = self.actor.get_action_dist_params(next_obs)
-        std = log_std.exp()
-        pre_tanh = mean + std * self._draw_normal(mean.shape)
-        next_actions = torch.tanh(pre_tanh)
-        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh).sum(dim=1, keepdim=True)
-        log_prob = log_prob - torch.log(1.0 - next_actions**2 + _TANH_EPSILON).sum(dim=1, keepdim=True)
+        if self.use_sde:
+            # the actor's current exploration matrix, through SB3's own gSDE distribution
+            next_actions, log_prob = self.actor.action_log_prob(next_obs)
+            log_prob = log_prob.reshape(-1, 1)
+        else:
+            mean, log_std, _ = self.actor.get_action_dist_params(next_obs)
+            std = log_std.exp()
+            pre_tanh = mean + std * self._draw_normal(mean.shape)
+            next_actions = torch.tanh(pre_tanh)
+            log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh).sum(dim=1, keepdim=True)
+            log_prob = log_prob - torch.log(1.0 - next_actions**2 + _TANH_EPSILON).sum(dim=1, keepdim=True)
         next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1).min(dim=1, keepdim=True).values
         return next_q - context["ent_coef"] * log_prob
 

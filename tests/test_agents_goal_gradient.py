@@ -164,6 +164,36 @@ def test_goal_gradients_match_finite_differences(cls):
     assert torch.allclose(critic_grad.double(), numeric, atol=5e-3, rtol=5e-2)
 
 
+def test_sac_gsde_goal_gradient_flows_through_the_noise_features():
+    """gSDE's target action is tanh(mu + phi(s', g) @ E), with E the exploration matrix of the step: the goal
+    gradient is the total derivative at fixed E, through phi in the noise and in log pi's variance too."""
+    policy_kwargs = dict(net_arch=[16, 16], share_features_extractor=False, log_std_init=-1.0)
+    model = _small_agent(ReenGAGESAC, reengage_alpha=0.2, use_sde=True, policy_kwargs=policy_kwargs)
+    model.learn(80)
+    batch = model.replay_buffer.sample(16, env=None)
+    context = model._batch_context(batch)
+    model.actor.reset_noise()  # E, held fixed below (the target reads it and draws nothing)
+
+    def target_value(goal):
+        with torch.no_grad():
+            return model._target_value({**batch.next_observations, "desired_goal": goal}, batch, context).double()
+
+    autograd = model.target_goal_gradient(batch, context).double()
+    # a small step: the noise features are ReLU units, and a wider step crosses their kinks
+    numeric = _central_difference(target_value, batch.next_observations["desired_goal"].clone(), step=1e-3)
+    assert torch.allclose(autograd, numeric, atol=5e-3, rtol=5e-2)
+    # cutting the path through phi (SB3's learn_features=False) gives another, wrong derivative
+    model.actor.action_dist.learn_features = False
+    assert not torch.allclose(model.target_goal_gradient(batch, context).double(), numeric, atol=5e-3, rtol=5e-2)
+    model.actor.action_dist.learn_features = True
+    # and the term's gradient reaches the critic only (not the actor's log_std through E)
+    model.policy.zero_grad(set_to_none=True)
+    loss, _ = model.goal_gradient_loss(batch, context)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.critic.parameters())
+    assert all(p.grad is None for p in [*model.actor.parameters(), *model.critic_target.parameters()])
+
+
 @pytest.mark.parametrize("cls", [ReenGAGEDDPG, ReenGAGETD3, ReenGAGESAC])
 def test_the_term_reaches_only_the_critic(cls):
     model = _small_agent(cls, reengage_alpha=0.2)

@@ -55,6 +55,21 @@ def test_alpha_zero_with_the_path_running_is_the_stock_algorithm(cls, stock_cls)
     assert all(torch.allclose(stock[name], ours[name], rtol=0, atol=1e-7) for name in stock)
 
 
+@pytest.mark.parametrize("monitor", [False, True])
+def test_sac_with_gsde_at_alpha_zero_is_the_stock_algorithm(monitor):
+    """gSDE redraws its exploration matrix from the global generator; the term (at zero weight) draws nothing."""
+    kwargs = dict(_kwargs(SAC), use_sde=True)
+    stock = SAC("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **kwargs)
+    stock.learn(300)
+    model = ReenGAGESAC("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **kwargs,
+                        reengage_alpha=0.0, reengage_monitor=monitor)
+    model.learn(300)
+    assert ("train/reengage_loss" in model.logger.name_to_value) == monitor
+    stock, ours = _parameters(stock), _parameters(model)
+    assert stock.keys() == ours.keys() and "actor.log_std" in ours
+    assert all(torch.equal(stock[name], ours[name]) for name in stock)
+
+
 @pytest.mark.parametrize("cls, stock_cls", PAIRS[:1])
 def test_a_positive_alpha_changes_training(cls, stock_cls):
     stock = _parameters(_train(stock_cls, stock_cls))

@@ -201,3 +201,21 @@ def test_issue_14_grid_after_column_is_what_train_py_trains_by_default(name: str
         assert run.config == default, run.run_id
     assert {(r.config["batch_size"], r.config["learning_rate"]) for r in compared} == {(256, 5.0e-4)}
     assert {r.config["algo_kwargs"].get("reengage_matching") for r in compared if r.alpha > 0} == {"one_sided"}
+
+
+@pytest.mark.parametrize("name, cells, budget", [("sac_td3_matching_grid", 6, 20000),
+                                                 ("sac_td3_matching_grid_d20", 2, 40000)])
+def test_sac_td3_matching_grid_trains_the_generic_ids_defaults(name: str, cells: int, budget: int) -> None:
+    # each run is `train.py --env reengage/ContinuousSeek-v0 --algo A --alpha a --set env_kwargs=...` with only the
+    # matching pinned, at the DDPG grid's budget for its d
+    runs = load_experiment(EXPERIMENTS / f"{name}.yaml").runs
+    assert len(runs) == 6 * cells * 3 and {r.seed for r in runs} == {0, 1, 2}
+    matchings = {(r.algo, r.alpha, r.config["algo_kwargs"].get("reengage_matching")) for r in runs}
+    assert matchings == {(algo, alpha, matching) for algo in ("sac", "td3")
+                         for alpha, matching in ((0.0, None), (0.2, "full"), (0.2, "one_sided"))}
+    for run in runs:
+        kwargs = run.config["env_kwargs"]
+        assignments = [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"]
+        if run.alpha > 0:
+            assignments.append(f"algo_kwargs.reengage_matching={run.config['algo_kwargs']['reengage_matching']}")
+        assert run.config == resolve_config("reengage/ContinuousSeek-v0", run.algo, run.alpha, budget, assignments)

@@ -156,10 +156,14 @@ def test_fast_and_sb3_paths_make_the_same_update(fast_cls, alpha, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("use_sde", [False, True])
 @pytest.mark.parametrize("alpha", [0.0, 0.2])
-def test_fast_and_sb3_paths_make_the_same_sac_update(alpha, device):
-    """SAC draws the policy's action, then the target's; the term reuses the target's sample on the fast path."""
-    fast, stock, batch = _filled_pair(FastReenGAGESAC, alpha, device)
+def test_fast_and_sb3_paths_make_the_same_sac_update(alpha, use_sde, device):
+    """SAC draws the policy's action, then the target's; the term reuses the target's sample on the fast path.
+
+    With gSDE both paths redraw the exploration matrix first and the term uses that step's matrix.
+    """
+    fast, stock, batch = _filled_pair(FastReenGAGESAC, alpha, device, use_sde=use_sde)
     for step in range(3):
         for agent in (fast, stock):
             agent.replay_buffer.sample = lambda *args, **kwargs: batch
@@ -174,6 +178,29 @@ def test_fast_and_sb3_paths_make_the_same_sac_update(alpha, device):
     _assert_same_parameters(_policy_tensors(fast), _policy_tensors(stock), rtol=1e-4, atol=1e-5)
     for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef"):
         assert fast.logger.name_to_value[key] == pytest.approx(stock.logger.name_to_value[key], rel=1e-4)
+
+
+def test_fast_sac_with_gsde_at_alpha_zero_trains_like_stock_sac():
+    """What train.py builds for SAC with gSDE (the fast agent) redraws gSDE's exploration matrix as SB3 does.
+
+    Over 300 steps with SB3's own HER buffer (the fast buffer relabels with other draws) the parameters
+    agree with stock SAC to the fast path's rounding (fused Adam, lerp): without the redraw they differ by ~1e-2.
+    """
+    from stable_baselines3 import SAC
+
+    class SB3HerBuffer(HerReplayBuffer):
+        """SB3's buffer under another name, so the fast agent keeps it."""
+
+    config = resolve_config("reengage/ContinuousSeek5-v0", "sac", alpha=0.0, assignments=["algo_kwargs.use_sde=true"])
+    assert agent_class(config) is FastReenGAGESAC and config["algo_kwargs"] == {"use_sde": True}
+    models = []
+    for cls, extra in ((SAC, {}), (FastReenGAGESAC, {"reengage_alpha": 0.0})):
+        model = cls("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), replay_buffer_class=SB3HerBuffer,
+                    learning_starts=100, batch_size=32, seed=3, gamma=0.95, use_sde=True,
+                    policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False), **extra)
+        model.learn(300)
+        models.append(_policy_tensors(model))
+    _assert_same_parameters(*models, rtol=0, atol=1e-5)
 
 
 def test_fast_path_at_alpha_zero_is_stock_ddpg():
