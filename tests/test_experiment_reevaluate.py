@@ -82,19 +82,39 @@ def test_new_episodes_are_written_run_by_run_and_reused(smoke_results: Path, tmp
     assert calls == [] and again == rows
 
 
-def test_summary_compares_with_the_baseline_on_both_measures() -> None:
-    def row(variant: str, seed: int, logged: float, success: float) -> Reevaluation:
-        return Reevaluation(f"E/{variant}/s{seed}", "E", variant, "default", seed, logged, 50, success, 1000)
+def reevaluation(variant: str, seed: int, logged: float, success: float) -> Reevaluation:
+    return Reevaluation(f"E/{variant}/s{seed}", "E", variant, "default", seed, logged, 50, success, 1000)
 
-    rows = [row("base", 0, 0.9, 0.80), row("base", 1, 0.9, 0.82), row("base", 2, 0.9, 0.84),
-            row("new", 0, 0.7, 0.90), row("new", 1, 0.7, 0.92), row("new", 2, 0.7, 0.94)]
+
+def test_summary_compares_with_the_baseline_on_both_measures() -> None:
+    rows = [reevaluation("base", seed, 0.9, 0.80 + 0.01 * seed) for seed in range(5)]
+    rows += [reevaluation("new", seed, 0.7, 0.90 + 0.01 * seed) for seed in range(5)]
     table = summary_markdown(rows, "base", reps=500)
     new_line = next(line for line in table.splitlines() if "| new |" in line)
-    # logged: 0.7 - 0.9 = -0.2 with no spread; re-evaluated: 0.92 - 0.82 = +0.10, both CIs exclude 0
-    assert "-0.200 [-0.200, -0.200]" in new_line and "| 0.100 [" in new_line
-    assert new_line.endswith("yes (lower) / yes (higher) |")
-    assert "| base | 3 | 0.900 [0.900, 0.900] | 0.820 [" in table
+    # logged: 0.7 - 0.9 = -0.2 with no spread in either group (no Welch CI: the exact permutation test decides);
+    # re-evaluated: 0.92 - 0.82 = +0.10 with a Welch CI; 5 vs 5 seeds wholly apart: p = 2/252 for both
+    assert "| 5 vs 5 | 0.700 [0.700, 0.700] | 0.920 [" in new_line
+    assert "| -0.200 (no spread in either group, no CI) | 0.100 [" in new_line
+    assert new_line.endswith("| 0.008 / 0.008 | yes (lower) / yes (higher) |")
+    assert "| base | 5 | 0.900 [0.900, 0.900] | 0.820 [" in table
+    assert "Welch t CI" in table and "exact permutation" in table
     assert "one 50-episode evaluation: 0.071 at success 0.5" in table
+
+
+def test_summary_with_few_seeds_is_exploratory() -> None:
+    # 3 vs 3 seeds: the smallest two-sided permutation p-value is 2/20 = 0.1, so no difference is claimed, however
+    # far apart the seeds are (the Welch CI of the re-evaluated difference excludes 0 on its own)
+    rows = [reevaluation("base", seed, 0.9, 0.80 + 0.02 * seed) for seed in range(3)]
+    rows += [reevaluation("new", seed, 0.7, 0.90 + 0.02 * seed) for seed in range(3)]
+    table = summary_markdown(rows, "base", reps=500)
+    new_line = next(line for line in table.splitlines() if "| new |" in line)
+    assert "| 3 vs 3 |" in new_line and "| 0.100 [0.0" in new_line
+    assert new_line.endswith("| 0.100 / 0.100 | exploratory (3 vs 3 seeds, too few for p <= 0.05): no / no |")
+    # 4 vs 4: p can reach 2/70, and the claim is made, but labelled exploratory
+    rows = [reevaluation("base", seed, 0.9, 0.80 + 0.01 * seed) for seed in range(4)]
+    rows += [reevaluation("new", seed, 0.9, 0.90 + 0.01 * seed) for seed in range(4)]
+    new_line = next(line for line in summary_markdown(rows, "base", reps=500).splitlines() if "| new |" in line)
+    assert new_line.endswith("| 1.000 / 0.029 | exploratory (4 vs 4 seeds): no / yes (higher) |")
 
 
 def test_command_line_bad_input_exits_2(smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from reengage.experiment.__main__ import main as experiment_main
 from reengage.experiment.report import ReportError, build_report, mean_ci, steps_label, write_report
@@ -131,19 +133,40 @@ def test_iqm_drops_the_outer_quarters() -> None:
     assert point == low == high == pytest.approx(0.7)
 
 
+def split_p_value(new: np.ndarray, base: np.ndarray) -> float:
+    """Two-sided exact permutation p-value of the difference of means by plain enumeration of the splits."""
+    pooled, observed = np.concatenate([new, base]), abs(new.mean() - base.mean())
+    splits = [np.isin(np.arange(len(pooled)), chosen) for chosen in combinations(range(len(pooled)), len(new))]
+    extreme = [abs(pooled[mask].mean() - pooled[~mask].mean()) >= observed - 1e-12 for mask in splits]
+    return float(np.mean(extreme))
+
+
 def test_difference_from_baseline_and_probability_of_improvement(grid_results: Path) -> None:
     summary = build_report(grid_results, reps=2000)
     auc = next(d for d in summary["differences"] if d["metric"] == "auc")
     assert auc["variant"] == "new"
+    assert auc["seeds"] == "5 vs 5" and auc["seed_counts"] == [5, 5] and not auc["exploratory"]
     point, low, high = auc["difference"]
     assert point == pytest.approx(0.3)  # 0.7 - 0.4
+    # the interval is Welch's t interval (scipy's, computed independently) and the p-value the exact permutation one
+    new, base = 0.5 + 0.1 * np.arange(5), 0.2 + 0.1 * np.arange(5)
+    welch = stats.ttest_ind(new, base, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((welch.low, welch.high))
+    assert auc["p_value"] == pytest.approx(split_p_value(new, base)) and auc["p_value"] < 0.05
     assert low > 0 and auc["excludes_zero"]
     # per seed 'new' beats 'base' by 0.3 but seeds overlap across variants: P(new > base) is known exactly
-    new, base = 0.5 + 0.1 * np.arange(5), 0.2 + 0.1 * np.arange(5)
     expected = np.mean([(x > y) + 0.5 * (x == y) for x in new for y in base])
+    improvement = auc["probability_of_improvement"]
     # (one exact tie, 0.5 against 0.5, may fall either way in floating point: 0.5/25 = 0.02)
-    assert auc["probability_of_improvement"][0] == pytest.approx(expected, abs=0.021)
-    assert auc["probability_of_improvement"][0] > 0.85
+    assert improvement["estimate"] == pytest.approx(expected, abs=0.021)
+    assert improvement["estimate"] > 0.85 and improvement["seeds"] == "5 vs 5"
+    # its p-value is the permutation Mann-Whitney test's (scipy's, on the AUCs as the report computes them, so
+    # that the 0.5 against 0.5 tie falls the same way)
+    levels = 0.1 * np.arange(5)
+    new_auc = np.array([[0.2 + level, 0.4 + level, 0.6 + level, 0.8 + level] for level in levels]).mean(axis=1)
+    base_auc = np.array([[0.0 + level, 0.0 + level, 0.4 + level, 0.4 + level] for level in levels]).mean(axis=1)
+    mann_whitney = stats.mannwhitneyu(new_auc, base_auc, method=stats.PermutationMethod(n_resamples=np.inf))
+    assert improvement["p_value"] == pytest.approx(mann_whitney.pvalue)
 
 
 def test_identical_variants_give_a_difference_whose_ci_holds_zero(tmp_path: Path) -> None:
@@ -157,7 +180,10 @@ def test_identical_variants_give_a_difference_whose_ci_holds_zero(tmp_path: Path
     for entry in summary["differences"]:
         point, low, high = entry["difference"]
         assert point == 0 and low < 0 < high and not entry["excludes_zero"]
-        assert entry["probability_of_improvement"][0] == pytest.approx(0.5)
+        assert entry["p_value"] == pytest.approx(1.0)
+        assert entry["seeds"] == "4 vs 4" and entry["exploratory"]
+        assert entry["probability_of_improvement"]["estimate"] == pytest.approx(0.5)
+        assert entry["probability_of_improvement"]["p_value"] == pytest.approx(1.0)
 
 
 def test_renamed_success_column_unfinished_and_stale_runs(tmp_path: Path) -> None:
@@ -181,7 +207,10 @@ def test_renamed_success_column_unfinished_and_stale_runs(tmp_path: Path) -> Non
 def test_report_files_and_cli(grid_results: Path, capsys: pytest.CaptureFixture) -> None:
     assert experiment_main(["report", str(grid_results), "--reps", "500"]) == 0
     markdown = (grid_results / "report" / "report.md").read_text()
-    assert "**best**" in markdown and "CI excludes 0" in markdown and "yes (higher)" in markdown
+    assert "**best**" in markdown and "excludes 0 (Welch CI and p <= 0.05)" in markdown
+    # 5 vs 5 seeds: a claim, named with its seed counts and p-value, not labelled exploratory
+    assert "| new | auc | 5 vs 5 | 0.300 [0.069, 0.531] | 0.040 | yes (higher) | 0.88 (p = 0.056) |" in markdown
+    assert "exploratory" not in markdown.split("## Difference from the baseline")[1]
     assert (grid_results / "report" / "curves.png").stat().st_size > 10_000
     assert json.loads((grid_results / "report" / "summary.json").read_text())["baseline"] == "base"
 
@@ -319,7 +348,47 @@ def test_one_seed_gets_no_interval_and_no_claim_that_it_excludes_zero(tmp_path: 
     rows = {row["variant"]: row for row in summary["results"]}
     assert rows["new"]["auc"] == [pytest.approx(0.3), None, None]
     assert rows["two"]["auc"][1] == pytest.approx(0.3) and rows["two"]["auc"][2] == pytest.approx(0.4)
+    assert auc["new"]["p_value"] is None and auc["new"]["probability_of_improvement"]["p_value"] is None
+    assert auc["new"]["seeds"] == "1 vs 1" and auc["two"]["seeds"] == "2 vs 1"
     markdown = path.read_text()
-    assert "| new | auc | 0.150 (1 seed, no CI) | no CI (1 seed) |" in markdown
+    assert "| new | auc | 1 vs 1 | 0.150 (1 seed, no CI) | - | exploratory (1 vs 1 seeds): no CI (1 seed) |" in markdown
     assert "yes (higher)" not in markdown
     assert "| two | 2 |" in markdown and "0.350 [0.300, 0.400]" in markdown
+
+
+def test_few_seeds_are_exploratory_and_no_spread_leaves_the_claim_to_the_permutation_test(tmp_path: Path) -> None:
+    """3 vs 3 seeds can never reach p <= 0.05 (smallest p 2/20); 4 vs 4 can (2/70) but is labelled exploratory;
+    5 vs 5 seeds that never vary (0.0 against 1.0) have no Welch interval, and the exact p = 2/252 decides."""
+    runs: list = []
+    for seed in range(5):
+        write_run(tmp_path, ENV, "base", {}, seed, [0.0] * 4, in_manifest=runs)
+        write_run(tmp_path, ENV, "solved", {}, seed, [1.0] * 4, in_manifest=runs)
+        if seed < 4:
+            write_run(tmp_path, ENV, "four", {}, seed, [0.5 + 0.1 * seed] * 4, in_manifest=runs)
+        if seed < 3:
+            write_run(tmp_path, ENV, "three", {}, seed, [0.5 + 0.1 * seed] * 4, in_manifest=runs)
+            write_run(tmp_path, ENV2, "base", {}, seed, [0.1 * seed] * 4, in_manifest=runs)
+            write_run(tmp_path, ENV2, "three", {}, seed, [0.5 + 0.1 * seed] * 4, in_manifest=runs)
+    write_manifest(tmp_path, runs, ["base", "solved", "four", "three"], "base")
+    first = write_report(tmp_path, tmp_path / "first", reps=200)
+    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    final = {(e["env_id"], e["variant"]): e for e in summary["differences"] if e["metric"] == "final"}
+    solved = final[(ENV, "solved")]
+    assert solved["difference"] == [1.0, None, None] and solved["p_value"] == pytest.approx(2 / 252)
+    assert solved["excludes_zero"] and not solved["exploratory"]
+    four = final[(ENV, "four")]
+    assert four["seeds"] == "4 vs 5" and four["exploratory"] and four["excludes_zero"]
+    three = final[(ENV2, "three")]
+    assert three["seeds"] == "3 vs 3" and three["exploratory"] and not three["excludes_zero"]
+    assert three["p_value"] == pytest.approx(0.1) and three["difference"][1] > 0  # the Welch CI alone excludes 0
+    markdown = first.read_text()
+    assert f"| {ENV} | solved | final | 5 vs 5 | 1.000 (no spread in either group, no CI) | 0.008 | yes (higher) |" in markdown
+    assert f"| {ENV} | four | final | 4 vs 5 |" in markdown and "| exploratory (4 vs 5 seeds): yes (higher) |" in markdown
+    assert "| exploratory (3 vs 3 seeds, too few for p <= 0.05): no |" in markdown
+    differences = markdown.split("## Difference from the baseline")[1].split("##")[0]
+    for line in differences.splitlines()[4:]:
+        assert ("| yes (" not in line) or (" | 5 vs 5 | " in line), line  # a plain "yes" only at 5 seeds or more
+    # the same folder gives the same bytes (exact enumeration, fixed seeds for random splits and bootstrap)
+    second = write_report(tmp_path, tmp_path / "second", reps=200)
+    assert second.read_bytes() == first.read_bytes()
+    assert (tmp_path / "second" / "summary.json").read_bytes() == (tmp_path / "first" / "summary.json").read_bytes()

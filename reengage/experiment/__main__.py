@@ -8,6 +8,7 @@
     python -m reengage.experiment report results/smoke                                # curves, tables, statistics
     python -m reengage.experiment reevaluate results/smoke --episodes 1000            # final models on new episodes
     python -m reengage.experiment scalars results/smoke --from-step 2000              # mean losses near the end
+    python -m reengage.experiment coverage --out docs/statistics.md                   # the report's tests, simulated
 
 Re-running the same ``run`` command skips finished runs and resumes interrupted ones from their
 checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
@@ -67,7 +68,8 @@ _non_negative_int = _int_at_least(0)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,list,report,reevaluate,scalars,records}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{run,list,report,reevaluate,scalars,records,coverage}")
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
@@ -124,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     records = commands.add_parser("records", help="the files of each finished run's compact record, one path a line "
                                                   "(to commit: ... records RESULTS_DIR | xargs git add)")
     records.add_argument("results_dir")
+
+    coverage = commands.add_parser("coverage", help="false claims and power of the report's comparisons, simulated")
+    coverage.add_argument("--simulations", type=_positive_int, default=4000,
+                          help="datasets per scenario, seeds per group and hypothesis (default 4000)")
+    coverage.add_argument("--seeds", type=_int_at_least(2), nargs="+", default=[3, 5, 10], metavar="N",
+                          help="seeds per group (default: 3 5 10)")
+    coverage.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the simulations (default 0)")
+    coverage.add_argument("--out", default=None, help="markdown file to write, e.g. docs/statistics.md "
+                                                      "(default: print only)")
     return parser
 
 
@@ -287,11 +298,39 @@ def cmd_records(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    from .statistics import coverage_markdown, coverage_table
+
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        if out.is_dir():
+            return _error(f"--out {out} is a folder; give the path of a markdown file, e.g. docs/statistics.md")
+        blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+        if blocking is not None:
+            return _error(f"--out {out}: {blocking} is a file, not a folder")
+    command = f"{PROG} coverage --simulations {args.simulations}"
+    if list(args.seeds) != [3, 5, 10]:
+        command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.seed:
+        command += f" --seed {args.seed}"
+    if out is not None:
+        command += f" --out {out}"
+    rows = coverage_table(args.simulations, args.seeds, seed=args.seed)
+    text = coverage_markdown(rows, command)
+    print(text, end="")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
-                "scalars": cmd_scalars, "records": cmd_records}
+                "scalars": cmd_scalars, "records": cmd_records,
+                "coverage": cmd_coverage}
     try:
         return commands[args.command](args)
     except BrokenPipeError:

@@ -29,16 +29,19 @@ import numpy as np
 from .execute import DONE, read_status
 from .report import (
     ReportError,
-    _excludes_zero,
+    _claim,
+    _exploratory_label,
     _fmt,
+    _fmt_difference,
+    _p,
     _read_csv,
     _run_folders,
     check_results_dir,
     choose_metric,
-    difference_ci,
     mean_ci,
     natural_key,
 )
+from .statistics import ALPHA, MIN_CONFIRMATORY_SEEDS, difference_test
 from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
 from .runner import EVALUATIONS_FILE
 from .spec import point_label
@@ -163,8 +166,9 @@ def reevaluate_runs(
 
 def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int = 2000,
                      metric: str = SUCCESS_EVER) -> str:
-    """Per (environment, grid point, variant): logged and re-evaluated final success, and the difference
-    from the baseline for both, each with its 95% bootstrap CI over seeds."""
+    """Per (environment, grid point, variant): logged and re-evaluated final success (95% bootstrap CIs over
+    seeds), and the difference from the baseline for both (95% Welch CI, permutation p-value and the claim of
+    :func:`~reengage.experiment.statistics.ci_excludes_zero`, exploratory under 5 seeds in either group)."""
     groups: dict[tuple[str, str], dict[str, list[Reevaluation]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         groups[(row.env_id, row.point)][row.variant].append(row)
@@ -173,11 +177,15 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
     lines = [
         f"Final success per run ({metric}: {METRICS[metric]}): the run's own last evaluation "
         f"({'/'.join(map(str, logged_n))} episodes) and its final model re-evaluated on {episodes} new episodes. "
-        f"Means over seeds with 95% bootstrap CIs (rliable).",
+        f"Means over seeds with 95% percentile bootstrap CIs (rliable), which describe a variant and claim no "
+        f"difference. Differences from the baseline: difference of means with a 95% Welch t CI and a two-sided "
+        f"exact permutation p-value; a difference is claimed (excludes 0: yes) only where the CI excludes 0 and "
+        f"p <= {ALPHA:g}; a comparison with fewer than {MIN_CONFIRMATORY_SEEDS} seeds in either group is "
+        f"exploratory (docs/statistics.md).",
         "",
-        "| environment | variant | seeds | logged final | re-evaluated | logged - baseline | re-evaluated - baseline | "
-        "CI excludes 0 (logged / re-evaluated) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| environment | variant | seeds (vs baseline) | logged final | re-evaluated | logged - baseline | "
+        "re-evaluated - baseline | permutation p (logged / re-evaluated) | excludes 0 (logged / re-evaluated) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (env_id, point), variants in sorted(groups.items(), key=lambda item: [natural_key(part) for part in item[0]]):
         where = env_id + (f" ({point})" if point != "default" else "")
@@ -185,14 +193,21 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
         for variant, runs in sorted(variants.items(), key=lambda item: (item[0] != baseline, item[0])):
             logged = np.array([run.logged_final for run in runs])
             fresh = np.array([run.success for run in runs])
-            cells = [where, variant, str(len(runs)), _fmt(mean_ci(logged, reps)), _fmt(mean_ci(fresh, reps))]
+            seeds = str(len(runs))
+            cells = [_fmt(mean_ci(logged, reps)), _fmt(mean_ci(fresh, reps))]
             if base is not None and variant != baseline:
-                logged_diff = difference_ci(logged, np.array([run.logged_final for run in base]), reps)
-                fresh_diff = difference_ci(fresh, np.array([run.success for run in base]), reps)
-                cells += [_fmt(logged_diff), _fmt(fresh_diff),
-                          f"{_excludes_zero(logged_diff)} / {_excludes_zero(fresh_diff)}"]
+                logged_diff = difference_test(logged, np.array([run.logged_final for run in base]))
+                fresh_diff = difference_test(fresh, np.array([run.success for run in base]))
+                seeds = logged_diff.seeds
+                cells += [_fmt_difference(logged_diff), _fmt_difference(fresh_diff),
+                          f"{_p(logged_diff.p_value)} / {_p(fresh_diff.p_value)}"]
+                # one label for the pair (both come from the same runs): "exploratory (4 vs 4 seeds): no / yes (higher)"
+                label = _exploratory_label(logged_diff)
+                claims = f"{_claim(logged_diff)} / {_claim(fresh_diff)}"
+                cells.append(f"{label}: {claims}" if label else claims)
             else:
-                cells += ["-", "-", "-"]
+                cells += ["-", "-", "-", "-"]
+            cells = [where, variant, seeds] + cells
             lines.append("| " + " | ".join(cells) + " |")
     pooled = float(np.mean([row.logged_final for row in rows]))
     for n in logged_n:

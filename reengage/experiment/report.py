@@ -9,16 +9,22 @@ grid point), and writes into ``RESULTS_DIR/report/``:
   the metric over seeds with a 95% stratified bootstrap band;
 * ``report.md``: for grids, every setting's area under the curve with the best one per variant marked
   (like Table G.2); final value, AUC and steps to a success threshold with 95% CIs; each variant's
-  difference from the baseline with a bootstrap CI and whether it excludes 0; probability of
-  improvement and (over environments) aggregate IQM;
+  difference from the baseline with a Welch CI, a permutation p-value and whether a difference is claimed;
+  probability of improvement and (over environments) aggregate IQM;
 * ``summary.json``: the same numbers, for programs.
 
 ``--reference ENV=VALUE`` (with ``--reference-label``) draws a horizontal line at a number that no run of
 the folder produces, such as the greedy agent's return on DriveSeek and NoisySeek
 (``python -m reengage.envs.goal_set_greedy``), and lists it under the results table.
 
-All intervals are percentile bootstrap intervals from rliable (Agarwal et al., 2021), resampling seeds
-within each environment (stratified); a difference resamples the two variants' seeds independently.
+The intervals of one variant (final value, IQM, AUC, steps to threshold, curve bands, IQM over environments)
+are percentile bootstrap intervals from rliable (Agarwal et al., 2021), resampling seeds within each
+environment (stratified); they describe a variant and are never used to claim a difference. Comparisons
+with the baseline use :mod:`reengage.experiment.statistics`: the difference of means with a Welch t interval
+and an exact permutation test (a difference is claimed only where both exclude 0, :func:`ci_excludes_zero`),
+and P(variant > baseline) with its permutation p-value; a comparison with fewer than 5 seeds in either group
+is labelled exploratory. ``python -m reengage.experiment coverage`` measures these methods by simulation
+(``docs/statistics.md``).
 AUC is the mean of the metric over a run's evaluations (the paper's selection criterion, App. G.3).
 The best setting is chosen on the same seeds it is reported on, which favours grids with many points.
 """
@@ -39,6 +45,17 @@ from .execute import DONE, RUN_FILE, read_status
 from .grid import MANIFEST_FILE, RUNS_DIR
 from .runner import EVALUATIONS_FILE
 from .spec import point_label
+from .statistics import (
+    ALPHA,
+    MIN_CONFIRMATORY_SEEDS,
+    DifferenceTest,
+    ImprovementTest,
+    ci_excludes_zero,
+    difference_test,
+    improvement_test,
+    smallest_p_value,
+    stratified_improvement_test,
+)
 
 # success columns, most specific first: branch names may change, so columns are found by name
 SUCCESS_COLUMNS = ("eval/success_ever", "eval/success_rate", "eval/success", "success_rate", "eval/is_success")
@@ -190,9 +207,20 @@ def _interval(scores: dict[str, Any], func: Callable[..., np.ndarray], reps: int
     return library.get_interval_estimates(scores, func, reps=reps, confidence_interval_size=CONFIDENCE)
 
 
+# what summary.json's "methods" says each number is
+METHODS = {
+    "one_variant": "95% percentile stratified bootstrap over seeds (rliable); describes a variant, claims nothing",
+    "difference": "difference of means (variant - baseline) with a 95% Welch t interval; p_value: two-sided exact "
+                  "permutation test (random splits past 9 vs 9 seeds)",
+    "excludes_zero": f"claimed only where the Welch interval excludes 0 and p_value <= {ALPHA:g} "
+                     "(no spread in either group: the permutation test alone)",
+    "probability_of_improvement": "P(variant > baseline), ties 1/2; p_value: two-sided exact permutation test of "
+                                  "1/2 on ranks (over environments: split within each, random splits); no interval",
+    "exploratory": f"fewer than {MIN_CONFIRMATORY_SEEDS} seeds in either group",
+}
+
 # An estimate is (point, low, high); low and high are None where a group has a single seed: resampling one
-# value gives the interval [x, x], which is no confidence interval, and must not read as a difference that
-# "excludes 0".
+# value gives the interval [x, x], which is no confidence interval.
 Estimate = tuple[float, Optional[float], Optional[float]]
 
 
@@ -205,28 +233,6 @@ def mean_ci(values: np.ndarray, reps: int, statistic: str = "mean") -> Estimate:
         return float(func(matrix)), None, None
     point, interval = _interval({"x": matrix}, lambda s: np.array([func(s)]), reps)
     return float(point["x"][0]), float(interval["x"][0, 0]), float(interval["x"][1, 0])
-
-
-def difference_ci(variant: np.ndarray, baseline: np.ndarray, reps: int) -> Estimate:
-    """Difference of means (variant - baseline) with a 95% CI, the two sets of seeds resampled independently."""
-    x, y = np.asarray(variant, float).reshape(-1, 1), np.asarray(baseline, float).reshape(-1, 1)
-    if min(len(x), len(y)) < 2:
-        return float(x.mean() - y.mean()), None, None
-    point, interval = _interval({"d": [x, y]}, lambda a, b: np.array([a.mean() - b.mean()]), reps)
-    return float(point["d"][0]), float(interval["d"][0, 0]), float(interval["d"][1, 0])
-
-
-def improvement_probability(variant: np.ndarray, baseline: np.ndarray, reps: int) -> Estimate:
-    """rliable's P(X > Y) over (seeds x tasks) matrices, averaged over tasks, with its 95% CI."""
-    _, metrics = _rliable()
-    x, y = np.asarray(variant, float), np.asarray(baseline, float)
-    if x.ndim == 1:
-        x, y = x.reshape(-1, 1), y.reshape(-1, 1)
-    if min(len(x), len(y)) < 2:
-        return float(metrics.probability_of_improvement(x, y)), None, None
-    point, interval = _interval({"p": [x, y]}, metrics.probability_of_improvement, reps)
-    low, high = np.ravel(interval["p"])
-    return float(np.ravel(point["p"])[0]), float(low), float(high)
 
 
 def curve_band(group: Group, reps: int, aggregate: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -281,19 +287,62 @@ def _fmt(estimate: Estimate, digits: int = 3) -> str:
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def ci_excludes_zero(estimate: Estimate) -> bool:
-    """Whether the estimate's CI lies wholly above or below 0 (never, where there is no CI)."""
-    _, low, high = estimate
-    return low is not None and high is not None and (low > 0 or high < 0)
+def _p(p_value: float | None) -> str:
+    if p_value is None:
+        return "-"
+    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
-def _excludes_zero(estimate: Estimate) -> str:
-    _, low, high = estimate
-    if low is None or high is None:
-        return "no CI (1 seed)"
-    if not ci_excludes_zero(estimate):
-        return "no"
-    return "yes (higher)" if low > 0 else "yes (lower)"
+def _fmt_difference(difference: DifferenceTest) -> str:
+    """The difference of means with its Welch CI, or why it has none."""
+    if difference.low is not None and difference.high is not None:
+        return _fmt(difference.estimate)
+    if min(difference.n_variant, difference.n_baseline) < 2:
+        return _fmt((difference.point, None, None))  # "(1 seed, no CI)"
+    if difference.no_spread:
+        return f"{difference.point:.3f} (no spread in either group, no CI)"
+    return f"{difference.point:.3f} (values not finite, no CI)"
+
+
+def _claim(difference: DifferenceTest) -> str:
+    """"yes (higher)", "yes (lower)" (:func:`ci_excludes_zero`), "no", or why there is no test."""
+    if difference.p_value is None:
+        return "no CI (1 seed)" if min(difference.n_variant, difference.n_baseline) < 2 else "no test (values not finite)"
+    if ci_excludes_zero(difference):
+        return "yes (higher)" if difference.point > 0 else "yes (lower)"
+    return "no"
+
+
+def _exploratory_label(difference: DifferenceTest) -> str | None:
+    """"exploratory (3 vs 3 seeds, too few for p <= 0.05)" under 5 seeds in either group, else None."""
+    if not difference.exploratory:
+        return None
+    # (a one-seed group has no test at all, which the claim column says itself)
+    too_few = difference.p_value is not None and smallest_p_value(difference.n_variant, difference.n_baseline) > ALPHA
+    return f"exploratory ({difference.seeds} seeds{f', too few for p <= {ALPHA:g}' if too_few else ''})"
+
+
+def _excludes_zero(difference: DifferenceTest) -> str:
+    """The claim column: :func:`_claim`, prefixed with :func:`_exploratory_label` where there is one."""
+    label = _exploratory_label(difference)
+    return f"{label}: {_claim(difference)}" if label else _claim(difference)
+
+
+def _fmt_improvement(improvement: ImprovementTest) -> str:
+    if improvement.p_value is None:
+        return f"{improvement.point:.2f} (1 seed, no test)"
+    return f"{improvement.point:.2f} (p {'' if improvement.p_value < 0.001 else '= '}{_p(improvement.p_value)})"
+
+
+def _difference_json(difference: DifferenceTest) -> dict[str, Any]:
+    return {"difference": difference.estimate, "p_value": difference.p_value, "seeds": difference.seeds,
+            "seed_counts": [difference.n_variant, difference.n_baseline], "exploratory": difference.exploratory,
+            "excludes_zero": ci_excludes_zero(difference)}
+
+
+def _improvement_json(improvement: ImprovementTest) -> dict[str, Any]:
+    return {"estimate": improvement.point, "p_value": improvement.p_value, "seeds": improvement.seeds,
+            "seed_counts": [improvement.n_variant, improvement.n_baseline], "exploratory": improvement.exploratory}
 
 
 def steps_label(steps: float, _position: int | None = None) -> str:
@@ -399,8 +448,8 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
         "name": manifest.get("name", results_dir.name), "metric": column, "baseline": baseline,
         "fixed_settings": dict(settings or {}),
         "threshold": threshold if is_success else None, "reps": reps, "aggregate": aggregate,
-        "finished_runs": len(curves), "unfinished_runs": missing, "grid": [], "results": [], "differences": [],
-        "aggregate_over_envs": [],
+        "finished_runs": len(curves), "unfinished_runs": missing, "methods": METHODS, "grid": [], "results": [],
+        "differences": [], "aggregate_over_envs": [],
     }
     for group in sorted(groups, key=lambda g: (envs.index(g.env_id), variants.index(g.variant), point_label(g.point))):
         summary["grid"].append({
@@ -426,11 +475,10 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
             reference = best.get((env_id, baseline))
             if variant != baseline and reference is not None:
                 for name, values, base in (("auc", group.auc, reference.auc), ("final", group.final, reference.final)):
-                    difference = difference_ci(values, base, reps)
                     summary["differences"].append({
-                        "env_id": env_id, "variant": variant, "metric": name, "difference": difference,
-                        "excludes_zero": ci_excludes_zero(difference),
-                        "probability_of_improvement": improvement_probability(values, base, reps),
+                        "env_id": env_id, "variant": variant, "metric": name,
+                        **_difference_json(difference_test(values, base)),
+                        "probability_of_improvement": _improvement_json(improvement_test(values, base)),
                     })
     # across environments: only where a variant has the same number of seeds in every environment
     for variant in variants:
@@ -438,7 +486,7 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
         if len(envs) < 2 or any(m is None for m in members) or len({len(m.seeds) for m in members}) != 1:
             continue
         _, metrics = _rliable()
-        entry: dict[str, Any] = {"variant": variant, "envs": envs}
+        entry: dict[str, Any] = {"variant": variant, "envs": envs, "seeds_per_env": len(members[0].seeds)}
         for name in ("final", "auc"):
             matrix = np.stack([getattr(m, name) for m in members], axis=1)  # (seeds, envs)
             point, interval = _interval({"m": matrix}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
@@ -446,10 +494,22 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
             bases = [best.get((env_id, baseline)) for env_id in envs]
             if variant != baseline and all(b is not None for b in bases) and len({len(b.seeds) for b in bases}) == 1:
                 base_matrix = np.stack([getattr(b, name) for b in bases], axis=1)
-                entry[f"p_improvement_{name}"] = improvement_probability(matrix, base_matrix, reps)
+                entry[f"p_improvement_{name}"] = _improvement_json(stratified_improvement_test(matrix, base_matrix))
         summary["aggregate_over_envs"].append(entry)
     summary["_plot"] = (envs, variants, best)
     return summary
+
+
+def _difference_of(entry: dict[str, Any]) -> DifferenceTest:
+    """A summary entry's difference back as a :class:`DifferenceTest` (the markdown reads what the JSON holds)."""
+    point, low, high = entry["difference"]
+    n_variant, n_baseline = entry["seed_counts"]
+    return DifferenceTest(point, low, high, entry["p_value"], n_variant, n_baseline)
+
+
+def _improvement_of(entry: dict[str, Any]) -> ImprovementTest:
+    n_variant, n_baseline = entry["seed_counts"]
+    return ImprovementTest(entry["estimate"], entry["p_value"], n_variant, n_baseline)
 
 
 def _split_digits(text: str) -> list[str]:
@@ -470,8 +530,14 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         "",
         f"Written by `python -m reengage.experiment report {results_dir}` from {summary['finished_runs']} finished runs"
         f" (metric `{metric}`, read from each run's `{EVALUATIONS_FILE}`).",
-        f"Intervals: 95% percentile bootstrap over seeds (rliable, {summary['reps']} resamples). AUC = mean of the metric"
-        " over a run's evaluations. Final = the last evaluation.",
+        f"Intervals of one variant (final, IQM, AUC, steps): 95% percentile bootstrap over seeds (rliable, "
+        f"{summary['reps']} resamples); they describe the variant and claim no difference. Differences from the "
+        "baseline: 95% Welch t interval of the difference of means and a two-sided exact permutation test; a "
+        f"difference is claimed (excludes 0: yes) only where the interval excludes 0 and p <= {ALPHA:g}. "
+        "P(variant > baseline): ties count 1/2, with the permutation (Mann-Whitney) p-value, no interval. "
+        f"A comparison with fewer than {MIN_CONFIRMATORY_SEEDS} seeds in either group is exploratory "
+        "(`python -m reengage.experiment coverage`, docs/statistics.md, measures these methods). "
+        "AUC = mean of the metric over a run's evaluations. Final = the last evaluation.",
     ]
     if summary["unfinished_runs"]:
         lines.append(f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
@@ -511,19 +577,30 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         lines += [f"| {env_id} | {value:g} |" for env_id, value in summary["references"]["values"].items()]
     if summary["differences"]:
         lines += ["", f"## Difference from the baseline ({summary['baseline']})", "",
-                  "| environment | variant | metric | difference of means [95% CI] | CI excludes 0 | P(variant > baseline) [95% CI] |",
-                  "|---|---|---|---|---|---|"]
+                  "| environment | variant | metric | seeds (variant vs baseline) | difference of means [95% Welch CI] | "
+                  f"permutation p | excludes 0 (Welch CI and p <= {ALPHA:g}) | P(variant > baseline) (permutation p) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for entry in summary["differences"]:
-            lines.append(f"| {entry['env_id']} | {entry['variant']} | {entry['metric']} | {_fmt(entry['difference'])} | "
-                         f"{_excludes_zero(entry['difference'])} | {_fmt(entry['probability_of_improvement'], 2)} |")
+            difference = _difference_of(entry)
+            improvement = entry["probability_of_improvement"]
+            lines.append(f"| {entry['env_id']} | {entry['variant']} | {entry['metric']} | {entry['seeds']} | "
+                         f"{_fmt_difference(difference)} | {_p(difference.p_value)} | {_excludes_zero(difference)} | "
+                         f"{_fmt_improvement(_improvement_of(improvement))} |")
     if summary["aggregate_over_envs"]:
-        lines += ["", "## Over all environments (rliable: IQM over seeds x environments; probability of improvement)", "",
-                  "| variant | IQM final [95% CI] | IQM AUC [95% CI] | P(> baseline), final | P(> baseline), AUC |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "## Over all environments (IQM over seeds x environments, rliable bootstrap; P(> baseline) "
+                  "averaged over environments, permutation p with seeds split within each environment)", "",
+                  "| variant | seeds per environment | IQM final [95% CI] | IQM AUC [95% CI] | P(> baseline), final | "
+                  "P(> baseline), AUC |",
+                  "|---|---|---|---|---|---|"]
         for entry in summary["aggregate_over_envs"]:
-            p_final = _fmt(entry["p_improvement_final"], 2) if "p_improvement_final" in entry else "-"
-            p_auc = _fmt(entry["p_improvement_auc"], 2) if "p_improvement_auc" in entry else "-"
-            lines.append(f"| {entry['variant']} | {_fmt(entry['iqm_final'])} | {_fmt(entry['iqm_auc'])} | {p_final} | {p_auc} |")
+            compared = entry.get("p_improvement_final") or entry.get("p_improvement_auc")
+            seeds = str(entry["seeds_per_env"])
+            if compared is not None:
+                seeds = compared["seeds"] + (", exploratory" if compared["exploratory"] else "")
+            p_final = _fmt_improvement(_improvement_of(entry["p_improvement_final"])) if "p_improvement_final" in entry else "-"
+            p_auc = _fmt_improvement(_improvement_of(entry["p_improvement_auc"])) if "p_improvement_auc" in entry else "-"
+            lines.append(f"| {entry['variant']} | {seeds} | {_fmt(entry['iqm_final'])} | {_fmt(entry['iqm_auc'])} | "
+                         f"{p_final} | {p_auc} |")
     lines += ["", f"![learning curves](curves.png)", ""]
     return "\n".join(lines)
 
