@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
-from reengage.experiment.registry import ALGOS
+from reengage.algorithms import ALGOS
 from reengage.experiment.stop_signals import ignore_stop_signals
 
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0

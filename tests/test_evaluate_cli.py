@@ -160,7 +160,7 @@ def test_the_run_folder_records_what_rebuilding_its_environment_needs(noisy_dens
     assert saved["env_id"] == "reengage/ContinuousSeekDense-v0" and saved["algo"] == "ddpg" and saved["seed"] == 0
     assert saved["env_kwargs"] == {} and saved["observation_noise"]["sigma"] == 0.3
     from reengage.experiment.run_loading import make_run_env
-    from reengage.robustness.noise_wrapper import SmoothingNoiseWrapper
+    from reengage.noise_wrapper import SmoothingNoiseWrapper
 
     assert isinstance(make_run_env(saved), SmoothingNoiseWrapper)
 

@@ -16,7 +16,7 @@ import reengage.envs  # noqa: F401  (registers the reengage/ ids)
 from reengage.envs.robotics import ensure_registered
 
 from .extensions import extended_class, extension_arguments
-from .registry import algo_spec, import_object
+from reengage.algorithms import algo_spec, import_object
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -24,14 +24,14 @@ DEVICES = ("cpu", "cuda", "auto")
 def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gym.Env:
     """One environment of the run, with the training-time smoothing noise if the config asks for it.
 
-    ``observation_noise`` is a :class:`reengage.robustness.noise.SmoothingConfig` as a mapping (for
+    ``observation_noise`` is a :class:`reengage.observation_noise.SmoothingConfig` as a mapping (for
     example ``{kind: gaussian, sigma: 0.1, keys: [observation]}``): training under the noise the
     policy will be smoothed with keeps the smoothed policy from being vacuous.
     """
     ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
     env = gym.make(config["env_id"], **config["env_kwargs"])
     if config.get("observation_noise"):
-        from reengage.robustness.noise_wrapper import wrap_with_noise
+        from reengage.noise_wrapper import wrap_with_noise
 
         env = wrap_with_noise(env, dict(config["observation_noise"]), seed=noise_seed)
     return env

@@ -317,7 +317,7 @@ _SB3_ONLY_OPTIONS = {
 
 
 def _check_fast_trainer_options(config: dict) -> None:
-    from .registry import algo_spec
+    from reengage.algorithms import algo_spec
 
     if config["trainer"] != "fast" or algo_spec(config["algo"]).fast_agent is None:
         return

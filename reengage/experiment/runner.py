@@ -337,7 +337,7 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
     run_state["segments"][-1]["end"] = int(model.num_timesteps)
     (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
     if config.get("observation_noise"):
-        from reengage.robustness.noise import SmoothingConfig, save_sidecar
+        from reengage.observation_noise import SmoothingConfig, save_sidecar
 
         smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
         save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})

@@ -165,7 +165,7 @@ def check_nested_keys(config: dict[str, Any]) -> None:
     ``observation_noise`` against what each reaches."""
     from stable_baselines3 import HerReplayBuffer
 
-    from .registry import algo_spec, import_object
+    from reengage.algorithms import algo_spec, import_object
 
     agent = import_object(algo_spec(config["algo"]).agent)
     check_mapping_keys("algo_kwargs", config.get("algo_kwargs"), agent, agent.__name__)  # type: ignore[arg-type]
@@ -202,7 +202,7 @@ def _env_class(env_id: str) -> type | None:
     import gymnasium as gym
 
     import reengage.envs  # noqa: F401  (registers the ids)
-    from .registry import import_object
+    from reengage.algorithms import import_object
 
     try:
         entry = gym.spec(env_id).entry_point
@@ -216,7 +216,7 @@ def _env_class(env_id: str) -> type | None:
 def _check_observation_noise(noise: dict[str, Any]) -> None:
     import dataclasses
 
-    from reengage.robustness.noise import SmoothingConfig
+    from reengage.observation_noise import SmoothingConfig
 
     fields = [field.name for field in dataclasses.fields(SmoothingConfig)]
     unknown = sorted(set(noise) - set(fields))

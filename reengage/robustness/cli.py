@@ -24,6 +24,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from reengage.algorithms import MODEL_CLASSES, algorithm_class, detect_algorithm
+from reengage.noise_wrapper import wrap_with_noise
+from reengage.observation_noise import NOISE_KINDS, SmoothingConfig, load_sidecar, save_sidecar, sidecar_path
+
 from . import attacks, inputs
 from .certificates import (
     certify_continuous_l2,
@@ -33,12 +37,10 @@ from .certificates import (
     certify_relaxed,
 )
 from .episode import certify_episodes
-from .noise import NOISE_KINDS, SmoothingConfig, load_sidecar, save_sidecar, sidecar_path
 from .plots import plot_episode_curves, plot_radius_histogram
-from .noise_wrapper import wrap_with_noise
 from .population import attack_test_level, population_estimate, sample_states
 from .ranges import ReturnRangeUnknown, return_range
-from .smoothing import SB3_ALGORITHMS, SmoothedPolicy, algorithm_class, detect_algorithm
+from .smoothing import SmoothedPolicy
 
 
 def _floats(text: str) -> list[float]:
@@ -111,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "algorithm and model are read from it")
     p.add_argument("--force", action="store_true",
                    help="certify on another environment than the one recorded with the model")
-    p.add_argument("--algo", default=None, help=f"model class (default: sidecar or detected); one of {SB3_ALGORITHMS}")
+    p.add_argument("--algo", default=None,
+                   help=f"model class (default: sidecar or detected); one of {', '.join(MODEL_CLASSES)}")
     p.add_argument("--noise", choices=NOISE_KINDS, default=None, help="smoothing kind (default: from the sidecar)")
     p.add_argument("--sigma", type=_positive_float, default=None)
     p.add_argument("--retain", type=_positive_int, default=None, help="features kept per sample (randomized ablation)")
