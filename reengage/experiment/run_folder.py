@@ -199,7 +199,8 @@ def config_for_resume(
 ) -> tuple[dict[str, Any], int]:
     """``(config, seed)`` of a resumed run: the saved configuration with the command line's settings
     applied on top (the caller then refuses any that changed the run, see :func:`check_resume`)."""
-    from .config import SCHEMA, apply_assignment, check_config_values, parse_assignment, validate
+    from .config import apply_assignment, check_resolved, parse_assignment, validate
+    from .config_keys import top_level_keys
 
     config = {key: value for key, value in saved.items() if key != "seed"}
     if env_id is not None:
@@ -213,6 +214,7 @@ def config_for_resume(
     for text in assignments or []:
         path, value = parse_assignment(text)
         apply_assignment(config, path, value)
-    config.update(validate({key: value for key, value in config.items() if key in SCHEMA}, where="--resume"))
-    check_config_values(config)
+    keys = set(top_level_keys())
+    config.update(validate({key: value for key, value in config.items() if key in keys}, where="--resume"))
+    check_resolved(config)
     return config, int(saved["seed"])
