@@ -89,7 +89,8 @@ def _main(argv: list[str] | None = None) -> int:
         return _error(f"--seed must be >= 0, got {args.seed}")
     import torch
 
-    from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
+    from reengage.experiment.resume import config_for_resume, read_saved_config
+    from reengage.experiment.run_folder import check_logdir_path
     from reengage.experiment.runner import RunInterrupted, train_run
 
     torch.set_num_threads(args.threads)
