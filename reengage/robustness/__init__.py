@@ -12,7 +12,8 @@ Modules (one job each):
   the tests that confirm a break.
 - :mod:`.ranges`: return ranges from the environment's declared ``reward_range`` or the user, never guessed.
 - :mod:`.support`: the observation / action spaces smoothing supports (others refused up front), noise dtype.
-- :mod:`.inputs`: the certify CLI's inputs (env id, kwargs, model file, run folder, recorded env) as ValueErrors.
+- :mod:`.inputs`: the certify CLI's inputs (env id, kwargs, model file, recorded env) as ValueErrors, and
+  :class:`~.inputs.TrainingRun`: what certification reads of the run that trained a model.
 - :mod:`.cli`: the certify command's procedure (``python -m reengage.certify``, which adds ``--run DIR``: a
   training run's folder), :mod:`.report` (docs/robustness.md experiment).
 
