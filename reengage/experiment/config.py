@@ -16,6 +16,10 @@ A file looks like::
 Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``algos[algo].reengage`` (alpha > 0
 only), ``tuned[id][algo][...]``,
 the command line's ``--alpha``/``--timesteps``, then each ``--set key=value``.
+
+The keys, their defaults and what is valid for each are the table of :mod:`reengage.experiment.config_keys`; a
+resolved configuration is checked against it, then against the classes its mappings reach
+(:mod:`reengage.experiment.signature_checks`).
 """
 
 from __future__ import annotations
