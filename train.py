@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reengage.experiment.config import resolve_config, scan_config_files
 from reengage.algorithms import ALGOS
+from reengage.experiment.config import resolve_config, scan_config_files
 from reengage.experiment.stop_signals import ignore_stop_signals
 
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
