@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reengage.experiment.config import SCHEMA, resolve_config, scan_config_files
-from reengage.experiment.registry import ALGOS
+from reengage.algorithms import ALGOS
+from reengage.experiment.config import resolve_config, scan_config_files
 from reengage.experiment.stop_signals import ignore_stop_signals
 
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="delete what a run wrote in --logdir (config, logs, checkpoints, model) and start over")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--list-envs", action="store_true", help="print the configured env ids and exit")
-    parser.add_argument("--list-keys", action="store_true", help="print the config keys and exit")
+    parser.add_argument("--list-keys", action="store_true",
+                        help="print the config keys (meaning, default, valid values, algorithms) and exit")
     return parser.parse_args(argv)
 
 
@@ -78,12 +79,9 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"train.py: warning: {problem} (its environments are unavailable)", file=sys.stderr)
         return 0
     if args.list_keys:
-        from reengage.experiment.validation import CHOICES, RANGES
+        from reengage.experiment.config_keys import describe_keys
 
-        for key, (_, default, meaning) in SCHEMA.items():
-            valid = f"; {RANGES[key].describe()}" if key in RANGES else ""
-            valid += f"; one of {', '.join(CHOICES[key])}" if key in CHOICES else ""
-            print(f"{key:22s} {meaning} (default {default!r}{valid})")
+        print("\n".join(describe_keys()))
         return 0
     if args.threads < 1:
         return _error(f"--threads must be >= 1, got {args.threads}")
@@ -91,7 +89,8 @@ def _main(argv: list[str] | None = None) -> int:
         return _error(f"--seed must be >= 0, got {args.seed}")
     import torch
 
-    from reengage.experiment.run_folder import check_logdir_path, config_for_resume, read_saved_config
+    from reengage.experiment.resume import config_for_resume, read_saved_config
+    from reengage.experiment.run_folder import check_logdir_path
     from reengage.experiment.runner import RunInterrupted, train_run
 
     torch.set_num_threads(args.threads)

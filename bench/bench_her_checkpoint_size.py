@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from reengage.experiment.config import resolve_config
-from reengage.experiment.runner import CHECKPOINT_DIR, train_run
+from reengage.experiment.run_folder import CHECKPOINT_DIR
+from reengage.experiment.runner import train_run
 
 FAST_HER_CLASS = "reengage.agents.her_replay:FastHerReplayBuffer"
 

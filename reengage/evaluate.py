@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reengage.experiment.run_folder import EVALUATIONS_FILE
+from reengage.experiment.run_folder import MODEL_FILE, RunFolder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,7 +49,7 @@ def _error(message: str) -> int:
 
 
 def last_run_evaluation(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / EVALUATIONS_FILE
+    path = RunFolder(run_dir).evaluations_file
     if not path.exists():
         return None
     with open(path) as handle:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     from reengage.experiment.evaluation import evaluate_goal_policy
-    from reengage.experiment.run_loading import load_run_model, make_run_env
+    from reengage.experiment.run_folder import make_run_env
     from reengage.experiment.video import check_picture_path, check_video_path, write_picture, write_video
 
     run_dir = Path(args.run_dir)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             check_video_path(args.video)
         if args.picture:
             check_picture_path(args.picture)
-        config, model = load_run_model(run_dir, args.device, checkpoint=args.checkpoint)
+        config, model = RunFolder(run_dir).load_model(args.device, checkpoint=args.checkpoint)
     except ValueError as error:
         return _error(str(error))
     episodes = config["eval_episodes"] if args.episodes is None else args.episodes
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate_goal_policy(model, env, episodes, seed, args.deterministic, record_episodes=recording)
     finally:
         env.close()
-    source = "checkpoint" if args.checkpoint else "model.zip"
+    source = "checkpoint" if args.checkpoint else MODEL_FILE
     print(f"{config['env_id']} {config['algo']} alpha {config['reengage_alpha']:g} seed {config['seed']} "
           f"({source}, step {model.num_timesteps}), episodes from seed {seed}, "
           f"{'deterministic' if args.deterministic else 'stochastic'}:")

@@ -34,7 +34,7 @@ def _main(capsys, *argv):
     ("action_noise_std=-1", r"action_noise_std=-1 .*must be >= 0"),
     ("learning_rate=-1", r"learning_rate=-1 .*must be > 0"),
     ("learning_rate=0", r"learning_rate=0 .*must be > 0"),
-    ("batch_size=0", r"batch_size must be positive, got 0"),
+    ("batch_size=0", r"batch_size=0 is out of range; batch_size must be >= 1"),
     ("gamma=1.5", r"gamma must be in \(0, 1\]"),
     ("eval_seed=-3", r"eval_seed=-3 .*>= 0"),
     ("her.n_sampled_goal=-1", r"her\.n_sampled_goal=-1 .*>= 0"),

@@ -49,7 +49,8 @@ def test_negative_diagnostics_interval_exits_2(tmp_path, capsys):
     code = train_main(["--env", "reengage/ContinuousSeek-v0", "--timesteps", "10", "--set", "reengage_diagnostics=-1",
                        "--logdir", str(tmp_path / "run"), "--no-progress"])
     assert code == 2
-    assert "reengage_diagnostics_every" in capsys.readouterr().err
+    assert "reengage_diagnostics=-1 is out of range; reengage_diagnostics must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused with the configuration, before the run folder is made
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""configs/bit_flipping.yaml and the 'dqn' entry of the experiment registry."""
+"""configs/bit_flipping.yaml and the 'dqn' entry of the algorithm registry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from reengage.agents import ReenGAGEDQN
 from reengage.experiment.build import build_agent, make_training_env
 from reengage.experiment.config import resolve_config
-from reengage.experiment.registry import algo_spec
+from reengage.algorithms import algo_spec
 
 
 @pytest.mark.parametrize("env_id, n_bits", [("reengage/BitFlipping-v0", 10), ("reengage/BitFlipping20-v0", 20),

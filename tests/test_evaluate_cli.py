@@ -56,9 +56,9 @@ def test_evaluate_reproduces_the_runs_last_evaluation_exactly(noisy_dense_run, c
     # the noise wrapper is part of what is recovered: without it the numbers differ
     code, out, _ = _evaluate(capsys, noisy_dense_run, "--json", "--seed", "1000000")
     assert json.loads(out.strip().splitlines()[-1]) == episodes
-    from reengage.experiment.run_loading import load_run_model
+    from reengage.experiment.run_folder import RunFolder
 
-    config, model = load_run_model(noisy_dense_run)
+    config, model = RunFolder(noisy_dense_run).load_model()
     clean = evaluate_goal_policy(model, gym.make(config["env_id"]), 4, config["eval_seed"])
     assert not np.allclose(clean.returns, [row["return"] for row in episodes])
 
@@ -99,7 +99,7 @@ def test_bit_flipping_video_is_written(tmp_path, capsys):
 def test_picture_of_a_goal_set_run_draws_its_first_evaluation_episode(tmp_path, capsys):
     # a tiny Multi-ReenGAGE run on DriveSeek: the picture is what the env draws after the run's first
     # evaluation episode (seed eval_seed) with the trained policy, i.e. Fig. 8.4 (a, c) for that run
-    from reengage.experiment.run_loading import load_run_model
+    from reengage.experiment.run_folder import RunFolder
 
     run_dir = tmp_path / "drive"
     config = resolve_config("reengage/DriveSeek-v0", "multi_ddpg", 10.0, 80, [
@@ -110,7 +110,7 @@ def test_picture_of_a_goal_set_run_draws_its_first_evaluation_episode(tmp_path, 
     code, out, _ = _evaluate(capsys, run_dir, "--picture", path)
     first = _episodes(run_dir, 80)[0]
     assert code == 0 and f"picture: {path} (episode seed 1000000, return {float(first['return']):.2f})" in out
-    _, model = load_run_model(run_dir)
+    _, model = RunFolder(run_dir).load_model()
     env = gym.make("reengage/DriveSeek-v0")
     obs, _ = env.reset(seed=1_000_000)
     done = False
@@ -159,8 +159,8 @@ def test_the_run_folder_records_what_rebuilding_its_environment_needs(noisy_dens
     saved = yaml.safe_load((noisy_dense_run / "config.yaml").read_text())
     assert saved["env_id"] == "reengage/ContinuousSeekDense-v0" and saved["algo"] == "ddpg" and saved["seed"] == 0
     assert saved["env_kwargs"] == {} and saved["observation_noise"]["sigma"] == 0.3
-    from reengage.experiment.run_loading import make_run_env
-    from reengage.robustness.noise_wrapper import SmoothingNoiseWrapper
+    from reengage.experiment.run_folder import make_run_env
+    from reengage.noise_wrapper import SmoothingNoiseWrapper
 
     assert isinstance(make_run_env(saved), SmoothingNoiseWrapper)
 

@@ -142,14 +142,14 @@ def test_the_runner_trains_the_multi_goal_scripts_agent_step_for_step(tmp_path: 
     # (its size never changes what is sampled before it is full)
     import torch
 
-    from reengage.experiment.run_loading import load_run_model
+    from reengage.experiment.run_folder import RunFolder
     from reengage.experiment.runner import train_run
 
     run = next(r for r in load_experiment(EXPERIMENTS / "docs_multi_goal.yaml").runs
                if r.env_id == "reengage/DriveSeek-v0" and r.alpha == 10.0 and r.seed == 1)
     config = {**run.config, "timesteps": 440, "buffer_size": 2000}
     train_run(config, run.seed, tmp_path / "run", progress=False, verbose=False)
-    _, trained = load_run_model(tmp_path / "run")
+    _, trained = RunFolder(tmp_path / "run").load_model()
     script = _multi_goal_script_agent(run.env_id, 10.0, run.seed, buffer_size=2000)
     # the script trained in chunks of eval_every steps; SB3 continues the episode in flight between them
     script.learn(400, reset_num_timesteps=False)

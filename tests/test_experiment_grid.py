@@ -16,7 +16,8 @@ import yaml
 
 from reengage.experiment.__main__ import main as experiment_main
 from reengage.experiment.backends import LocalBackend
-from reengage.experiment.grid import MANIFEST_FILE, run_grid
+from reengage.experiment.grid import run_grid
+from reengage.experiment.results_folder import MANIFEST_FILE
 from reengage.experiment.spec import expand_experiment, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import torch
 
 from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
-from reengage.experiment.runner import CHECKPOINT_DIR, train_run
+from reengage.experiment.run_folder import CHECKPOINT_DIR
+from reengage.experiment.runner import train_run
 
 FAST_HER = [
     "her=null",

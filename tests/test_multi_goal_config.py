@@ -7,7 +7,7 @@ import pytest
 from reengage.agents import DeepSetsTD3Policy, GoalSetReplayBuffer, MultiReenGAGEDDPG
 from reengage.experiment.build import build_agent, make_training_env
 from reengage.experiment.config import resolve_config
-from reengage.experiment.registry import algo_spec
+from reengage.algorithms import algo_spec
 
 
 @pytest.mark.parametrize("env_id, noise", [("reengage/DriveSeek-v0", 0.05), ("reengage/NoisySeek-v0", 0.1)])

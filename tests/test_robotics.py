@@ -72,7 +72,7 @@ def test_a_robotics_env_without_the_extra_exits_2_with_the_install_command(tmp_p
     ("random_action_prob=1.5", "random_action_prob must be in [0, 1]"),
     ("n_envs=0", "n_envs must be >= 1"),
     ("obs_normalization={clip: 5}", "valid keys: clip_obs, clip_normalized, std_floor"),
-    ("obs_normalization={clip_obs: -1}", "obs_normalization.clip_obs must be a positive number"),
+    ("obs_normalization={clip_obs: -1}", "obs_normalization.clip_obs=-1 is out of range; obs_normalization.clip_obs must be > 0"),
 ])
 def test_bad_values_exit_2_naming_the_value_and_the_range(tmp_path, capsys, setting, message):
     code = train.main(["--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--set", setting,
@@ -83,7 +83,7 @@ def test_bad_values_exit_2_naming_the_value_and_the_range(tmp_path, capsys, sett
 def test_recipe_options_are_refused_for_algorithms_without_them(tmp_path, capsys):
     code = train.main(["--env", "reengage/ContinuousSeek5-v0", "--algo", "sac", "--set", "action_l2=1.0",
                        "--logdir", str(tmp_path / "run"), "--no-progress"])
-    assert code == 2 and "algo 'sac' does not take them" in capsys.readouterr().err
+    assert code == 2 and "action_l2 is an option of ddpg, td3; algo 'sac' does not take it" in capsys.readouterr().err
     assert ROBOTICS_IDS == ("FetchReach-v4", "HandReach-v3", "HandManipulateBlock-v1")
 
 

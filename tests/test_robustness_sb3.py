@@ -68,7 +68,7 @@ def test_save_load_reproduces_certificates(tiny_td3, tmp_path):
     assert a.to_dict() == b.to_dict()
     assert a.to_dict() != c.to_dict()
     assert load_smoothed(path).config == cfg
-    from reengage.robustness.smoothing import detect_algorithm
+    from reengage.algorithms import detect_algorithm
 
     assert detect_algorithm(path) == "TD3"
 

@@ -38,7 +38,7 @@ def _error(message: str) -> int:
 
 def _folder_argument_problem(path: Path, option: str) -> str | None:
     """Why the folder argument ``option`` cannot be used (it is a file, or lies under one), else None."""
-    from .run_folder import check_logdir_path  # here, not at the top: run_folder imports torch (checkpoint.py)
+    from .run_folder import check_logdir_path
 
     try:
         check_logdir_path(path, option)
@@ -186,8 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .execute import is_finished
-    from .grid import run_dir_of
+    from .results_folder import run_folder_of
 
     try:
         experiment = load_experiment(args.file)
@@ -198,7 +197,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if problem:
         return _error(problem)
     for run in experiment.runs:
-        state = "done" if is_finished(run_dir_of(results, run)) else "todo"
+        state = "done" if run_folder_of(results, run.run_id).is_finished() else "todo"
         print(f"{state}  {run.run_id}  timesteps={run.config['timesteps']}")
     print(f"{len(experiment.runs)} runs", file=sys.stderr)
     return 0
@@ -236,21 +235,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reevaluate(args: argparse.Namespace) -> int:
-    import json
-
     import torch
 
-    from .grid import MANIFEST_FILE
     from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
     from .reevaluate import DEFAULT_SEED, reevaluate_runs, summary_markdown, table_path
     from .report import ReportError
+    from .results_folder import read_manifest
 
     torch.set_num_threads(1)
     results = Path(args.results_dir)
     seed = DEFAULT_SEED if args.seed is None else args.seed
     baseline, metric = args.baseline, args.metric
-    manifest_path = results / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = read_manifest(results) or {}
     if baseline is None:
         baseline = manifest.get("baseline")
     if metric is None:
@@ -285,7 +281,7 @@ def cmd_scalars(args: argparse.Namespace) -> int:
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from .execute import record_paths
+    from .results_folder import record_paths
 
     results = Path(args.results_dir)
     if not results.is_dir():

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .execute import FAILED, INTERRUPTED, execute_run, read_status
+from .execute import execute_run
+from .run_folder import FAILED, INTERRUPTED, RunFolder
 
 RAY_INSTALL_HINT = 'the ray backend needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
 
@@ -120,7 +121,7 @@ class LocalBackend:
             elif not worker.process.is_alive():
                 worker.process.join()
                 del self._busy[run_id]
-                status = read_status(Path(job["run_dir"]))
+                status = RunFolder(Path(job["run_dir"])).read_status()
                 if status is None:
                     status = {"status": FAILED,
                               "error": f"worker process exited with code {worker.process.exitcode} before finishing"}

@@ -15,7 +15,6 @@ was started with) under ``out``. With ``--alpha`` equal to the original run's, i
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -30,8 +29,9 @@ import reengage.envs  # noqa: E402,F401
 from reengage import losses  # noqa: E402
 from reengage.agents.goal_gradient import with_leaf  # noqa: E402
 from reengage.agents.td3 import ReenGAGEDDPG  # noqa: E402
-from reengage.experiment.checkpoint import load_checkpoint  # noqa: E402
+from reengage.experiment.checkpoint import BUFFER_FILE, load_checkpoint  # noqa: E402
 from reengage.experiment.evaluation import evaluate_goal_policy  # noqa: E402
+from reengage.experiment.run_folder import RunFolder  # noqa: E402
 
 EVAL_EVERY, EVAL_EPISODES, EVAL_SEED = 2000, 50, 1_000_000  # configs/continuous_seek.yaml and train.py
 
@@ -47,10 +47,7 @@ class _Evaluate(BaseCallback):
             self.rows.append({"step": self.num_timesteps, **result.as_scalars()})
             for key, value in result.as_scalars().items():
                 self.logger.record(key, value)
-            with open(self.out / "evaluations.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-                writer.writeheader()
-                writer.writerows(self.rows)
+            RunFolder(self.out).write_evaluations(self.rows)
         return True
 
 
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="screening variant: no term where the target value exceeds V (not with --matching)")
     parser.add_argument("--steps", type=int, default=4000, help="environment steps to add (> 0)")
     args = parser.parse_args(argv)
-    if not (args.checkpoint / "replay_buffer.pkl").exists():
+    if not (args.checkpoint / BUFFER_FILE).exists():
         print(f"branch_run: error: {args.checkpoint} is not a checkpoint folder with a replay buffer", file=sys.stderr)
         return 2
     if args.alpha < 0 or args.steps < 1:

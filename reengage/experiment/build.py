@@ -1,4 +1,9 @@
-"""Turn a resolved configuration (see :mod:`reengage.experiment.config`) into environments and an agent."""
+"""Turn a resolved configuration (see :mod:`reengage.experiment.config`) into environments and an agent.
+
+:func:`build_agent` reads the algorithm from the registry once and the configuration's extensions once, and
+passes both down; :func:`agent_class` and :func:`sb3_arguments` are the same steps for callers that need one
+of them alone (loading a saved model, the benchmarks).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,10 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import reengage.envs  # noqa: F401  (registers the reengage/ ids)
+from reengage.algorithms import AlgoSpec, algo_spec, import_object
 from reengage.envs.robotics import ensure_registered
 
-from .extensions import extended_class, extension_arguments
-from .registry import algo_spec, import_object
+from .extensions import Extensions, extensions_of
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -24,14 +29,14 @@ DEVICES = ("cpu", "cuda", "auto")
 def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gym.Env:
     """One environment of the run, with the training-time smoothing noise if the config asks for it.
 
-    ``observation_noise`` is a :class:`reengage.robustness.noise.SmoothingConfig` as a mapping (for
+    ``observation_noise`` is a :class:`reengage.observation_noise.SmoothingConfig` as a mapping (for
     example ``{kind: gaussian, sigma: 0.1, keys: [observation]}``): training under the noise the
     policy will be smoothed with keeps the smoothed policy from being vacuous.
     """
     ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
     env = gym.make(config["env_id"], **config["env_kwargs"])
     if config.get("observation_noise"):
-        from reengage.robustness.noise_wrapper import wrap_with_noise
+        from reengage.noise_wrapper import wrap_with_noise
 
         env = wrap_with_noise(env, dict(config["observation_noise"]), seed=noise_seed)
     return env
@@ -69,20 +74,28 @@ def check_device(device: str) -> str:
 
 def agent_class(config: dict[str, Any]) -> type:
     """The agent class of the config: the fast training path unless ``trainer: sb3`` (or the algo has none)."""
-    spec = algo_spec(config["algo"])
+    return _agent_class(config, algo_spec(config["algo"]), extensions_of(config))
+
+
+def _agent_class(config: dict[str, Any], spec: AlgoSpec, extensions: Extensions) -> type:
     if config.get("trainer", "fast") == "fast" and spec.fast_agent is not None:
         base = import_object(spec.fast_agent)
     else:
         if config.get("trainer", "fast") == "fast":
-            warnings.warn(f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path", stacklevel=2)
+            warnings.warn(f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path",
+                          stacklevel=3)
         base = import_object(spec.agent)
-    return extended_class(base, config)  # type: ignore[arg-type]
+    return extensions.agent_class(base)  # type: ignore[arg-type]
 
 
 def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """``(policy, kwargs)`` for the stable-baselines3 class of the config's algorithm, without the
     ReenGAGE arguments: what a stock SB3 agent with the same settings takes (see bench/)."""
-    spec = algo_spec(config["algo"])
+    return _sb3_arguments(config, algo_spec(config["algo"]), env, seed, device)
+
+
+def _sb3_arguments(config: dict[str, Any], spec: AlgoSpec, env: VecEnv, seed: int,
+                   device: str) -> tuple[Any, dict[str, Any]]:
     policy_kwargs = {"net_arch": list(config["net_arch"]), **config["policy_kwargs"]}
     kwargs: dict[str, Any] = {
         "learning_rate": config["learning_rate"],
@@ -120,12 +133,20 @@ def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = 
     return policy, kwargs
 
 
+def reengage_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """The ReenGAGE term's constructor arguments that are top-level keys of the configuration (the others
+    are ``algo_kwargs`` entries)."""
+    arguments = {key: config[key] for key in ("reengage_alpha", "reengage_mode", "c_low")}
+    if config.get("reengage_diagnostics"):
+        arguments["reengage_diagnostics_every"] = config["reengage_diagnostics"]
+    return arguments
+
+
 def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "cpu") -> Any:
     """A fresh agent for the configuration (no logger attached)."""
-    policy, kwargs = sb3_arguments(config, env, seed, device)
-    reengage = {key: config[key] for key in ("reengage_alpha", "reengage_mode", "c_low")}
-    if config.get("reengage_diagnostics"):
-        reengage["reengage_diagnostics_every"] = config["reengage_diagnostics"]
-    extra_policy_kwargs, extra_kwargs = extension_arguments(config)
-    kwargs["policy_kwargs"].update(extra_policy_kwargs)
-    return agent_class(config)(policy, env, **reengage, **kwargs, **extra_kwargs)
+    spec = algo_spec(config["algo"])
+    extensions = extensions_of(config)
+    policy, kwargs = _sb3_arguments(config, spec, env, seed, device)
+    kwargs["policy_kwargs"].update(extensions.policy_kwargs())
+    agent = _agent_class(config, spec, extensions)
+    return agent(policy, env, **reengage_arguments(config), **kwargs, **extensions.agent_kwargs())

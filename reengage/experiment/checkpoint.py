@@ -24,6 +24,8 @@ import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl
 
+from . import unpickling
+
 MODEL_FILE = "model.zip"
 BUFFER_FILE = "replay_buffer.pkl"
 STATE_FILE = "state.pkl"
@@ -222,7 +224,7 @@ def load_checkpoint(directory: Path, agent_cls: type, device: str = "cpu") -> tu
     directory = Path(directory)
     with _blame(STATE_FILE):
         with open(directory / STATE_FILE, "rb") as handle:
-            payload = cloudpickle.load(handle)
+            payload = unpickling.load(handle)
     with _blame(MODEL_FILE):
         # force_reset=False keeps the saved last observation: the episode in flight goes on
         model = agent_cls.load(directory / MODEL_FILE, env=payload["env"], device=device, force_reset=False)

@@ -16,6 +16,10 @@ A file looks like::
 Resolution order, later wins: built-in defaults, ``common``, ``algos[algo]``, ``algos[algo].reengage`` (alpha > 0
 only), ``tuned[id][algo][...]``,
 the command line's ``--alpha``/``--timesteps``, then each ``--set key=value``.
+
+The keys, their defaults and what is valid for each are the table of :mod:`reengage.experiment.config_keys`; a
+resolved configuration is checked against it, then against the classes its mappings reach
+(:mod:`reengage.experiment.signature_checks`).
 """
 
 from __future__ import annotations
@@ -27,53 +31,9 @@ from typing import Any
 
 import yaml
 
-from .extensions import check_extension_values
+from .config_keys import KEYS, check_config, defaults, top_level_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-
-_NUMBER = (int, float)
-_MISSING = object()
-
-# key -> (accepted types, default, meaning). None in the types tuple means the key may be null.
-SCHEMA: dict[str, tuple[tuple, Any, str]] = {
-    "env_kwargs": ((dict,), {}, "keyword arguments for gym.make"),
-    "timesteps": ((int,), 5000, "environment steps to train"),
-    "buffer_size": ((int,), 1_000_000, "replay buffer capacity"),
-    "learning_starts": ((int,), 1000, "random-action steps before training"),
-    "batch_size": ((int,), 256, "minibatch size"),
-    "learning_rate": (_NUMBER, 1e-3, "Adam learning rate"),
-    "gamma": (_NUMBER, 0.95, "discount"),
-    "tau": (_NUMBER, 0.005, "Polyak coefficient of target networks"),
-    "train_freq": ((int,), 1, "environment steps between trainings"),
-    "gradient_steps": ((int,), 1, "gradient steps per training"),
-    "action_noise_std": ((*_NUMBER, type(None)), 0.1, "std of Gaussian exploration noise (continuous actions)"),
-    "net_arch": ((list,), [256, 256], "hidden layer sizes"),
-    "her": ((dict, type(None)), None, "HerReplayBuffer kwargs, or null for no HER"),
-    "eval_freq": ((int,), 2000, "environment steps between evaluations"),
-    "eval_episodes": ((int,), 50, "episodes per evaluation"),
-    "eval_seed": ((int,), 1_000_000, "seed of the first evaluation episode"),
-    "reengage_alpha": (_NUMBER, 0.2, "weight of the goal-gradient term (0 = baseline)"),
-    "reengage_mode": ((str,), "sparse", "sparse (Eq. 8.9) or dense (Eq. 8.8)"),
-    "c_low": (_NUMBER, -1.0, "low value of the sparse reward"),
-    "reengage_diagnostics": ((int,), 0, "log goal-gradient diagnostics every N gradient steps (0: off)"),
-    "policy": ((str,), "MultiInputPolicy", "SB3 policy name or 'module:Class'"),
-    "policy_kwargs": ((dict,), {}, "extra policy kwargs"),
-    "replay_buffer_class": ((str, type(None)), None, "'module:Class' of a replay buffer (with her: null)"),
-    "replay_buffer_kwargs": ((dict,), {}, "extra replay buffer kwargs"),
-    "algo_kwargs": ((dict,), {}, "extra keyword arguments for the agent's constructor"),
-    "checkpoint_every": ((int,), 0, "environment steps between checkpoints (0: none)"),
-    "observation_noise": ((dict, type(None)), None, "train under smoothing noise: {sigma, keys} (robustness)"),
-    # robotics issue (reengage/experiment/extensions.py)
-    "n_envs": ((int,), 1, "parallel training environments (SubprocVecEnv when > 1)"),
-    "obs_normalization": ((dict, type(None)), None,
-                          "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null"),
-    "target_value_clip": ((bool,), False, "clip the target critic's value to [c_low/(1-gamma), 0] (ddpg, td3)"),
-    "action_l2": (_NUMBER, 0.0, "weight of the actor's action L2 penalty (ddpg, td3)"),
-    "random_action_prob": (_NUMBER, 0.0, "probability of a uniform random action after learning_starts (ddpg, td3)"),
-    "trainer": ((str,), "fast", "fast (lean update, the default) or sb3 (stock stable-baselines3 train())"),
-}
-
-TRAINERS = ("fast", "sb3")
 
 FILE_SECTIONS = ("env_ids", "common", "algos", "tuned")
 # inside ``algos[algo]``: the settings of that algorithm's runs with alpha > 0 (DDPG+HER runs keep their identity)
@@ -188,26 +148,27 @@ def find_config_file(env_id: str, config_dir: Path = CONFIG_DIR) -> ConfigFile:
     raise ValueError(f"unknown env {env_id!r}; valid envs: {', '.join(known)}{note}")
 
 
+def _valid_keys() -> str:
+    return ", ".join(sorted(top_level_keys()))
+
+
 def _coerce(key: str, value: Any, where: str) -> Any:
-    types, _, _ = SCHEMA[key]
-    # YAML 1.1 reads '1e-3' as a string; numbers written that way are still numbers
-    if isinstance(value, str) and float in types:
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-        names = ", ".join("null" if t is type(None) else t.__name__ for t in types)
-        raise ValueError(f"{where}: {key}={value!r} has the wrong type; expected {names}")
+    """``value`` as the top-level ``key`` takes it (see :meth:`ConfigKey.coerce`), or ValueError for its type."""
+    row = KEYS[key]
+    value = row.coerce(value)
+    problem = row.type_problem(value)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
     return value
 
 
 def validate(values: dict, where: str = "config") -> dict:
-    """Check keys against :data:`SCHEMA` and coerce numbers; returns a new dict."""
+    """Check top-level keys against :data:`~reengage.experiment.config_keys.KEYS` and coerce numbers; returns
+    a new dict."""
     out = {}
     for key, value in values.items():
-        if key not in SCHEMA:
-            raise ValueError(f"{where}: unknown config key {key!r}; valid keys: {', '.join(sorted(SCHEMA))}")
+        if key not in KEYS or KEYS[key].dotted:
+            raise ValueError(f"{where}: unknown config key {key!r}; valid keys: {_valid_keys()}")
         out[key] = _coerce(key, value, where)
     return out
 
@@ -218,8 +179,8 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, _, raw_value = text.partition("=")
     path = key.strip().split(".")
-    if path[0] not in SCHEMA:
-        raise ValueError(f"unknown config key {path[0]!r} in --set {text!r}; valid keys: {', '.join(sorted(SCHEMA))}")
+    if path[0] not in KEYS or KEYS[path[0]].dotted:
+        raise ValueError(f"unknown config key {path[0]!r} in --set {text!r}; valid keys: {_valid_keys()}")
     return path, yaml.safe_load(raw_value)
 
 
@@ -247,14 +208,14 @@ def resolve_config(
     assignments: list[str] | None = None,
     config_dir: Path = CONFIG_DIR,
 ) -> dict[str, Any]:
-    """The full configuration of one run, every key of :data:`SCHEMA` present."""
+    """The full configuration of one run, every top-level key of the table present, checked."""
     source = find_config_file(env_id, config_dir)
     if algo not in source.algos:
         raise ValueError(
             f"algo {algo!r} is not configured for {env_id} in {source.path.name}; valid algos: "
             f"{', '.join(sorted(source.algos))}"
         )
-    config = {key: copy.deepcopy(default) for key, (_, default, _) in SCHEMA.items()}
+    config = defaults()
     config.update(copy.deepcopy(source.common))
     config.update(copy.deepcopy(source.algos[algo]))
     config["env_kwargs"] = {**config["env_kwargs"], **source.env_ids[env_id]}
@@ -273,57 +234,17 @@ def resolve_config(
     for path, value in parsed:
         apply_assignment(config, path, value)
     config = validate(config, where=f"{env_id}/{algo}")
-    _check_values(config)
-    check_extension_values(config, algo)
     config["env_id"] = env_id
     config["algo"] = algo
     config["config_file"] = source.path.name
-    check_config_values(config)
-    _check_fast_trainer_options(config)
+    check_resolved(config)
     return config
 
 
-def check_config_values(config: dict[str, Any]) -> None:
-    """Ranges, choices and nested keys (see :mod:`reengage.experiment.validation`); raises ValueError."""
-    from .validation import check_nested_keys, check_ranges
+def check_resolved(config: dict[str, Any]) -> None:
+    """Every check of a configuration with its ``env_id`` and ``algo``: the table's (types of dotted keys,
+    ranges, choices, algorithms, the fast trainer), then the mappings against the classes they reach."""
+    from .signature_checks import check_nested_keys
 
-    check_ranges(config)
+    check_config(config)
     check_nested_keys(config)
-
-
-def _check_values(config: dict) -> None:
-    positive = ["timesteps", "buffer_size", "batch_size", "train_freq", "eval_freq", "eval_episodes"]
-    for key in positive:
-        if config[key] <= 0:
-            raise ValueError(f"{key} must be positive, got {config[key]!r}")
-    if not 0 < config["gamma"] <= 1:
-        raise ValueError(f"gamma must be in (0, 1], got {config['gamma']!r}")
-    if config["reengage_alpha"] < 0:
-        raise ValueError(f"reengage_alpha must be >= 0, got {config['reengage_alpha']!r}")
-    if config["trainer"] not in TRAINERS:
-        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {config['trainer']!r}")
-    if config["checkpoint_every"] < 0:
-        raise ValueError(f"checkpoint_every must be >= 0 (0 disables), got {config['checkpoint_every']!r}")
-
-
-# options of the robotics recipe whose interaction with the fast update is not verified yet: the fast
-# path refuses them rather than train something that could silently differ from the SB3 path
-_SB3_ONLY_OPTIONS = {
-    "obs_normalization": lambda value: value is not None,
-    "target_value_clip": bool,
-    "action_l2": lambda value: value > 0,
-    "random_action_prob": lambda value: value > 0,
-}
-
-
-def _check_fast_trainer_options(config: dict) -> None:
-    from .registry import algo_spec
-
-    if config["trainer"] != "fast" or algo_spec(config["algo"]).fast_agent is None:
-        return
-    used = [key for key, active in _SB3_ONLY_OPTIONS.items() if key in config and active(config[key])]
-    if used:
-        raise ValueError(
-            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} supported on the SB3 training path only; "
-            "add --trainer sb3 (or --set trainer=sb3)"
-        )

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from reengage.agents.td3 import ReenGAGEDDPG  # noqa: E402
-from reengage.experiment.checkpoint import load_checkpoint  # noqa: E402
+from reengage.experiment.checkpoint import BUFFER_FILE, load_checkpoint  # noqa: E402
 
 ALPHA = 0.2
 
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
         return 2
     torch.set_num_threads(1)
     for checkpoint in argv:
-        if not (Path(checkpoint) / "replay_buffer.pkl").exists():
+        if not (Path(checkpoint) / BUFFER_FILE).exists():
             print(f"critic_probes: error: {checkpoint} is not a checkpoint folder with a replay buffer", file=sys.stderr)
             return 2
         torch.manual_seed(0)

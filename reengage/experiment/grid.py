@@ -1,17 +1,11 @@
 """Drive an experiment's runs through a backend: skip finished runs, resume interrupted ones, report progress.
 
-The results folder of an experiment::
-
-    results/<name>/experiment.json      # the manifest: the file, its settings and every run's identity
-    results/<name>/runs/<env>/<variant>/[<grid point>/]s<seed>_<config hash>/   # one folder per run
-
-The report (:mod:`reengage.experiment.report`) reads the manifest, so runs left behind by an older
-version of the file (another hash) stay on disk but do not enter the statistics.
+The results folder of an experiment (:mod:`reengage.experiment.results_folder`) holds the manifest, written
+here, and one run folder per run: ``runs/<env>/<variant>/[<grid point>/]s<seed>_<config hash>/``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,11 +13,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .backends import Backend
-from .execute import DONE, is_finished
-from .spec import Experiment, RunSpec
-
-MANIFEST_FILE = "experiment.json"
-RUNS_DIR = "runs"
+from .results_folder import run_folder_of, write_manifest
+from .run_folder import DONE
+from .spec import Experiment
 
 
 @dataclass
@@ -39,13 +31,9 @@ class GridSummary:
         return 130 if self.interrupted else 1 if self.failed else 0
 
 
-def run_dir_of(results_dir: Path, run: RunSpec) -> Path:
-    return Path(results_dir) / RUNS_DIR / run.run_id
-
-
-def write_manifest(experiment: Experiment, results_dir: Path) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
+def manifest_of(experiment: Experiment) -> dict[str, Any]:
+    """The experiment's manifest: its file, settings and every run's identity (what the report reads)."""
+    return {
         "name": experiment.name,
         "file": str(experiment.path) if experiment.path else None,
         "description": experiment.description,
@@ -56,7 +44,6 @@ def write_manifest(experiment: Experiment, results_dir: Path) -> None:
         "task_keys": experiment.task_keys,
         "runs": [{**run.identity(), "timesteps": run.config["timesteps"]} for run in experiment.runs],
     }
-    (results_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 
 def _duration(seconds: float) -> str:
@@ -113,17 +100,17 @@ def run_grid(
 ) -> GridSummary:
     """Execute every unfinished run of ``experiment``; Ctrl-C stops all of them (checkpoints are kept)."""
     results_dir = Path(results_dir)
-    write_manifest(experiment, results_dir)
+    write_manifest(results_dir, manifest_of(experiment))
     summary = GridSummary(total=len(experiment.runs))
     queue: list[dict[str, Any]] = []
     for run in experiment.runs:
-        run_dir = run_dir_of(results_dir, run)
-        if is_finished(run_dir):
+        folder = run_folder_of(results_dir, run.run_id)
+        if folder.is_finished():
             summary.skipped.append(run.run_id)
             continue
         queue.append({
             # absolute: a Ray worker's working directory is not the driver's
-            "run_dir": str(run_dir.resolve()), "config": run.config, "seed": run.seed, "identity": run.identity(),
+            "run_dir": str(folder.path.resolve()), "config": run.config, "seed": run.seed, "identity": run.identity(),
             "device": device, "threads": threads,
         })
     progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)

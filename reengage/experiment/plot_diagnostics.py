@@ -15,6 +15,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from .run_folder import EVENTS_GLOB, RunFolder
+
 DEFAULT_KEYS = (
     "eval/success_rate",
     "reengage_diag/grad_norm_critic",
@@ -36,12 +38,12 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+    for events in sorted(run_dir.glob(EVENTS_GLOB)):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:
             series[tag].extend((event.step, event.value) for event in accumulator.Scalars(tag))
-    evaluations = run_dir / "evaluations.csv"
+    evaluations = RunFolder(run_dir).evaluations_file
     if evaluations.exists():
         with open(evaluations) as handle:
             for row in csv.DictReader(handle):

@@ -26,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 
-from .execute import DONE, read_status
 from .report import (
     ReportError,
     _claim,
@@ -35,7 +34,6 @@ from .report import (
     _fmt_difference,
     _p,
     _read_csv,
-    _run_folders,
     check_results_dir,
     choose_metric,
     mean_ci,
@@ -43,7 +41,8 @@ from .report import (
 )
 from .statistics import ALPHA, MIN_CONFIRMATORY_SEEDS, difference_test
 from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
-from .runner import EVALUATIONS_FILE
+from .results_folder import runs_of
+from .run_folder import RunFolder
 from .spec import point_label
 
 REEVALUATION_DIR = "reevaluation"
@@ -97,19 +96,13 @@ def _append(path: Path, row: Reevaluation) -> None:
         writer.writerow(asdict(row))
 
 
-def _run_config(run_dir: Path) -> dict:
-    from .run_loading import run_config  # imports stable-baselines3: only when a run is evaluated
-
-    return run_config(run_dir)
-
-
 def evaluate_run(run_dir: Path, episodes: int, first_seed: int, metric: str = SUCCESS_EVER) -> float:
     """``metric`` (success ever or final success) of the run's final model over ``episodes`` deterministic
     episodes."""
     from .evaluation import evaluate_goal_policy
-    from .run_loading import load_run_model, make_run_env
+    from .run_folder import make_run_env
 
-    config, model = load_run_model(run_dir)
+    config, model = RunFolder(run_dir).load_model()
     env = make_run_env(config, noise_seed=first_seed)
     try:
         result = evaluate_goal_policy(model, env, episodes, first_seed)
@@ -133,26 +126,25 @@ def reevaluate_runs(
         raise ReportError(f"episodes must be >= 1, got {episodes}")
     check_metric(metric)
     check_results_dir(results_dir)
-    _, folders = _run_folders(results_dir)
+    _, folders = runs_of(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found")
     path = table_path(results_dir, episodes, first_seed, metric)
     done = _read_table(path)
     rows, missing = [], []
-    for run_dir, identity in folders:
+    for folder, identity in folders:
         run_id = identity["run_id"]
-        status = read_status(run_dir)
-        if not status or status.get("status") != DONE or not (run_dir / EVALUATIONS_FILE).exists():
+        if not folder.is_finished():
             missing.append(run_id)
             continue
         if run_id not in done:
-            columns, logged = _read_csv(run_dir / EVALUATIONS_FILE)
+            columns, logged = _read_csv(folder.evaluations_file)
             # the logged value of the same measure (success_ever under any of its older column names)
             column = choose_metric(columns, None if metric == SUCCESS_EVER else metric)
             row = Reevaluation(
                 run_id, identity["env_id"], identity["variant"], point_label(identity.get("point") or {}),
-                int(identity["seed"]), float(logged[-1][column]), int(_run_config(run_dir)["eval_episodes"]),
-                evaluate_run(run_dir, episodes, first_seed, metric), episodes,
+                int(identity["seed"]), float(logged[-1][column]), int(folder.read_config()["eval_episodes"]),
+                evaluate_run(folder.path, episodes, first_seed, metric), episodes,
             )
             _append(path, row)
             done[run_id] = row

@@ -41,9 +41,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .execute import DONE, RUN_FILE, read_status
-from .grid import MANIFEST_FILE, RUNS_DIR
-from .runner import EVALUATIONS_FILE
+from .results_folder import MANIFEST_FILE, runs_of
+from .run_folder import EVALUATIONS_FILE, RUN_FILE
 from .spec import point_label
 from .statistics import (
     ALPHA,
@@ -126,18 +125,6 @@ def choose_metric(columns: list[str], requested: str | None) -> str:
     raise ReportError(f"no success column in {EVALUATIONS_FILE} (columns: {', '.join(columns)}); pass --metric")
 
 
-def _run_folders(results_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[Path, dict[str, Any]]]]:
-    manifest_path = results_dir / MANIFEST_FILE
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        return manifest, [(results_dir / RUNS_DIR / run["run_id"], run) for run in manifest["runs"]]
-    # no manifest (runs copied from elsewhere): every folder with a run.json
-    found = []
-    for path in sorted(results_dir.rglob(RUN_FILE)):
-        found.append((path.parent, json.loads(path.read_text())))
-    return None, found
-
-
 def check_results_dir(results_dir: Path) -> None:
     """ReportError unless ``results_dir`` is a folder (saying whether it is missing or a file)."""
     if not results_dir.is_dir():
@@ -148,18 +135,17 @@ def check_results_dir(results_dir: Path) -> None:
 def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
     """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
     check_results_dir(results_dir)
-    manifest, folders = _run_folders(results_dir)
+    manifest, folders = runs_of(results_dir)
     if not folders:
         raise ReportError(f"{results_dir}: no runs found (no {MANIFEST_FILE} and no */{RUN_FILE})")
     # the experiment file's report.metric is the default; --metric overrides it
     metric = metric if metric is not None else (manifest or {}).get("metric")
     curves, missing, column = [], [], None
-    for run_dir, identity in folders:
-        status = read_status(run_dir)
-        evaluations = run_dir / EVALUATIONS_FILE
-        if not status or status.get("status") != DONE or not evaluations.exists():
+    for folder, identity in folders:
+        if not folder.is_finished():
             missing.append(identity["run_id"])
             continue
+        evaluations = folder.evaluations_file
         columns, rows = _read_csv(evaluations)
         column = column or choose_metric(columns, metric)
         if column not in columns:

@@ -1,11 +1,31 @@
-"""What a run folder holds, and what may be done with it: start, resume, extend or restart.
+"""The run folder: the one place the names of a training run's files are defined, and reading a run back.
 
-Every refusal is a :class:`ValueError` whose one-line message says what to do instead; nothing in
-the folder is changed before the decision is made.
+A run folder (``train.py --logdir DIR``, or ``results/<experiment>/runs/<run id>/``) holds::
+
+    config.yaml              the resolved configuration and the seed: what --resume continues
+    evaluations.csv          one row per evaluation
+    episodes.csv             one row per evaluation episode
+    segments.json            the steps each process trained, written when the run finishes
+    model.zip                the final model (written as model.partial.zip, then renamed)
+    model.smoothing.json     the smoothing settings of a run trained with observation_noise
+    checkpoint/              the newest checkpoint (its format, and its .tmp and .prev siblings:
+                             reengage.experiment.checkpoint)
+    events.out.tfevents.*    TensorBoard
+    run.json, status.json    written by the experiment runner: the run's identity and its outcome
+
+A finished run is one whose ``status.json`` says done and that has its ``evaluations.csv``: the files of
+:data:`RECORD_FILES`, a few kilobytes, are all a report reads, so a clone of a results repository without
+models or checkpoints still counts its runs as finished.
+
+Reading a run (its configuration, status, model and environment) goes through :class:`RunFolder`: train.py,
+the experiment runner, ``python -m reengage.evaluate``, ``python -m reengage.certify --run``, and the
+experiment runner's report, reevaluate and scalars commands. What may be done with a folder (start, resume,
+extend, restart) is decided in :mod:`reengage.experiment.resume`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass
@@ -14,34 +34,42 @@ from typing import Any
 
 import yaml
 
-from .checkpoint import checkpoint_candidates, manifest_problem, previous_checkpoint, staging_checkpoint
+from reengage.observation_noise import SIDECAR_SUFFIX, sidecar_path
 
 CONFIG_FILE = "config.yaml"
 EVALUATIONS_FILE = "evaluations.csv"
 EPISODES_FILE = "episodes.csv"
-FINAL_MODEL = "model.zip"
 SEGMENTS_FILE = "segments.json"
+MODEL_FILE = "model.zip"
+PARTIAL_MODEL_FILE = "model.partial.zip"
+SMOOTHING_FILE = sidecar_path(MODEL_FILE).name  # the sidecar certify reads next to any model
 CHECKPOINT_DIR = "checkpoint"
+EVENTS_GLOB = "events.out.tfevents.*"
+RUN_FILE = "run.json"
+STATUS_FILE = "status.json"
 
-# keys that may differ between a run and its resumption without changing what is computed
-RESUME_FREE_KEYS = {"timesteps", "checkpoint_every"}
+# a finished run's compact record: what the report reads, kilobytes per run (never the model, the
+# checkpoints, the replay buffer or the TensorBoard events)
+RECORD_FILES = (RUN_FILE, CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, SEGMENTS_FILE, STATUS_FILE)
+
+# the outcomes status.json records
+DONE = "done"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+
+# what a run writes into its folder besides checkpoints: --restart removes these and nothing else
+_RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, MODEL_FILE, SEGMENTS_FILE)
+_RUN_PATTERNS = (EVENTS_GLOB, MODEL_FILE + ".*", "*" + SIDECAR_SUFFIX)
+# a checkpoint folder name older versions used while replacing a checkpoint
+_OLD_CHECKPOINT_DIR = CHECKPOINT_DIR + ".old"
 
 
-@dataclass
-class RunFolder:
-    """The state of a run folder on disk."""
+class NoRunError(ValueError):
+    """The folder holds no run (it is missing, or has no configuration)."""
 
-    path: Path
-    saved_config: dict[str, Any] | None  # config.yaml (with the seed), None if no run was started here
-    finished_step: int | None  # the step of model.zip when the run completed, else None
-    checkpoint_step: int | None  # the newest complete checkpoint's step, else None
-    has_checkpoint: bool
-    # why checkpoint folders on disk cannot be used: (folder, problem), the staging folder included
-    checkpoint_problems: list[tuple[Path, str]]
 
-    @property
-    def started(self) -> bool:
-        return self.saved_config is not None
+class UnreadableRunError(ValueError):
+    """The folder's configuration cannot be read as a run's."""
 
 
 def check_logdir_path(path: Path, option: str = "--logdir") -> None:
@@ -56,163 +84,244 @@ def check_logdir_path(path: Path, option: str = "--logdir") -> None:
             raise ValueError(f"{option} {path} {where}; give a folder path")
 
 
-def read_saved_config(run_dir: Path) -> dict[str, Any]:
-    """The configuration saved by the run in ``run_dir`` (ValueError if there is none or it is unreadable)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
-        raise ValueError(f"no run in {run_dir} ({CONFIG_FILE} is missing); start it without --resume")
-    try:
-        saved = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path} is not readable YAML ({error}); pass --restart to start the run over") from None
-    if not isinstance(saved, dict) or "env_id" not in saved:
-        raise ValueError(f"{path} does not hold a run configuration; pass --restart to start the run over")
-    return saved
-
-
-def inspect_run_folder(run_dir: Path) -> RunFolder:
-    run_dir = Path(run_dir)
-    saved = read_saved_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
-    finished = None
-    if (run_dir / FINAL_MODEL).exists() and (run_dir / SEGMENTS_FILE).exists():
-        try:
-            segments = json.loads((run_dir / SEGMENTS_FILE).read_text())
-            finished = int(segments[-1]["end"]) if segments and "end" in segments[-1] else None
-        except (ValueError, KeyError, TypeError, IndexError):
-            finished = None
-    candidates = checkpoint_candidates(run_dir / CHECKPOINT_DIR)
-    step = candidates[0][1] if candidates else None
-    usable = {folder for folder, _ in candidates}
-    checkpoint = run_dir / CHECKPOINT_DIR
-    problems = [(folder, problem) for folder in (checkpoint, staging_checkpoint(checkpoint), previous_checkpoint(checkpoint))
-                if folder not in usable and (problem := manifest_problem(folder)) is not None]
-    return RunFolder(run_dir, saved, finished, step, bool(candidates), problems)
-
-
-def _resume_command(run_dir: Path) -> str:
-    return f"python train.py --logdir {run_dir} --resume"
-
-
-def refuse_fresh_start(folder: RunFolder) -> None:
-    """A fresh start into a folder that already holds a run: say what to do instead."""
-    if not folder.started:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``path`` from ``rows`` (through a temporary file, so a kill never leaves half a file)."""
+    if not rows:
         return
-    if folder.finished_step is not None:
-        raise ValueError(
-            f"{folder.path} holds a finished run ({folder.finished_step} steps); extend it with "
-            f"'{_resume_command(folder.path)} --timesteps N', or choose another --logdir"
-        )
-    if folder.has_checkpoint:
-        at = f" from step {folder.checkpoint_step}" if folder.checkpoint_step is not None else ""
-        raise ValueError(
-            f"{folder.path} holds an unfinished run; continue it{at} with '{_resume_command(folder.path)}', "
-            "or pass --restart to discard it and start over"
-        )
-    raise ValueError(
-        f"{folder.path} holds a run that never reached a checkpoint; pass --restart to start it over "
-        "(its files are deleted), or choose another --logdir"
-    )
+    staging = path.with_name(path.name + ".tmp")
+    with open(staging, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    staging.replace(path)
 
 
-def check_resume(folder: RunFolder, record: dict[str, Any]) -> bool:
-    """Whether resuming ``folder`` with ``record`` (config + seed) is possible; ``False`` means the run
-    is already finished at exactly the requested length (nothing to do). Raises ValueError otherwise."""
-    if not folder.started:
-        raise ValueError(f"no run in {folder.path} ({CONFIG_FILE} is missing); start it without --resume")
-    changed = sorted(
-        key for key in set(folder.saved_config) | set(record)  # type: ignore[arg-type]
-        if key not in RESUME_FREE_KEYS and folder.saved_config.get(key) != record.get(key)  # type: ignore[union-attr]
-    )
-    if changed:
-        details = "; ".join(f"{k}: {folder.saved_config.get(k)!r} -> {record.get(k)!r}" for k in changed)  # type: ignore[union-attr]
-        raise ValueError(
-            f"--resume with settings that differ from {folder.path / CONFIG_FILE} would not continue the same run "
-            f"({details}); leave them out to use the saved ones"
-        )
-    timesteps = int(record["timesteps"])
-    if folder.finished_step is not None:
-        if timesteps < folder.finished_step:
-            raise ValueError(
-                f"--timesteps {timesteps} is below the {folder.finished_step} steps this run already finished; "
-                "a finished run can be extended, never shortened (nothing was changed)"
-            )
-        if timesteps == folder.finished_step:
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` then rename: a reader (the grid's driver, the report) never sees half a file."""
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(payload, indent=1, default=repr))
+    staging.replace(path)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder: where each of its files is, and reading and writing them."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    # -- where the files are ------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def evaluations_file(self) -> Path:
+        return self.path / EVALUATIONS_FILE
+
+    @property
+    def episodes_file(self) -> Path:
+        return self.path / EPISODES_FILE
+
+    @property
+    def segments_file(self) -> Path:
+        return self.path / SEGMENTS_FILE
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def smoothing_file(self) -> Path:
+        return self.path / SMOOTHING_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / STATUS_FILE
+
+    # -- reading ------------------------------------------------------------------------------
+    def load_config_file(self) -> Any:
+        """``config.yaml`` as YAML reads it, ``None`` when there is none; UnreadableRunError if it is not YAML."""
+        if not self.config_file.is_file():
+            return None
+        try:
+            return yaml.safe_load(self.config_file.read_text())
+        except yaml.YAMLError as error:
+            raise UnreadableRunError(f"{self.config_file} is not readable YAML ({error})") from None
+
+    def read_config(self) -> dict[str, Any]:
+        """The run's saved configuration (``env_id``, ``env_kwargs``, ``observation_noise``, ``algo``, ``seed``
+        and every other key); NoRunError or UnreadableRunError, each naming the folder or the file."""
+        if not self.path.is_dir():
+            what = "it is a file" if self.path.exists() else "no such folder"
+            raise NoRunError(f"{self.path} is not a run folder ({what})")
+        saved = self.load_config_file()
+        if saved is None and not self.config_file.is_file():
+            raise NoRunError(f"no run in {self.path} ({CONFIG_FILE} is missing)")
+        if not isinstance(saved, dict) or "env_id" not in saved:
+            raise UnreadableRunError(f"{self.config_file} does not hold a run configuration")
+        return saved
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds a readable run configuration."""
+        try:
+            self.read_config()
+        except ValueError:
             return False
-    if not folder.has_checkpoint:
-        if folder.finished_step is not None:
-            raise ValueError(
-                f"{folder.path} finished without a checkpoint (checkpoint_every 0), so it cannot be extended; "
-                "start a new run with the longer --timesteps in another --logdir"
-            )
-        damaged = [problem for path, problem in folder.checkpoint_problems if path.name != CHECKPOINT_DIR + ".tmp"]
-        if damaged:
-            raise ValueError(
-                f"no readable checkpoint in {folder.path}: {'; '.join(damaged)}; pass --restart (instead of "
-                "--resume) to start the run over"
-            )
-        cut = " (its first checkpoint write was cut short)" if folder.checkpoint_problems else ""
-        raise ValueError(
-            f"{folder.path} holds a run that never reached a checkpoint{cut}, so there is nothing to resume; "
-            "pass --restart (instead of --resume) to start it over"
-        )
-    if folder.checkpoint_step is not None and timesteps < folder.checkpoint_step:
-        raise ValueError(
-            f"--timesteps {timesteps} is below the step of the run's checkpoint ({folder.checkpoint_step}); "
-            f"give --timesteps >= {folder.checkpoint_step} or leave it out"
-        )
-    return True
+        return True
 
+    @property
+    def env_id(self) -> str:
+        return str(self.read_config()["env_id"])
 
-# what a run writes into its folder; --restart removes these and nothing else
-_RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, FINAL_MODEL, SEGMENTS_FILE)
-_RUN_PATTERNS = ("events.out.tfevents.*", FINAL_MODEL + ".*", "*.smoothing.json")
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        return dict(self.read_config().get("env_kwargs") or {})
 
+    @property
+    def observation_noise(self) -> dict[str, Any] | None:
+        noise = self.read_config().get("observation_noise")
+        return dict(noise) if noise else None
 
-def clear_run_folder(run_dir: Path) -> list[Path]:
-    """Delete the files a run wrote into ``run_dir`` (for --restart); other files are left alone."""
-    run_dir = Path(run_dir)
-    removed: list[Path] = []
-    if not run_dir.is_dir():
+    def read_status(self) -> dict[str, Any] | None:
+        """``status.json``, or None when it is missing or cut short."""
+        try:
+            return json.loads(self.status_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def is_finished(self) -> bool:
+        """Whether the folder holds a finished run: ``status.json`` says done and ``evaluations.csv`` is there.
+
+        The model and checkpoints are not required: a finished run's compact record (:data:`RECORD_FILES`,
+        committed to a repository) counts as finished, so a fresh clone of the results skips it instead of
+        training it again.
+        """
+        status = self.read_status()
+        return bool(status and status.get("status") == DONE and self.evaluations_file.exists())
+
+    def finished_step(self) -> int | None:
+        """The step of ``model.zip`` when the run completed (from ``segments.json``), else None."""
+        if not (self.model_file.exists() and self.segments_file.exists()):
+            return None
+        try:
+            segments = json.loads(self.segments_file.read_text())
+            return int(segments[-1]["end"]) if segments and "end" in segments[-1] else None
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None
+
+    # -- writing ------------------------------------------------------------------------------
+    def write_config(self, record: dict[str, Any]) -> None:
+        with open(self.config_file, "w") as handle:
+            yaml.safe_dump(record, handle, sort_keys=True)
+
+    def write_evaluations(self, rows: list[dict[str, Any]]) -> None:
+        write_csv(self.evaluations_file, rows)
+
+    def write_episodes(self, rows: list[dict[str, Any]]) -> None:
+        write_csv(self.episodes_file, rows)
+
+    def write_segments(self, segments: list[dict[str, Any]]) -> None:
+        self.segments_file.write_text(json.dumps(segments, indent=1))
+
+    def write_identity(self, identity: dict[str, Any]) -> None:
+        write_json(self.run_file, identity)
+
+    def write_status(self, outcome: dict[str, Any]) -> None:
+        write_json(self.status_file, outcome)
+
+    def clear_status(self) -> None:
+        self.status_file.unlink(missing_ok=True)
+
+    def save_model(self, model: Any) -> Path:
+        """Save the final model; written under another name and renamed, so a kill never leaves half a model."""
+        partial = self.path / PARTIAL_MODEL_FILE
+        model.save(partial)
+        partial.replace(self.model_file)
+        return self.model_file
+
+    def save_smoothing(self, noise: dict[str, Any], extra: dict[str, Any]) -> Path:
+        """Save the run's training noise as the model's smoothing sidecar (what certify reads)."""
+        from reengage.observation_noise import SmoothingConfig, save_sidecar
+
+        return save_sidecar(self.model_file, SmoothingConfig.from_dict(dict(noise)), extra)
+
+    def clear(self) -> list[Path]:
+        """Delete the files a run wrote into the folder (for --restart); other files are left alone."""
+        from .checkpoint import previous_checkpoint, staging_checkpoint
+
+        removed: list[Path] = []
+        if not self.path.is_dir():
+            return removed
+        for folder in (self.checkpoint_dir, staging_checkpoint(self.checkpoint_dir),
+                       previous_checkpoint(self.checkpoint_dir), self.path / _OLD_CHECKPOINT_DIR):
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed.append(folder)
+        paths = [self.path / name for name in _RUN_FILES]
+        for pattern in _RUN_PATTERNS:
+            paths.extend(self.path.glob(pattern))
+        for path in paths:
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
         return removed
-    for folder in (run_dir / CHECKPOINT_DIR, staging_checkpoint(run_dir / CHECKPOINT_DIR),
-                   previous_checkpoint(run_dir / CHECKPOINT_DIR), run_dir / (CHECKPOINT_DIR + ".old")):
-        if folder.exists():
-            shutil.rmtree(folder)
-            removed.append(folder)
-    paths = [run_dir / name for name in _RUN_FILES]
-    for pattern in _RUN_PATTERNS:
-        paths.extend(run_dir.glob(pattern))
-    for path in paths:
-        if path.is_file():
-            path.unlink()
-            removed.append(path)
-    return removed
+
+    # -- the model and its environment --------------------------------------------------------
+    def model_path(self, checkpoint: bool = False) -> Path:
+        """``model.zip`` of a finished run, or with ``checkpoint`` the newest checkpoint's model."""
+        from .checkpoint import MODEL_FILE as CHECKPOINT_MODEL_FILE
+
+        path = self.checkpoint_dir / CHECKPOINT_MODEL_FILE if checkpoint else self.model_file
+        if not path.exists():
+            if checkpoint:
+                raise ValueError(f"{self.path} has no checkpoint ({path} is missing)")
+            raise ValueError(
+                f"{self.path} has no {MODEL_FILE}: the run has not finished; continue it with 'python train.py "
+                f"--logdir {self.path} --resume', or pass --checkpoint to evaluate its newest checkpoint"
+            )
+        return path
+
+    def agent_class(self) -> type:
+        """The class the run trained (and saved) its model with."""
+        from .build import agent_class
+
+        return agent_class(self.read_config())
+
+    def make_env(self, noise_seed: int | None = None, render_mode: str | None = None) -> Any:
+        """One environment as the run made it (see :func:`make_run_env`)."""
+        return make_run_env(self.read_config(), noise_seed, render_mode)
+
+    def load_model(self, device: str = "cpu", checkpoint: bool = False) -> tuple[dict[str, Any], Any]:
+        """``(config, model)``: the saved configuration and the final model (or the newest checkpoint's)."""
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        from .build import agent_class, check_device
+
+        config = self.read_config()
+        path = self.model_path(checkpoint)
+        check_device(device)
+        # stable-baselines3 needs an env to rebuild a HER agent (its buffer is set up with one)
+        env = DummyVecEnv([lambda: make_run_env(config)])
+        model = agent_class(config).load(path, env=env, device=device)
+        return config, model
 
 
-def config_for_resume(
-    saved: dict[str, Any],
-    env_id: str | None = None,
-    algo: str | None = None,
-    alpha: float | None = None,
-    timesteps: int | None = None,
-    assignments: list[str] | None = None,
-) -> tuple[dict[str, Any], int]:
-    """``(config, seed)`` of a resumed run: the saved configuration with the command line's settings
-    applied on top (the caller then refuses any that changed the run, see :func:`check_resume`)."""
-    from .config import SCHEMA, apply_assignment, check_config_values, parse_assignment, validate
+def make_run_env(config: dict[str, Any], noise_seed: int | None = None, render_mode: str | None = None) -> Any:
+    """One environment as the run of ``config`` made it: the observation-noise wrapper too, its generator seeded
+    ``noise_seed``; ``render_mode`` for videos and pictures."""
+    from .build import make_single_env
 
-    config = {key: value for key, value in saved.items() if key != "seed"}
-    if env_id is not None:
-        config["env_id"] = env_id
-    if algo is not None:
-        config["algo"] = algo
-    if alpha is not None:
-        config["reengage_alpha"] = float(alpha)
-    if timesteps is not None:
-        config["timesteps"] = int(timesteps)
-    for text in assignments or []:
-        path, value = parse_assignment(text)
-        apply_assignment(config, path, value)
-    config.update(validate({key: value for key, value in config.items() if key in SCHEMA}, where="--resume"))
-    check_config_values(config)
-    return config, int(saved["seed"])
+    if render_mode is not None:
+        config = dict(config, env_kwargs={**config["env_kwargs"], "render_mode": render_mode})
+    return make_single_env(config, noise_seed=noise_seed)

@@ -5,15 +5,12 @@ This is the single training loop behind ``train.py``; every algorithm goes throu
 
 from __future__ import annotations
 
-import csv
-import json
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam, configure
 from tqdm.auto import tqdm
@@ -21,19 +18,8 @@ from tqdm.auto import tqdm
 from .build import agent_class, build_agent, check_device, make_single_env, make_training_env
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
-from .run_folder import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    EPISODES_FILE,
-    EVALUATIONS_FILE,
-    FINAL_MODEL,
-    SEGMENTS_FILE,
-    check_logdir_path,
-    check_resume,
-    clear_run_folder,
-    inspect_run_folder,
-    refuse_fresh_start,
-)
+from .resume import check_resume, refuse_fresh_start, run_progress
+from .run_folder import CHECKPOINT_DIR, RunFolder, check_logdir_path
 from .stop_signals import STOP_SIGNALS
 
 # a run expected to take longer than this says so at its start
@@ -103,11 +89,11 @@ class EvaluateAndCheckpoint(BaseCallback):
     the only moment at which the agent, its buffer and the environment agree with one another.
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: Path, run_state: dict[str, Any],
+    def __init__(self, config: dict[str, Any], folder: RunFolder, run_state: dict[str, Any],
                  stop: StopRequest | None = None, verbose_lines: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.run_dir = run_dir
+        self.folder = folder
         self.run_state = run_state
         self.stop = stop
         self.verbose_lines = verbose_lines
@@ -131,15 +117,15 @@ class EvaluateAndCheckpoint(BaseCallback):
         for key, value in result.as_scalars().items():
             self.logger.record(key, value)
         self.logger.dump(self.num_timesteps)
-        write_csv(self.run_dir / EVALUATIONS_FILE, self.run_state["evaluations"])
-        write_csv(self.run_dir / EPISODES_FILE, self.run_state["episodes"])
+        self.folder.write_evaluations(self.run_state["evaluations"])
+        self.folder.write_episodes(self.run_state["episodes"])
         if self.verbose_lines:
             say(f"eval step {self.num_timesteps}: {result.summary()}")
         return result
 
     def checkpoint(self) -> None:
         self.run_state["last_checkpoint"] = self.num_timesteps
-        save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.model, self.run_state)
+        save_checkpoint(self.folder.checkpoint_dir, self.model, self.run_state)
 
     def _on_rollout_start(self) -> None:
         if self._due(self.config["eval_freq"], self.run_state["last_eval"]):
@@ -150,7 +136,7 @@ class EvaluateAndCheckpoint(BaseCallback):
         if self.stop is not None and self.stop.signal_number is not None:
             if not saved:
                 self.checkpoint()
-            raise RunInterrupted(self.run_dir, self.num_timesteps, self.stop.signal_number)
+            raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number)
 
     def _on_step(self) -> bool:
         return True
@@ -208,21 +194,6 @@ class ProgressBar(BaseCallback):
         self.bar.close()
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite ``path`` from ``rows`` (through a temporary file, so a kill never leaves half a file)."""
-    if not rows:
-        return
-    staging = path.with_name(path.name + ".tmp")
-    with open(staging, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    staging.replace(path)
-
-
-write_evaluations = write_csv  # the name other modules used
-
-
 def hyperparameters(config: dict[str, Any], seed: int) -> dict[str, bool | str | float | int]:
     """The config flattened for TensorBoard's HParams (dotted keys; lists and null as text)."""
     flat: dict[str, bool | str | float | int] = {"seed": seed}
@@ -273,27 +244,25 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
     if resume and restart:
         raise ValueError("--resume and --restart exclude each other: continue the run, or start it over")
     record = {**config, "seed": seed}
-    folder = inspect_run_folder(run_dir)
+    folder = RunFolder(run_dir)
+    on_disk = run_progress(folder)  # what the folder holds before this process writes to it
     if resume:
-        if not check_resume(folder, record):
+        if not check_resume(on_disk, record):
             if verbose:
-                say(f"{run_dir} already finished its {folder.finished_step} steps; nothing to do")
-            return run_dir / FINAL_MODEL
-        model, run_state, source = load_latest_checkpoint(
-            run_dir / CHECKPOINT_DIR, agent_class(config), device, warn=say
-        )
+                say(f"{run_dir} already finished its {on_disk.finished_step} steps; nothing to do")
+            return folder.model_file
+        model, run_state, source = load_latest_checkpoint(folder.checkpoint_dir, agent_class(config), device, warn=say)
         if verbose:
             say(f"resuming {run_dir} from step {model.num_timesteps} ({source.name})")
     else:
         if restart:
-            clear_run_folder(run_dir)
+            folder.clear()
         else:
-            refuse_fresh_start(folder)
+            refuse_fresh_start(on_disk)
         run_dir.mkdir(parents=True, exist_ok=True)
         model = build_agent(config, make_training_env(config, seed), seed, device)
         run_state = {"evaluations": [], "episodes": [], "last_eval": 0, "last_checkpoint": 0, "segments": []}
-    with open(run_dir / CONFIG_FILE, "w") as handle:
-        yaml.safe_dump(record, handle, sort_keys=True)
+    folder.write_config(record)
 
     # where each process started: a resumed run shows the checkpoint step it continued from
     run_state.setdefault("segments", []).append({"start": int(model.num_timesteps), "resumed": bool(resume)})
@@ -308,7 +277,7 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
         model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
     began, first_step = time.perf_counter(), int(model.num_timesteps)
-    evaluator = EvaluateAndCheckpoint(config, run_dir, run_state, stop, verbose_lines=verbose)
+    evaluator = EvaluateAndCheckpoint(config, folder, run_state, stop, verbose_lines=verbose)
     evaluator.init_callback(model)
     callbacks: list[BaseCallback] = [evaluator]
     if verbose:
@@ -329,18 +298,11 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
             model.env.close()  # subprocess workers (n_envs > 1) end with the run
             raise
     last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
-    final = run_dir / FINAL_MODEL
-    # written under another name and renamed: a kill never leaves half a model.zip
-    partial = run_dir / "model.partial.zip"
-    model.save(partial)
-    partial.replace(final)
+    final = folder.save_model(model)
     run_state["segments"][-1]["end"] = int(model.num_timesteps)
-    (run_dir / SEGMENTS_FILE).write_text(json.dumps(run_state["segments"], indent=1))
+    folder.write_segments(run_state["segments"])
     if config.get("observation_noise"):
-        from reengage.robustness.noise import SmoothingConfig, save_sidecar
-
-        smoothing = SmoothingConfig.from_dict(dict(config["observation_noise"]))
-        save_sidecar(final, smoothing, {"algorithm": type(model).__name__, "seed": seed})
+        folder.save_smoothing(config["observation_noise"], {"algorithm": type(model).__name__, "seed": seed})
     model.logger.close()
     model.env.close()
     if verbose:
@@ -368,5 +330,5 @@ def run_summary(run_dir: Path, run_state: dict[str, Any], last: EvaluationResult
     elif rows:
         best = max(rows, key=lambda row: row[MEAN_RETURN])
         lines.append(f"best mean return {best[MEAN_RETURN]:.2f} at step {best['step']}")
-    lines.append(f"model: {run_dir / FINAL_MODEL}; evaluate it with: python -m reengage.evaluate {run_dir}")
+    lines.append(f"model: {RunFolder(run_dir).model_file}; evaluate it with: python -m reengage.evaluate {run_dir}")
     return "\n".join(lines)

@@ -14,11 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from .run_folder import EVENTS_GLOB, RunFolder, UnreadableRunError
 from .tensorboard import read_scalars
-
-EVENTS_GLOB = "events.out.tfevents.*"
 
 
 class ScalarsError(ValueError):
@@ -48,13 +45,10 @@ def run_folders(path: Path) -> list[Path]:
 
 
 def _alpha(run_dir: Path) -> float | None:
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        return None
     try:
-        saved = yaml.safe_load(config.read_text())
-    except yaml.YAMLError as error:
-        raise ScalarsError(f"{config} is not readable YAML ({error})") from None
+        saved = RunFolder(run_dir).load_config_file()
+    except UnreadableRunError as error:
+        raise ScalarsError(str(error)) from None
     value = saved.get("reengage_alpha") if isinstance(saved, dict) else None
     return None if value is None else float(value)
 

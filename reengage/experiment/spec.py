@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .config import resolve_config
+from .config_keys import KEYS
 from .evaluation import EVALUATION_COLUMNS
 
 EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report")
@@ -161,13 +162,12 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
 
 
 def _alpha(value: Any, where: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ExperimentError(f"{where}: alpha={value!r} must be a number >= 0 (0 = the baseline without the term)")
+    """A variant's (or grid point's) alpha, checked as the configuration key ``reengage_alpha`` it becomes."""
+    key = KEYS["reengage_alpha"]
+    value = key.coerce(value)
+    problem = key.type_problem(value) or key.value_problem(value)
+    if problem:
+        raise ExperimentError(f"{where}: alpha={value!r}: {problem} (0 = the baseline without the term)")
     return float(value)
 
 

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from .run_folder import RunFolder
+
 METRIC = "eval/success_rate"
 
 
 def run_metrics(run_dir: Path, metric: str = METRIC) -> tuple[float, float, int]:
     """``(final, auc, last_step)`` of one run from its evaluations.csv."""
-    with open(run_dir / "evaluations.csv") as handle:
+    with open(RunFolder(run_dir).evaluations_file) as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"{run_dir}/evaluations.csv has no evaluations")
@@ -75,7 +77,7 @@ def parse_group(text: str) -> tuple[str, list[Path]]:
     if not separator or not label or not paths:
         raise ValueError(f"group {text!r} must look like LABEL=run_dir[,run_dir...]")
     runs = [Path(p) for p in paths.split(",") if p]
-    missing = [str(p) for p in runs if not (p / "evaluations.csv").exists()]
+    missing = [str(p) for p in runs if not RunFolder(p).evaluations_file.exists()]
     if missing:
         raise ValueError(f"group {label!r}: no evaluations.csv in {', '.join(missing)}")
     return label, runs

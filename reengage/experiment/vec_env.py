@@ -32,6 +32,8 @@ import cloudpickle
 import gymnasium as gym
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
+from .unpickling import loads
+
 
 def _is_mujoco_env(obj: Any) -> bool:
     if "mujoco" not in sys.modules or not isinstance(obj, gym.Env) or isinstance(obj, gym.Wrapper):
@@ -71,12 +73,12 @@ class SnapshotWrapper(gym.Wrapper):
         return {"env_bytes": self.snapshot_bytes()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        gym.Wrapper.__init__(self, cloudpickle.loads(state["env_bytes"]))
+        gym.Wrapper.__init__(self, loads(state["env_bytes"]))
 
 
 def _restore(payload: bytes) -> Callable[[], gym.Env]:
     def factory() -> gym.Env:
-        return SnapshotWrapper(cloudpickle.loads(payload))
+        return SnapshotWrapper(loads(payload))
 
     return factory
 

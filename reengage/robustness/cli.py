@@ -24,6 +24,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from reengage.algorithms import MODEL_CLASSES, algorithm_class, detect_algorithm
+from reengage.noise_wrapper import wrap_with_noise
+from reengage.observation_noise import NOISE_KINDS, SmoothingConfig, load_sidecar, save_sidecar, sidecar_path
+
 from . import attacks, inputs
 from .certificates import (
     certify_continuous_l2,
@@ -33,12 +37,10 @@ from .certificates import (
     certify_relaxed,
 )
 from .episode import certify_episodes
-from .noise import NOISE_KINDS, SmoothingConfig, load_sidecar, save_sidecar, sidecar_path
 from .plots import plot_episode_curves, plot_radius_histogram
-from .noise_wrapper import wrap_with_noise
 from .population import attack_test_level, population_estimate, sample_states
 from .ranges import ReturnRangeUnknown, return_range
-from .smoothing import SB3_ALGORITHMS, SmoothedPolicy, algorithm_class, detect_algorithm
+from .smoothing import SmoothedPolicy
 
 
 def _floats(text: str) -> list[float]:
@@ -111,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "algorithm and model are read from it")
     p.add_argument("--force", action="store_true",
                    help="certify on another environment than the one recorded with the model")
-    p.add_argument("--algo", default=None, help=f"model class (default: sidecar or detected); one of {SB3_ALGORITHMS}")
+    p.add_argument("--algo", default=None,
+                   help=f"model class (default: sidecar or detected); one of {', '.join(MODEL_CLASSES)}")
     p.add_argument("--noise", choices=NOISE_KINDS, default=None, help="smoothing kind (default: from the sidecar)")
     p.add_argument("--sigma", type=_positive_float, default=None)
     p.add_argument("--retain", type=_positive_int, default=None, help="features kept per sample (randomized ablation)")
@@ -257,44 +260,48 @@ SEMANTICS = {
 }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None) -> dict[str, Any]:
+    """Certify, write ``report.json`` and the plots into ``--out``; returns the report.
+
+    ``training_run`` is the run that trained the model, opened by :mod:`reengage.certify`: with ``--run DIR`` that
+    folder (its environment, noise, model class and model are the defaults), else the run folder the ``--model``
+    file sits in, if any (its environment is the recorded one when the model has no sidecar).
+    """
     t_start = time.perf_counter()
-    run_folder = inputs.read_run_folder(args.run) if args.run else None
-    if run_folder is None and (args.model is None or args.env is None):
+    if args.run and training_run is None:
+        raise ValueError(f"--run {args.run}: a training run folder is opened by python -m reengage.certify")
+    from_run = training_run if args.run else None
+    if from_run is None and (args.model is None or args.env is None):
         raise ValueError("give --model PATH and --env ID, or --run DIR (a train.py run folder)")
 
     # environment: ids, kwargs and spaces are checked before anything is loaded
     env_kwargs = inputs.parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None
-    if run_folder is not None:
-        inputs.check_same_env((run_folder.env_id, run_folder.env_kwargs), args.env or run_folder.env_id,
-                              run_folder.env_kwargs if env_kwargs is None else env_kwargs, args.force)
-        env_id = args.env or run_folder.env_id
-        env_kwargs = run_folder.env_kwargs if env_kwargs is None else env_kwargs
+    if from_run is not None:
+        inputs.check_same_env((from_run.env_id, from_run.env_kwargs), args.env or from_run.env_id,
+                              from_run.env_kwargs if env_kwargs is None else env_kwargs, args.force)
+        env_id = args.env or from_run.env_id
+        env_kwargs = from_run.env_kwargs if env_kwargs is None else env_kwargs
     else:
         env_id, env_kwargs = args.env, env_kwargs or {}
     env = inputs.make_env(env_id, env_kwargs)
     out = inputs.check_out_dir(Path(args.out))
-    model_path = inputs.check_model_file(Path(args.model) if args.model else run_folder.model)
-    config, extra = _config_from_args(args, model_path, run_folder.observation_noise if run_folder else None)
-    if run_folder is None:
-        inputs.check_same_env(inputs.recorded_env(model_path, extra), env_id, env_kwargs, args.force)
+    model_path = inputs.check_model_file(Path(args.model) if args.model else from_run.model_file)
+    config, extra = _config_from_args(args, model_path, from_run.observation_noise if from_run else None)
+    if from_run is None:
+        inputs.check_same_env(inputs.recorded_env(extra, training_run), env_id, env_kwargs, args.force)
 
     # the model: HER models need an env to load, and one trained under noise needs the noise-wrapped spaces
     if args.algo:
         algo_cls, algo = algorithm_class(args.algo), args.algo
-    elif run_folder is not None:
-        from reengage.experiment.build import agent_class
-
-        algo_cls = agent_class(run_folder.config)
+    elif from_run is not None:
+        algo_cls = from_run.agent_class()
         algo = algo_cls.__name__
     else:
         algo = extra.get("algorithm") or detect_algorithm(model_path)
         algo_cls = algorithm_class(algo)
     factories = []
-    if run_folder is not None:
-        from reengage.experiment.build import make_single_env
-
-        factories.append(lambda: make_single_env(run_folder.config, noise_seed=0))
+    if from_run is not None:
+        factories.append(lambda: from_run.make_env(noise_seed=0))
     factories += [lambda: inputs.make_env(env_id, env_kwargs),
                   lambda: wrap_with_noise(inputs.make_env(env_id, env_kwargs), config, seed=0)]
     model = inputs.load_model(algo_cls, model_path, factories)
@@ -330,7 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     report: dict[str, Any] = {
         "model": str(model_path),
-        "run": None if run_folder is None else str(run_folder.path),
+        "run": None if from_run is None else str(from_run.path),
         "env": env_id,
         "env_kwargs": env_kwargs,
         "algorithm": algo,
@@ -399,7 +406,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unit = "l2 radius" if config.kind == "gaussian" else "l0 radius (features)"
     plot_radius_histogram(radii, out / "radius_histogram.png", unit, title=f"{env_id}: {main[0].kind}")
     report["runtime_seconds"] = time.perf_counter() - t_start
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_default))
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=jsonable))
     return report
 
 
@@ -409,7 +416,8 @@ def _median(radii: list[Any]) -> Any:
     return None if med < 0 else ("inf" if np.isinf(med) else med)
 
 
-def _default(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy arrays and scalars as Python values, anything else as text."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, (np.integer,)):
@@ -419,22 +427,3 @@ def _default(o: Any) -> Any:
     if isinstance(o, (np.bool_,)):
         return bool(o)
     return str(o)
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as stop:  # argparse has printed the usage and the bad option (code 2) or the help (0)
-        return int(stop.code or 0)
-    try:
-        report = run(args)
-    except ValueError as error:  # bad or unsound settings: say why, no traceback
-        print(f"python -m reengage.certify: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: report[k] for k in ("per_state",) if k in report}, default=_default)[:2000])
-    print(f"report written to {Path(args.out) / 'report.json'} in {report['runtime_seconds']:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

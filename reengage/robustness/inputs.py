@@ -1,24 +1,45 @@
-"""What the certify CLI is asked to certify: environment, model, run folder; every bad input is a ValueError.
+"""What the certify CLI is asked to certify: environment, model, training run; every bad input is a ValueError.
 
 Each function checks one input and raises ``ValueError`` with a one-line message naming the bad value and the
-valid choices, so that :func:`reengage.robustness.cli.main` can exit with code 2 and no traceback, before any
-sample is drawn.
+valid choices, so that :func:`reengage.certify.main` can exit with code 2 and no traceback, before any sample is
+drawn. A training run is read through :class:`TrainingRun`: this package names what it needs of one, and the
+run folder of :mod:`reengage.experiment.run_folder` provides it (the certify command opens it).
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 
 from .support import check_action_space, check_observation_space
 
-RUN_CONFIG = "config.yaml"
-RUN_MODEL = "model.zip"
+
+class TrainingRun(Protocol):
+    """The run that trained a model, as certification reads it: its environment, training noise, model class and
+    model file. :class:`reengage.experiment.run_folder.RunFolder` is one."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def env_id(self) -> str: ...
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]: ...
+
+    @property
+    def observation_noise(self) -> dict[str, Any] | None: ...
+
+    @property
+    def model_file(self) -> Path: ...
+
+    def agent_class(self) -> type: ...
+
+    def make_env(self, noise_seed: int | None = None, render_mode: str | None = None) -> gym.Env: ...
 
 
 def parse_env_kwargs(text: str) -> dict[str, Any]:
@@ -77,56 +98,13 @@ def check_out_dir(path: Path) -> Path:
     return path
 
 
-@dataclass
-class RunFolder:
-    """What a run folder written by ``train.py --logdir DIR`` says about its model."""
-
-    path: Path
-    config: dict[str, Any]
-    model: Path
-    env_id: str
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    observation_noise: dict[str, Any] | None = None
-
-
-def read_run_folder(path: str | Path) -> RunFolder:
-    """Read ``config.yaml`` (env id, env kwargs, observation noise, algo) and locate ``model.zip``."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_dir():
-        raise ValueError(f"--run {path} is not a folder; give the --logdir of a train.py run")
-    config_file = path / RUN_CONFIG
-    if not config_file.is_file():
-        raise ValueError(f"--run {path} holds no {RUN_CONFIG}; give the --logdir of a train.py run")
-    try:
-        config = yaml.safe_load(config_file.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{config_file} is not valid YAML: {error}") from None
-    if not isinstance(config, dict) or "env_id" not in config:
-        raise ValueError(f"{config_file} has no env_id; it was not written by train.py")
-    model = check_model_file(path / RUN_MODEL) if (path / RUN_MODEL).exists() else None
-    if model is None:
-        raise ValueError(f"--run {path} holds no {RUN_MODEL}: the run has not finished (resume it with train.py)")
-    return RunFolder(path, config, model, str(config["env_id"]), dict(config.get("env_kwargs") or {}),
-                     dict(config["observation_noise"]) if config.get("observation_noise") else None)
-
-
-def recorded_env(model_path: Path, sidecar_extra: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The environment a model belongs to: its sidecar's ``env_id`` / ``env_kwargs``, else the ``config.yaml``
-    of the run folder it sits in; None when nothing records it."""
+def recorded_env(sidecar_extra: dict[str, Any], training_run: TrainingRun | None) -> tuple[str, dict[str, Any]] | None:
+    """The environment a model belongs to: its sidecar's ``env_id`` / ``env_kwargs``, else that of the run that
+    trained it; None when nothing records it."""
     if "env_id" in sidecar_extra:
         return str(sidecar_extra["env_id"]), dict(sidecar_extra.get("env_kwargs") or {})
-    config_file = model_path.parent / RUN_CONFIG
-    if config_file.is_file():
-        import yaml
-
-        try:
-            config = yaml.safe_load(config_file.read_text())
-        except yaml.YAMLError:
-            return None
-        if isinstance(config, dict) and "env_id" in config:
-            return str(config["env_id"]), dict(config.get("env_kwargs") or {})
+    if training_run is not None:
+        return training_run.env_id, training_run.env_kwargs
     return None
 
 

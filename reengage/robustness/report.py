@@ -20,9 +20,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from reengage.noise_wrapper import wrap_with_noise
+from reengage.observation_noise import SmoothingConfig
+
 from .cli import build_parser, run
-from .noise import SmoothingConfig
-from .noise_wrapper import wrap_with_noise
 from .smoothing import save_smoothed
 
 CS_ENV, CS_KW = "reengage/ContinuousSeekDense-v0", {"d": 5, "tolerance": 0.5}
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             model, train_s[name] = _train(name, models, steps, args.seed)
             print(f"trained {name} in {train_s[name]:.0f} s", flush=True)
         else:
-            from .noise import load_sidecar
+            from reengage.observation_noise import load_sidecar
 
             train_s[name] = float(load_sidecar(model)[1].get("train_seconds", float("nan")))
         results[name] = _certify(name, model, out, args)

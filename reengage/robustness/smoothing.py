@@ -2,7 +2,7 @@
 
 :class:`PolicyAdapter` gives one batched, differentiable view of any policy: an SB3 model (DQN -> Q-values,
 DDPG/TD3/SAC -> actions in the env's units) or a hand-made torch function. :class:`SmoothedPolicy` draws noise
-from a :class:`~reengage.robustness.noise.SmoothingConfig` in the raw observation space, pushes the noisy copies
+from a :class:`~reengage.observation_noise.SmoothingConfig` in the raw observation space, pushes the noisy copies
 through the network in chunks of ``batch_size``.
 
 Noise streams: every purpose (selection, estimation, the randomised rounding of bounded outputs, attacks, the
@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from .noise import SmoothingConfig, load_sidecar, save_sidecar
+from reengage.algorithms import algorithm_class, detect_algorithm
+from reengage.observation_noise import SmoothingConfig, load_sidecar, save_sidecar
+
 from .support import check_action_space, check_observation_space, noise_dtype
 
 Obs = dict[str, np.ndarray]
@@ -358,44 +360,6 @@ class SmoothedPolicy:
 
 
 # -- saving and loading --------------------------------------------------------------------------
-SB3_ALGORITHMS = ("DQN", "DDPG", "TD3", "SAC", "ReenGAGEDQN", "ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC")
-
-
-def algorithm_class(name: str) -> type:
-    """SB3 (or reengage) algorithm class by name."""
-    import stable_baselines3 as sb3
-
-    if name in ("DQN", "DDPG", "TD3", "SAC"):
-        return getattr(sb3, name)
-    if name in ("ReenGAGEDQN", "ReenGAGEDDPG", "ReenGAGETD3", "ReenGAGESAC"):
-        from reengage import agents
-
-        return getattr(agents, name)
-    try:
-        from reengage import agents
-
-        if hasattr(agents, name):
-            return getattr(agents, name)
-    except ImportError:  # pragma: no cover - agents are part of the package
-        pass
-    raise ValueError(f"unknown algorithm {name!r}; valid: {SB3_ALGORITHMS} (or any class in reengage.agents)")
-
-
-def detect_algorithm(model_path: str | Path) -> str:
-    """Guess the SB3 class from the policy class recorded inside the model zip."""
-    import json
-    import zipfile
-
-    with zipfile.ZipFile(model_path) as zf:
-        data = json.loads(zf.read("data"))
-    # SB3 stores the policy class pickled, with its repr ("<class 'stable_baselines3.td3.policies...'>") beside it
-    text = json.dumps(data.get("policy_class", {})).lower()
-    for name, tag in (("DQN", ".dqn."), ("SAC", ".sac."), ("TD3", ".td3.")):
-        if tag in text:
-            return name
-    raise ValueError(f"cannot tell the algorithm of {model_path}; pass it explicitly (one of {SB3_ALGORITHMS})")
-
-
 def save_smoothed(
     model: Any,
     path: str | Path,

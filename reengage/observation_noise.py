@@ -16,6 +16,9 @@ The chosen keys are flattened and concatenated in the order given; this concaten
 threat model (its l2 norm, its number of changed features). When a key duplicates another (ContinuousSeek and bit
 flipping report the state as both ``observation`` and ``achieved_goal``), a change of the state counts in both
 copies: sqrt(2) times its l2 norm, twice its number of changed bits.
+
+Training (a run's ``observation_noise``) and certification (:mod:`reengage.robustness`) read the same settings,
+so this module sits below both packages and imports neither.
 """
 
 from __future__ import annotations

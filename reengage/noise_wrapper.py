@@ -1,5 +1,8 @@
 """Training with the smoothing noise: gymnasium ObservationWrappers that apply a SmoothingConfig's noise.
 
+Shared by training (:mod:`reengage.experiment.build` wraps a run's environments with ``observation_noise``) and
+certification (:mod:`reengage.robustness`), so it sits below both packages.
+
 A base policy that never saw noise is usually vacuous under smoothing; training it on the same noisy
 observations (Cohen et al.'s Gaussian data augmentation, Ch. 2's ablated training) fixes that. The wrappers draw
 from their own seeded generator and change the observation space of the noised keys to float32 Box (so that SB3
@@ -17,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .noise import DEFAULT_KEYS, SmoothingConfig
+from .observation_noise import DEFAULT_KEYS, SmoothingConfig
 
 
 class SmoothingNoiseWrapper(gym.ObservationWrapper):
