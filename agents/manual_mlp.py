@@ -226,3 +226,21 @@ def flat_input(observations: Tensor | dict[str, Tensor], keys: tuple[str, ...] |
         return observations.float().flatten(1)
     assert isinstance(observations, dict)
     return torch.cat([observations[key].float().flatten(1) for key in keys], dim=1)
+
+
+def goal_columns(keys: tuple[str, ...], observation_space: object, goal_key: str) -> slice | None:
+    """Where ``goal_key`` sits in the flattened input of :func:`flat_input` (``keys`` from :func:`flat_input_keys`).
+
+    ``None`` when the goal is not one of the keys.
+    """
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+
+    assert isinstance(observation_space, spaces.Dict)
+    offset = 0
+    for key in keys:  # the order in which CombinedExtractor concatenates
+        width = get_flattened_obs_dim(observation_space.spaces[key])
+        if key == goal_key:
+            return slice(offset, offset + width)
+        offset += width
+    return None
