@@ -8,7 +8,9 @@ save/load, checkpoints and evaluation stay the parent's):
 * :mod:`.trainer` -- :class:`~.trainer.FastTrainer`, the shell they share (set-up, frozen targets,
   Polyak update, diagnostics);
 * :mod:`.td3` (:class:`FastReenGAGEDDPG`, :class:`FastReenGAGETD3`) with the hand-written step of
-  :mod:`.td3_manual`; :mod:`.sac` (:class:`FastReenGAGESAC`); :mod:`.dqn` (:class:`FastReenGAGEDQN`).
+  :mod:`.td3_manual`; :mod:`.sac` (:class:`FastReenGAGESAC`); :mod:`.dqn` (:class:`FastReenGAGEDQN`);
+* :mod:`.multi_goal` (:class:`MultiReenGAGEDDPG`, :class:`MultiReenGAGETD3`) with the fused
+  Multi-ReenGAGE step of :mod:`.multi_goal_update`.
 
 The algorithm is the SB3 path's (gradient steps per environment step, hyper-parameters, exploration and
 target noise); what goes is overhead:
@@ -27,13 +29,16 @@ target noise); what goes is overhead:
 Numerically the update equals the SB3 path's to float rounding (``lerp`` and fused Adam round differently
 from SB3's ``mul``/``add`` and single-tensor Adam). One documented difference with the ReenGAGE term on:
 the term's target goal gradient uses **the same** target-policy noise sample as the TD target (one shared
-target forward), where the SB3 path's mixin draws a second sample of its own.
+target forward), where the SB3 path's mixin draws a second sample of its own. The fused Multi-ReenGAGE
+step keeps SB3's optimiser, Polyak arithmetic and both noise draws.
 
 Options that this path does not implement refuse with a message naming ``trainer: sb3``.
 """
 
 from .dqn import FastReenGAGEDQN
+from .multi_goal import MultiReenGAGEDDPG, MultiReenGAGETD3
 from .sac import FastReenGAGESAC
 from .td3 import FastReenGAGEDDPG, FastReenGAGETD3
 
-__all__ = ["FastReenGAGEDDPG", "FastReenGAGETD3", "FastReenGAGESAC", "FastReenGAGEDQN"]
+__all__ = ["FastReenGAGEDDPG", "FastReenGAGETD3", "FastReenGAGESAC", "FastReenGAGEDQN", "MultiReenGAGEDDPG",
+           "MultiReenGAGETD3"]

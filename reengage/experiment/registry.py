@@ -27,9 +27,9 @@ ALGOS: dict[str, AlgoSpec] = {
     "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
                     "reengage.agents.fast:FastReenGAGEDQN"),
     "multi_ddpg": AlgoSpec(
-        "reengage.agents:MultiReenGAGEDDPG", True, "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
-        # its own fused update (agents/multi_goal_update.py) is the class default on both paths
-        "reengage.agents:MultiReenGAGEDDPG",
+        "reengage.agents:ReferenceMultiReenGAGEDDPG", True,
+        "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
+        "reengage.agents:MultiReenGAGEDDPG",  # the fused update (agents/fast/multi_goal.py)
     ),
 }
 
