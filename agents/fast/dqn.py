@@ -34,7 +34,8 @@ def dqn_losses(
     goal_key: str,
     term_inputs: TermInputs | None,
 ) -> CriticLosses:
-    """DQN's Huber TD loss and, with ``term_inputs``, the unweighted soft-target ReenGAGE term.
+    """DQN's Huber TD loss on the hard max target (Eq. G.10; the soft one of Eq. G.11 with ``soft_value_target``)
+    and, with ``term_inputs``, the unweighted ReenGAGE term on the soft target's goal gradient (Eq. G.9, G.10).
 
     Args:
         q_net, q_net_target: the online and the (frozen) target Q-network, ``obs -> (B, n_actions)``.
