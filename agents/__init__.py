@@ -1,7 +1,11 @@
 """ReenGAGE agents: thin subclasses of stable-baselines3 algorithms, importable as ``reengage.agents``.
 
 Each takes the SB3 class's arguments plus ``reengage_alpha``, ``reengage_mode``, ``c_low`` and the
-other options of :class:`~reengage.agents.goal_gradient.GoalGradientMixin`.
+other options of :class:`~reengage.agents.goal_gradient.GoalGradientMixin`. ``ReenGAGEDDPG``, ``ReenGAGETD3``,
+``ReenGAGESAC`` and ``ReenGAGEDQN`` train with SB3's ``train()`` (config key ``trainer: sb3``); their fast
+counterparts are in :mod:`reengage.agents.fast`. ``MultiReenGAGEDDPG`` and ``MultiReenGAGETD3`` train
+fused (``trainer: fast``); ``ReferenceMultiReenGAGEDDPG`` and ``ReferenceMultiReenGAGETD3`` are their SB3
+reference (``trainer: sb3``).
 """
 
 from .dqn import DQNGoalGradient, ReenGAGEDQN
@@ -9,7 +13,8 @@ from .deep_sets import DeepSetsActor, DeepSetsCritic, DeepSetsEncoder, DeepSetsT
 from .goal_gradient import GoalGradientMixin
 from .goal_set_replay import GoalSetReplayBuffer, GoalSetReplaySamples
 from .her_replay import FastHerReplayBuffer
-from .multi_goal import GateGradientMixin, MultiReenGAGEDDPG, MultiReenGAGETD3
+from .fast import MultiReenGAGEDDPG, MultiReenGAGETD3
+from .multi_goal import GateGradientMixin, ReferenceMultiReenGAGEDDPG, ReferenceMultiReenGAGETD3
 from .sac import ReenGAGESAC, SACGoalGradient
 from .td3 import ReenGAGEDDPG, ReenGAGETD3, TD3GoalGradient
 
@@ -24,6 +29,8 @@ __all__ = [
     "GateGradientMixin",
     "MultiReenGAGEDDPG",
     "MultiReenGAGETD3",
+    "ReferenceMultiReenGAGEDDPG",
+    "ReferenceMultiReenGAGETD3",
     "DeepSetsEncoder",
     "DeepSetsActor",
     "DeepSetsCritic",

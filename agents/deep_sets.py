@@ -80,7 +80,7 @@ class DeepSetsEncoder(nn.Module):
         return pooled / self.n_max
 
     # ------------------------------------------------------------------ pieces of the fused update
-    # (agents/multi_goal_update.py). Same function as forward(), in steps that expose phi's outputs,
+    # (agents/fast/multi_goal_update.py). Same function as forward(), in steps that expose phi's outputs,
     # so that a gate gradient needs no backward through phi.
     def embed_pairs(
         self, state: Tensor, pairs: ActivePairs, split_first_layer: bool = True, chunk_size: int | None = 2048

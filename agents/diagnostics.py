@@ -1,16 +1,18 @@
 """Diagnostics of the goal-gradient term, as plain numbers a researcher can read in TensorBoard.
 
-Everything here is a pure function of tensors the agent already has at its critic step (the critic's
-goal gradients, the target's, the Q-values, the sparse mask, ...): no module state, no optimiser, so the
-same function serves :class:`agents.goal_gradient.GoalGradientMixin` and any other training path that
-forms the same tensors.
+:func:`goal_gradient_diagnostics` is a pure function of tensors the agent already has at its critic step
+(the critic's goal gradients, the term's target and matched rows, the Q-values, ...): no module state, no
+optimiser. :func:`collect_goal_gradient_diagnostics` gathers those tensors from an agent (the SB3 path's
+:class:`agents.goal_gradient.GoalGradientMixin` and the fast trainers alike), forming the target and the
+matched rows with the term's own function.
 
 What each key means (all are batch means unless the name says otherwise):
 
 ``grad_norm_critic``
     ``||grad_g Q(s, a, g)||_2`` of the critic being trained.
 ``grad_norm_target``
-    ``||gamma (1 - d) grad_g Q'(s', pi'(s', g), g)||_2``, the matching term's target (total derivative).
+    ``||gamma (1 - d) grad_g Q'(s', pi'(s', g), g)||_2`` (plus ``grad_g R(s', g)`` in dense mode), the
+    matching term's target (total derivative).
 ``grad_norm_target_partial``
     the same with the target action held fixed (``partial`` derivative only), when given: the gap to
     ``grad_norm_target`` is the target actor's contribution.
@@ -19,7 +21,8 @@ What each key means (all are batch means unless the name says otherwise):
 ``grad_relative_error``
     ``||grad_g Q - target||^2 / ||target||^2`` over the matched rows (1 = no better than predicting 0).
 ``masked_fraction``
-    share of transitions whose gradient is not matched (the sparse mask is 0: the reward was high).
+    share of transitions whose gradient is not matched (the sparse mask is 0: the reward was high; with
+    one-sided matching, also the rows the one-sided rule drops).
 ``q_mean``, ``q_min``, ``q_max``, ``q_outside_return_range``
     the critic's values on the batch against the range ``[low, high]`` that discounted returns can take
     (``[c_low / (1 - gamma), 0]`` for a {c_low, 0} sparse reward); the last is the share outside it.
@@ -37,10 +40,21 @@ What each key means (all are batch means unless the name says otherwise):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 import torch
 from torch import Tensor
 
-__all__ = ["goal_gradient_diagnostics", "sparse_return_range", "parameter_gradient_ratio"]
+from .goal_autograd import ObsDict, with_leaf
+
+__all__ = [
+    "goal_gradient_diagnostics",
+    "sparse_return_range",
+    "parameter_gradient_ratio",
+    "collect_goal_gradient_diagnostics",
+    "critic_gradients",
+]
 
 # avoids 0/0 in cosines of zero vectors: such rows then count as cosine 0
 _EPS = 1e-12
@@ -161,28 +175,49 @@ def parameter_gradient_ratio(before: list[Tensor | None], after: list[Tensor | N
 # ---------------------------------------------------------------------------------------------------
 # The agent-facing side: gather the tensors above from a GoalGradientMixin agent on one replay batch.
 # ---------------------------------------------------------------------------------------------------
-def collect_goal_gradient_diagnostics(agent, batch, context) -> dict[str, float]:  # noqa: ANN001
+class DiagnosedAgent(Protocol):
+    """What :func:`collect_goal_gradient_diagnostics` reads of an agent (a GoalGradientMixin agent)."""
+
+    gamma: float
+    c_low: float
+    reengage_mode: str
+    reengage_goal_key: str
+    policy: Any
+
+    def get_reengage_rng_state(self) -> Tensor: ...
+
+    def set_reengage_rng_state(self, state: Tensor) -> None: ...
+
+    def target_goal_gradient(self, batch: Any, context: dict[str, Any] | None = None) -> Tensor: ...
+
+    def _current_q_heads(self, obs: ObsDict, actions: Tensor) -> Sequence[Tensor]: ...
+
+    def _dim_weights(self, goal_dim: int) -> Tensor | None: ...
+
+    def term_inputs(self, batch: Any, dim_weights: Tensor | None) -> Any: ...
+
+
+def collect_goal_gradient_diagnostics(agent: DiagnosedAgent, batch: Any, context: dict[str, Any]) -> dict[str, float]:
     """Diagnostics of ``agent``'s goal-gradient term on ``batch`` (first critic head), as floats.
 
-    Reads the agent only: the target's noise is drawn from the agent's private generator and its state
-    is restored afterwards, so a run with diagnostics trains exactly like one without.
+    The target and the matched rows are the term's own (:meth:`TermInputs.residuals`, i.e.
+    :func:`reengage.losses.goal_gradient_residuals`). Reads the agent only: the target's noise is drawn
+    from the agent's private generator and its state is restored afterwards, so a run with diagnostics
+    trains exactly like one without.
     """
-    from .goal_gradient import with_leaf  # local: goal_gradient imports this module
-
     state = agent.get_reengage_rng_state()
     try:
-        not_done = 1.0 - batch.dones.reshape(-1, 1).float()
-        scale = agent.gamma * not_done
-        target = scale * agent.target_goal_gradient(batch, context)
+        target_grad = agent.target_goal_gradient(batch, context)
         agent.set_reengage_rng_state(state)
-        partial = None
-        if hasattr(agent, "reengage_hold_target_action"):
-            held = agent.reengage_hold_target_action
-            agent.reengage_hold_target_action = True
+        partial_grad = None
+        # TD3-family agents (TD3GoalGradient) can hold the target action fixed: the partial derivative
+        held = getattr(agent, "reengage_hold_target_action", None)
+        if held is not None:
+            setattr(agent, "reengage_hold_target_action", True)
             try:
-                partial = scale * agent.target_goal_gradient(batch, context)
+                partial_grad = agent.target_goal_gradient(batch, context)
             finally:
-                agent.reengage_hold_target_action = held
+                setattr(agent, "reengage_hold_target_action", held)
     finally:
         agent.set_reengage_rng_state(state)
 
@@ -196,12 +231,11 @@ def collect_goal_gradient_diagnostics(agent, batch, context) -> dict[str, float]
         inputs = (goal, actions) if continuous else (goal,)
         q_goal_grad, *rest = torch.autograd.grad(q_values.sum(), inputs)
     action_grad = rest[0] if continuous else None
-    if agent.reengage_mode == "sparse":
-        mask = (batch.rewards.reshape(-1) == agent.c_low).float()
-        return_range = sparse_return_range(agent.c_low, agent.gamma)
-    else:
-        mask = torch.ones(q_values.shape[0])
-        return_range = None
+    term_inputs = agent.term_inputs(batch, agent._dim_weights(q_goal_grad.shape[-1]))
+    term = term_inputs.residuals([q_goal_grad], target_grad)
+    mask = torch.ones(q_values.shape[0]) if term.matched is None else term.matched
+    partial = None if partial_grad is None else term_inputs.residuals([q_goal_grad], partial_grad).target
+    return_range = sparse_return_range(agent.c_low, agent.gamma) if agent.reengage_mode == "sparse" else None
 
     goal_directions = policy_actions = actor_directions = None
     achieved = batch.observations.get("achieved_goal")
@@ -214,7 +248,7 @@ def collect_goal_gradient_diagnostics(agent, batch, context) -> dict[str, float]
             policy_actions = agent.policy._predict(batch.observations, deterministic=True)
     return goal_gradient_diagnostics(
         q_goal_grad,
-        target,
+        term.target,
         q_values,
         mask,
         return_range=return_range,

@@ -20,6 +20,7 @@ stock algorithm, even with ``reengage_monitor=True`` computing the term at zero 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,26 +30,45 @@ from torch import Tensor
 from reengage import losses
 
 from . import vecnormalize_goal
-from .normalizer import goal_std
 from .diagnostics import collect_goal_gradient_diagnostics, critic_gradients, parameter_gradient_ratio
+from .goal_autograd import ObsDict, critic_goal_gradients, target_value_and_goal_gradient, with_leaf
+from .normalizer import goal_std
+
+__all__ = ["GoalGradientMixin", "TermInputs", "bounds_goal_weights", "with_leaf", "ObsDict", "MODES", "DIM_WEIGHTINGS"]
 
 MODES = ("sparse", "dense")
 DIM_WEIGHTINGS = ("none", "normalised", "bounds")
 
-ObsDict = dict[str, Tensor]
 
+@dataclass(frozen=True)
+class TermInputs:
+    """What the ReenGAGE term needs on one replay batch besides the goal gradients.
 
-def with_leaf(obs: ObsDict, key: str) -> tuple[ObsDict, Tensor]:
-    """Copy of ``obs`` whose entry ``key`` is a fresh float leaf that requires grad.
-
-    Binary goals (MultiBinary, stored as integers) are differentiated through their float
-    relaxation: the network sees the same values, now as floats with a gradient.
+    Built by :meth:`GoalGradientMixin.term_inputs` from the agent's options; every training path passes
+    it to :func:`reengage.losses.goal_gradient_residuals` through :meth:`residuals`.
     """
-    value = obs[key].detach()
-    if not value.is_floating_point():
-        value = value.float()
-    leaf = value.clone().requires_grad_(True)
-    return {**obs, key: leaf}, leaf
+
+    gamma: float
+    dones: Tensor
+    rewards: Tensor | None  # R(s', g) for the sparse mask (Eq. 8.9); None in dense mode
+    c_low: float
+    reward_goal_grad: Tensor | None  # grad_g R(s', g) (Eq. 8.8); None in sparse mode
+    dim_weights: Tensor | None  # App. G.4's per-dimension weights, None for all ones
+    one_sided: bool
+
+    def residuals(self, q_goal_grads: Sequence[Tensor], next_target_goal_grad: Tensor) -> losses.GoalGradientResiduals:
+        """Eq. 8.9 / 8.8 residuals of the given critic heads' goal gradients against the target's."""
+        return losses.goal_gradient_residuals(
+            q_goal_grads,
+            next_target_goal_grad,
+            self.dones,
+            self.gamma,
+            rewards=self.rewards,
+            c_low=self.c_low,
+            reward_goal_grad=self.reward_goal_grad,
+            dim_weights=self.dim_weights,
+            one_sided=self.one_sided,
+        )
 
 
 class GoalGradientMixin:
@@ -84,6 +104,9 @@ class GoalGradientMixin:
 
     # class default: agents saved before the option existed load with the paper's matching
     reengage_matching: str = "full"
+    # the term enters through the critic optimiser's step pre-hook; trainers that form the whole loss
+    # themselves (reengage.agents.fast) set this to False and register no hook
+    _term_in_optimizer_hook: bool = True
 
     def __init__(
         self,
@@ -170,7 +193,8 @@ class GoalGradientMixin:
                 "shared features extractor without gradients. Pass policy_kwargs="
                 "dict(share_features_extractor=False)."
             )
-        self._critic_optimizer().register_step_pre_hook(self._add_goal_gradient_term)
+        if self._term_in_optimizer_hook:
+            self._critic_optimizer().register_step_pre_hook(self._add_goal_gradient_term)
 
     def _excluded_save_params(self) -> list[str]:
         # the generator and the transient batch are not picklable state of the model
@@ -229,24 +253,51 @@ class GoalGradientMixin:
     def target_goal_gradient(self, batch: Any, context: dict[str, Any] | None = None) -> Tensor:
         """Total derivative in g of the target value at s' (through the target actor too), (B, goal_dim)."""
         context = self._batch_context(batch) if context is None else context
-        next_obs, next_goal = with_leaf(batch.next_observations, self.reengage_goal_key)
-        target_value = self._target_value(next_obs, batch, context)
-        (gradient,) = torch.autograd.grad(target_value.sum(), next_goal)
+        _, gradient = target_value_and_goal_gradient(
+            lambda next_obs: self._target_value(next_obs, batch, context),
+            batch.next_observations,
+            self.reengage_goal_key,
+            with_goal_gradient=True,
+        )
+        assert gradient is not None
         return gradient
 
     def critic_goal_gradients(self, observations: ObsDict, actions: Tensor) -> list[Tensor]:
         """``grad_g Q_i(s, a, g)`` of each trained critic head, with a graph into the critic's parameters."""
         obs, goal = with_leaf(observations, self.reengage_goal_key)
-        return [
-            torch.autograd.grad(q_values.sum(), goal, create_graph=True)[0]
-            for q_values in self._current_q_heads(obs, actions)
-        ]
+        heads = list(self._current_q_heads(obs, actions))
+        return critic_goal_gradients(heads, [goal] * len(heads))
+
+    def term_inputs(
+        self,
+        batch: Any,
+        dim_weights: Tensor | None,
+        rewards: Tensor | None = None,
+        reward_goal_grad: Tensor | None = None,
+    ) -> TermInputs:
+        """The term's inputs on ``batch`` with this agent's options (mode, c_low, matching, gamma).
+
+        ``rewards`` replaces the batch's rewards in the sparse mask (the raw reward under VecNormalize);
+        ``reward_goal_grad`` (dense mode) is computed from the batch when not given.
+        """
+        dense = self.reengage_mode == "dense"
+        if dense and reward_goal_grad is None:
+            reward_goal_grad = self._reward_goal_gradient(batch)
+        return TermInputs(
+            gamma=self.gamma,
+            dones=batch.dones,
+            rewards=None if dense else (batch.rewards if rewards is None else rewards),
+            c_low=self.c_low,
+            reward_goal_grad=reward_goal_grad if dense else None,
+            dim_weights=dim_weights,
+            one_sided=self.reengage_matching == "one_sided",
+        )
 
     def goal_gradient_loss(self, batch: Any, context: dict[str, Any] | None = None) -> tuple[Tensor, float]:
         """The unweighted goal-gradient term on a replay batch, summed over critic heads.
 
         Returns the loss (with a graph into the critic's parameters only) and the fraction of
-        transitions whose gradient is not matched (sparse mask = 0; always 0 in dense mode).
+        transitions whose gradient is not matched (sparse mask = 0, or a row the one-sided rule drops).
         """
         next_goal_grad = self.target_goal_gradient(batch, context)
         q_goal_grads = self.critic_goal_gradients(batch.observations, batch.actions)
@@ -257,29 +308,13 @@ class GoalGradientMixin:
             next_goal_grad = next_goal_grad * self._unclipped(batch.next_observations)
             q_goal_grads = [q_grad * self._unclipped(batch.observations) for q_grad in q_goal_grads]
             dim_weights = factor if dim_weights is None else dim_weights * factor
-        one_sided = self.reengage_matching == "one_sided"
-        if self.reengage_mode == "dense":
-            reward_goal_grad = self._reward_goal_gradient(batch)
-            total = sum(
-                losses.dense_goal_gradient_loss(
-                    q_grad, reward_goal_grad, next_goal_grad, batch.dones, self.gamma, dim_weights, one_sided
-                )
-                for q_grad in q_goal_grads
-            )
-            return total, 0.0
         # the mask reads the raw reward (VecNormalize's norm_reward scales the sampled one)
-        rewards = vecnormalize_goal.raw_sparse_rewards(self._vec_normalize_env, batch.rewards, self.c_low)
-        total = sum(
-            losses.sparse_goal_gradient_loss(
-                q_grad, next_goal_grad, rewards, batch.dones, self.gamma, self.c_low, dim_weights, one_sided
-            )
-            for q_grad in q_goal_grads
-        )
-        matched = losses.sparse_reward_mask(rewards, self.c_low)
-        if one_sided:  # rows the one-sided rule drops are not matched either (mean over heads)
-            target = self.gamma * (1 - batch.dones) * next_goal_grad
-            matched = matched * losses.one_sided_kept_share(q_goal_grads, target, dim_weights)
-        return total, 1.0 - float(matched.mean())
+        rewards = None
+        if self.reengage_mode == "sparse":
+            rewards = vecnormalize_goal.raw_sparse_rewards(self._vec_normalize_env, batch.rewards, self.c_low)
+        term = self.term_inputs(batch, dim_weights, rewards=rewards).residuals(q_goal_grads, next_goal_grad)
+        unmatched = 0.0 if term.matched is None else 1.0 - float(term.matched.mean())
+        return losses.goal_gradient_loss(term), unmatched
 
     def _unclipped(self, observations: ObsDict) -> Tensor:
         """1 where VecNormalize left the goal unclipped, 0 where it clipped (no raw-goal gradient there)."""

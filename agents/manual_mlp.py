@@ -65,12 +65,13 @@ class ReluMLP:
             modules = modules[:-1]
         if not modules or len(modules) % 2 == 0:
             return None
-        linears, activations = modules[0::2], modules[1::2]
-        if not all(type(m) is nn.Linear and m.bias is not None for m in linears):
+        linears = [m for m in modules[0::2] if type(m) is nn.Linear]  # exactly: subclasses may change the forward
+        if len(linears) != len(modules[0::2]) or not all(type(m) is nn.ReLU for m in modules[1::2]):
             return None
-        if not all(type(m) is nn.ReLU for m in activations):
+        biases = [m.bias for m in linears if m.bias is not None]
+        if len(biases) != len(linears):
             return None
-        return cls(tuple(m.weight for m in linears), tuple(m.bias for m in linears), tanh_output)  # type: ignore[misc]
+        return cls(tuple(m.weight for m in linears), tuple(biases), tanh_output)
 
     @property
     def depth(self) -> int:
@@ -78,10 +79,14 @@ class ReluMLP:
 
     def gradient_buffers(self) -> tuple[list[Tensor], list[Tensor]]:
         """The ``.grad`` tensors of the weights and biases, allocated (uninitialised) where missing."""
-        for parameter in (*self.weights, *self.biases):
-            if parameter.grad is None:
-                parameter.grad = torch.empty_like(parameter)
-        return [w.grad for w in self.weights], [b.grad for b in self.biases]  # type: ignore[misc]
+        return [_gradient_buffer(w) for w in self.weights], [_gradient_buffer(b) for b in self.biases]
+
+
+def _gradient_buffer(parameter: Tensor) -> Tensor:
+    """``parameter.grad``, allocated (uninitialised) when missing: the hand-written backward writes it with ``out=``."""
+    if parameter.grad is None:
+        parameter.grad = torch.empty_like(parameter)
+    return parameter.grad
 
 
 def relu_mlp_forward(mlp: ReluMLP, inputs: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -226,3 +231,21 @@ def flat_input(observations: Tensor | dict[str, Tensor], keys: tuple[str, ...] |
         return observations.float().flatten(1)
     assert isinstance(observations, dict)
     return torch.cat([observations[key].float().flatten(1) for key in keys], dim=1)
+
+
+def goal_columns(keys: tuple[str, ...], observation_space: object, goal_key: str) -> slice | None:
+    """Where ``goal_key`` sits in the flattened input of :func:`flat_input` (``keys`` from :func:`flat_input_keys`).
+
+    ``None`` when the goal is not one of the keys.
+    """
+    from gymnasium import spaces
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+
+    assert isinstance(observation_space, spaces.Dict)
+    offset = 0
+    for key in keys:  # the order in which CombinedExtractor concatenates
+        width = get_flattened_obs_dim(observation_space.spaces[key])
+        if key == goal_key:
+            return slice(offset, offset + width)
+        offset += width
+    return None

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from stable_baselines3 import DDPG, TD3
 from torch import Tensor
 
 from .goal_gradient import GoalGradientMixin, ObsDict
+from .targets import td3_target_value
 
 
 TARGET_DERIVATIVES = ("total", "partial")
@@ -34,15 +34,22 @@ class TD3GoalGradient(GoalGradientMixin):
         super().__init__(*args, **kwargs)
 
     def _target_value(self, next_obs: ObsDict, batch: Any, context: dict[str, Any]) -> Tensor:
-        actions = batch.actions
         # the same clipped target-policy smoothing TD3 applies, drawn from the private generator
-        noise = (self._draw_normal(actions.shape) * self.target_policy_noise).clamp(
-            -self.target_noise_clip, self.target_noise_clip
-        )
-        actor_obs = {key: value.detach() for key, value in next_obs.items()} if self.reengage_hold_target_action else next_obs
-        next_actions = (self.actor_target(actor_obs) + noise).clamp(-1.0, 1.0)
-        next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1)
-        return next_q.min(dim=1, keepdim=True).values
+        return self.td3_target(next_obs, self._draw_normal(batch.actions.shape) * self.target_policy_noise)
+
+    def td3_target(self, next_obs: ObsDict, noise: Tensor | None) -> Tensor:
+        """``min_j Q'_j(s', clip(pi'(s') + clip(noise), -1, 1))`` (:func:`~reengage.agents.targets.td3_target_value`).
+
+        With ``reengage_target_derivative="partial"`` the target action is held fixed: no goal gradient
+        flows through the target actor.
+        """
+        actor_obs = next_obs
+        if self.reengage_hold_target_action:
+            actor_obs = {key: value.detach() for key, value in next_obs.items()}
+        return td3_target_value(
+            self.actor_target(actor_obs), noise, self.target_noise_clip,
+            lambda action: self.critic_target(next_obs, action),
+        ).value
 
 
 class ReenGAGETD3(TD3GoalGradient, TD3):

@@ -3,7 +3,7 @@
 
     python bench/bench_compile_update.py [--rounds 7] [--calls 200] [--threads 1]
 
-Times one function that does what ``FastTD3Trainer._manual_critic_step`` does for a 2x256 ReLU critic on
+Times one function that does what ``fast.td3_manual.critic_gradients`` does for a 2x256 ReLU critic on
 ContinuousSeek d = 20 with the ReenGAGE term (batch 256, critic input 80 = 60 observation + 20 action, goal
 columns 20:40): the forward, the TD loss, the critic's goal gradient, the sparse term's residual and every
 parameter gradient (with the top-layer saving of :func:`reengage.agents.manual_mlp.value_head_backward`),

@@ -10,7 +10,6 @@ one torch thread, the same seed):
   (b) twin    : the toolkit's DDPG at alpha 0, as train.py builds it (fast trainer by default)
   (c) reengage: the same with ReenGAGE alpha 0.2
   (d) sb3 path: ReenGAGE alpha 0.2 on the stock SB3 path (``--with-sb3-path``; for reference)
-  (e) analytic: (c) with the closed-form critic goal gradient (``--with-analytic``)
   (f), (g)    : (b) and (c) with autograd instead of the hand-written step (``--with-autograd``,
                 ``manual_update=False``: the fast path before the hand-written step; before/after in one run)
 
@@ -126,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="clock of the printed ratios")
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
-    parser.add_argument("--with-analytic", action="store_true",
-                        help="also time ReenGAGE with the analytic critic goal gradient (analytic_goal_gradient=True)")
     parser.add_argument("--with-autograd", action="store_true",
                         help="also time (b) and (c) with the autograd step instead of the hand-written one")
     parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
@@ -155,9 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.with_sb3_path:
         sb3_path = agent_class({**reengage_config, "trainer": "sb3"})
         agents["sb3 path"] = build(sb3_path, reengage_config, 0, reengage_alpha=args.alpha)
-    if args.with_analytic:
-        agents["analytic"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
-        agents["analytic"].analytic_goal_gradient = True
     if args.with_autograd:
         agents["twin autograd"] = build(toolkit, baseline_config, 0, reengage_alpha=0.0)
         agents["reengage autograd"] = build(toolkit, reengage_config, 0, reengage_alpha=args.alpha)
@@ -184,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ContinuousSeek d={args.d}, batch {args.batch_size}, 2x256, {args.rounds} interleaved rounds of "
           f"{args.steps} steps, {args.threads} torch thread(s); toolkit class {toolkit.__name__}")
     labels = {"stock": "(a) stock SB3 DDPG+HER", "twin": "(b) toolkit alpha=0", "reengage": f"(c) toolkit alpha={args.alpha:g}",
-              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}", "analytic": f"(e) analytic alpha={args.alpha:g}",
+              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}",
               "twin autograd": "(f) autograd alpha=0", "reengage autograd": f"(g) autograd alpha={args.alpha:g}"}
     for name in agents:
         print(f"  {labels[name]:28s} cpu {medians['cpu'][name]:7.2f} ms/step (range {min(cpu[name]):.2f}-"
@@ -202,8 +196,6 @@ def main(argv: list[str] | None = None) -> int:
                    "reengage_over_twin": medians["wall"]["reengage"] / medians["wall"]["twin"],
                    "reengage_over_stock": medians["wall"]["reengage"] / medians["wall"]["stock"]}
     print("  (wall-clock ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in wall_ratios.items()) + ")")
-    if args.with_analytic:
-        print(f"  analytic / autograd goal gradient at alpha {args.alpha:g}: {chosen['analytic'] / chosen['reengage']:.3f}")
     if args.with_autograd:
         print(f"  hand-written step against autograd: alpha 0 {chosen['twin autograd'] / chosen['twin']:.3f}x, "
               f"alpha {args.alpha:g} {chosen['reengage autograd'] / chosen['reengage']:.3f}x; with autograd the "

@@ -286,7 +286,7 @@ def precision(args: argparse.Namespace) -> dict:
     """bf16 autocast of the encoder against float32: the losses and the critic's gradient on real batches."""
     import torch
 
-    from reengage.agents import multi_goal_update as fused
+    from reengage.agents.fast import multi_goal_update as fused
 
     torch.set_num_threads(args.threads[0])
     agent = make_agent(args.env, "fused", args.alpha, TABLE_G4)

@@ -28,17 +28,17 @@ class AlgoSpec:
 
 ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("reengage.agents:ReenGAGEDDPG", True, "DDPG (+ HER) with the ReenGAGE term",
-                     "reengage.agents.fast_train:FastReenGAGEDDPG", "DDPG"),
+                     "reengage.agents.fast:FastReenGAGEDDPG", "DDPG"),
     "td3": AlgoSpec("reengage.agents:ReenGAGETD3", True, "TD3 (+ HER) with the ReenGAGE term",
-                    "reengage.agents.fast_train:FastReenGAGETD3", "TD3"),
+                    "reengage.agents.fast:FastReenGAGETD3", "TD3"),
     "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term",
-                    "reengage.agents.fast_train:FastReenGAGESAC", "SAC"),
+                    "reengage.agents.fast:FastReenGAGESAC", "SAC"),
     "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
-                    "reengage.agents.fast_train:FastReenGAGEDQN", "DQN"),
+                    "reengage.agents.fast:FastReenGAGEDQN", "DQN"),
     "multi_ddpg": AlgoSpec(
-        "reengage.agents:MultiReenGAGEDDPG", True, "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
-        # its own fused update (agents/multi_goal_update.py) is the class default on both paths
-        "reengage.agents:MultiReenGAGEDDPG", "DDPG",
+        "reengage.agents:ReferenceMultiReenGAGEDDPG", True,
+        "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
+        "reengage.agents:MultiReenGAGEDDPG", "DDPG",  # the fused update (agents/fast/multi_goal.py)
     ),
 }
 

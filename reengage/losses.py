@@ -1,11 +1,13 @@
 """Goal-gradient critic losses of ReenGAGE and Multi-ReenGAGE.
 
-Every function here is pure: tensors in, one tensor out, no module state. Each sits next to the
+Every function here is pure: tensors in, tensors out, no module state. Each sits next to the
 equation it implements (Chapter 8 and Appendix G of the method document), so the code can be held
 against the text:
 
-* :func:`sparse_goal_gradient_loss`  -- Eq. 8.9 (sparse rewards, the case ReenGAGE was built for)
-* :func:`dense_goal_gradient_loss`   -- Eq. 8.8 (rewards differentiable in the goal)
+* :func:`goal_gradient_residuals`    -- Eq. 8.9 (sparse rewards, the case ReenGAGE was built for) and
+  Eq. 8.8 (rewards differentiable in the goal) as per-row, per-dimension residuals: the one place
+  where the term, its sparse mask and the one-sided rule are applied; :func:`goal_gradient_loss`
+  turns them into the loss (:func:`sparse_goal_gradient_loss`, :func:`dense_goal_gradient_loss`: one head)
 * :func:`soft_max_target`            -- Eq. G.9 / G.10 (discrete actions, DQN)
 * :func:`gate_gradient_loss`         -- Eq. 8.19 / G.18 (Multi-ReenGAGE, gradients w.r.t. goal gates)
 * :func:`normalised_goal_weights`    -- App. G.4 (per-dimension weighting under observation normalisation)
@@ -17,11 +19,17 @@ batch x goal dimensions, and rows removed by the sparse mask still count in the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 __all__ = [
     "goal_gradient_mse",
+    "GoalGradientResiduals",
+    "goal_gradient_residuals",
+    "goal_gradient_loss",
     "sparse_goal_gradient_loss",
     "dense_goal_gradient_loss",
     "soft_max_target",
@@ -29,7 +37,6 @@ __all__ = [
     "normalised_goal_weights",
     "sparse_reward_mask",
     "weaker_than_target_rows",
-    "one_sided_kept_share",
     "MATCHINGS",
 ]
 
@@ -47,6 +54,16 @@ def _as_column(x: Tensor, batch: int) -> Tensor:
     return x
 
 
+def _weighted_mean_square(residual: Tensor, dim_weights: Tensor | None) -> Tensor:
+    """Mean over batch x goal dimensions of ``w_i * residual^2`` (``w`` all ones when None)."""
+    squared = residual**2
+    if dim_weights is not None:
+        if dim_weights.shape != residual.shape[-1:]:
+            raise ValueError(f"dim_weights must have shape ({residual.shape[-1]},), got {tuple(dim_weights.shape)}")
+        squared = squared * dim_weights
+    return squared.mean()
+
+
 def goal_gradient_mse(prediction: Tensor, target: Tensor, dim_weights: Tensor | None = None) -> Tensor:
     """Mean over batch x goal dimensions of ``w_i * (prediction - target)^2``.
 
@@ -55,14 +72,7 @@ def goal_gradient_mse(prediction: Tensor, target: Tensor, dim_weights: Tensor | 
     """
     if prediction.shape != target.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
-    squared = (prediction - target.detach()) ** 2
-    if dim_weights is not None:
-        if dim_weights.shape != prediction.shape[-1:]:
-            raise ValueError(
-                f"dim_weights must have shape ({prediction.shape[-1]},), got {tuple(dim_weights.shape)}"
-            )
-        squared = squared * dim_weights
-    return squared.mean()
+    return _weighted_mean_square(prediction - target.detach(), dim_weights)
 
 
 def sparse_reward_mask(rewards: Tensor, c_low: float = -1.0) -> Tensor:
@@ -92,13 +102,94 @@ def weaker_than_target_rows(q_goal_grad: Tensor, target: Tensor, dim_weights: Te
     return (critic < wanted).to(q_goal_grad.dtype)
 
 
-def one_sided_kept_share(q_goal_grads: list[Tensor], target: Tensor, dim_weights: Tensor | None = None) -> Tensor:
-    """Per row, the share of critic heads whose row one-sided matching keeps, a (B, 1) column in [0, 1].
+class GoalGradientResiduals(NamedTuple):
+    """The per-row, per-dimension residuals of the goal-gradient term, and what they were formed from.
 
-    ``target`` is the term's target as the losses form it (``gamma (1 - d) grad_g Q'``, plus ``grad_g R`` in
-    dense mode). For the logged share of unmatched rows, not for the loss.
+    ``residuals[i]`` is head i's ``(B, goal_dim)`` residual ``r_i``, with the sparse mask and the
+    one-sided rule already applied, so that the term is ``sum_i mean(w * r_i^2)``
+    (:func:`goal_gradient_loss`). A hand-written backward uses them as they are: the term's
+    derivative in ``grad_g Q_i`` is ``2 w r_i / (B * goal_dim)``.
     """
-    return torch.stack([weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]).mean(dim=0)
+
+    residuals: list[Tensor]
+    target: Tensor  # (B, goal_dim) the term's target (before the mask), detached
+    matched: Tensor | None  # (B, 1) share of heads whose row is matched; None when every row of every head is
+    dim_weights: Tensor | None  # the per-dimension weights w (App. G.4), None for all ones
+
+
+def goal_gradient_residuals(
+    q_goal_grads: Sequence[Tensor],
+    next_target_goal_grad: Tensor,
+    dones: Tensor,
+    gamma: float,
+    *,
+    rewards: Tensor | None = None,
+    c_low: float = -1.0,
+    reward_goal_grad: Tensor | None = None,
+    dim_weights: Tensor | None = None,
+    one_sided: bool = False,
+) -> GoalGradientResiduals:
+    """Residuals of Eq. 8.9 (sparse: ``rewards`` given) or Eq. 8.8 (dense: ``reward_goal_grad`` given).
+
+    Per critic head i, with target ``y = gamma (1 - d) grad_g Q'(s', pi'(s', g), g)`` (Eq. 8.9) or
+    ``y = grad_g R(s', g) + gamma (1 - d) grad_g Q'(...)`` (Eq. 8.8)::
+
+        r_i = m * grad_g Q_i(s, a, g) - m * y        m = 1[R(s', g) = c_low] (sparse), 1 (dense)
+
+    and, with ``one_sided``, ``r_i`` times :func:`weaker_than_target_rows` of that head's row. Every
+    path of the toolkit (the SB3 mixin, the fast autograd step, the hand-written step, the diagnostics)
+    forms the term here; :func:`goal_gradient_loss` turns the residuals into the loss.
+
+    Args:
+        q_goal_grads: ``grad_g Q_i(s, a, g)`` of each critic head, each (B, goal_dim); with a graph
+            (``create_graph=True``) when the loss is to reach the critic's parameters.
+        next_target_goal_grad: total derivative in g of the target value ``Q'(s', pi'(s', g), g)``
+            (through the target actor as well), shape (B, goal_dim).
+        dones: terminal flags (not time-outs), (B,) or (B, 1); a terminal transition has no
+            bootstrapped value and so no bootstrapped goal gradient.
+        gamma: discount.
+        rewards: ``R(s', g)``, (B,) or (B, 1): the sparse case, matched only where ``R == c_low``.
+        c_low: the low value of the sparse reward.
+        reward_goal_grad: ``grad_g R(s', g)`` of a reward differentiable in the goal, (B, goal_dim):
+            the dense case (no mask).
+        dim_weights: optional per-goal-dimension weights (App. G.4), shape (goal_dim,).
+        one_sided: also drop rows whose critic goal gradient is already stronger than its target
+            (the toolkit's option, not the paper's). Dropped rows still count in the mean, as masked
+            ones do.
+    """
+    if (rewards is None) == (reward_goal_grad is None):
+        raise ValueError("give rewards (sparse term, Eq. 8.9) or reward_goal_grad (dense term, Eq. 8.8), not both")
+    for q_grad in q_goal_grads:
+        if q_grad.shape != next_target_goal_grad.shape:
+            shapes = f"{tuple(q_grad.shape)} and {tuple(next_target_goal_grad.shape)}"
+            raise ValueError(f"critic goal gradient and target {shapes} differ in shape")
+    batch = next_target_goal_grad.shape[0]
+    not_done = 1.0 - _as_column(dones, batch).to(next_target_goal_grad.dtype)
+    target = gamma * not_done * next_target_goal_grad
+    mask: Tensor | None = None
+    if reward_goal_grad is not None:  # Eq. 8.8
+        target = reward_goal_grad + target
+        label = target.detach()  # a label, never a path for gradients into the target networks
+        residuals = [q_grad - label for q_grad in q_goal_grads]
+    else:  # Eq. 8.9
+        assert rewards is not None
+        mask = sparse_reward_mask(_as_column(rewards, batch), c_low)
+        masked_target = (mask * target).detach()
+        residuals = [mask * q_grad - masked_target for q_grad in q_goal_grads]
+    matched = mask
+    if one_sided:
+        rows = [weaker_than_target_rows(q_grad, target, dim_weights) for q_grad in q_goal_grads]
+        residuals = [row * residual for row, residual in zip(rows, residuals)]
+        kept = torch.stack(rows).mean(dim=0)
+        matched = kept if mask is None else mask * kept
+    return GoalGradientResiduals(residuals, target.detach(), matched, dim_weights)
+
+
+def goal_gradient_loss(term: GoalGradientResiduals) -> Tensor:
+    """Eq. 8.8 / 8.9 summed over critic heads: ``sum_i mean over batch x goal dims of w * r_i^2``."""
+    total = sum(_weighted_mean_square(residual, term.dim_weights) for residual in term.residuals)
+    assert isinstance(total, Tensor), "the term needs at least one critic head"
+    return total
 
 
 def sparse_goal_gradient_loss(
@@ -111,30 +202,17 @@ def sparse_goal_gradient_loss(
     dim_weights: Tensor | None = None,
     one_sided: bool = False,
 ) -> Tensor:
-    """Eq. 8.9: ``mean( 1[R(s',g) = c_low] * (grad_g Q(s,a,g) - gamma (1 - d) grad_g Q'(s', pi'(s',g), g))^2 )``.
+    """Eq. 8.9 for one critic head.
 
-    Args:
-        q_goal_grad: ``grad_g Q(s, a, g)`` of the critic being trained, shape (B, goal_dim), built with
-            ``create_graph=True`` so that the loss reaches the critic's parameters.
-        next_target_goal_grad: total derivative in g of the target value ``Q'(s', pi'(s', g), g)``
-            (through the target actor as well), shape (B, goal_dim).
-        rewards: ``R(s', g)`` of each transition, (B,) or (B, 1).
-        dones: terminal flags (not time-outs), (B,) or (B, 1); a terminal transition has no
-            bootstrapped value and so no bootstrapped goal gradient.
-        gamma: discount.
-        c_low: the low value of the sparse reward; only transitions with ``R == c_low`` are matched.
-        dim_weights: optional per-goal-dimension weights (App. G.4).
-        one_sided: also drop rows whose critic goal gradient is already stronger than its target
-            (:func:`weaker_than_target_rows`; the toolkit's option, not Eq. 8.9). Dropped rows still
-            count in the mean, as masked ones do.
+    ``mean( 1[R(s',g) = c_low] * (grad_g Q(s,a,g) - gamma (1 - d) grad_g Q'(s', pi'(s',g), g))^2 )``;
+    see :func:`goal_gradient_residuals` for the arguments.
     """
-    batch = q_goal_grad.shape[0]
-    mask = sparse_reward_mask(_as_column(rewards, batch), c_low)
-    not_done = 1.0 - _as_column(dones, batch).to(q_goal_grad.dtype)
-    target = gamma * not_done * next_target_goal_grad
-    if one_sided:
-        mask = mask * weaker_than_target_rows(q_goal_grad, target, dim_weights)
-    return goal_gradient_mse(mask * q_goal_grad, mask * target, dim_weights)
+    return goal_gradient_loss(
+        goal_gradient_residuals(
+            [q_goal_grad], next_target_goal_grad, dones, gamma,
+            rewards=rewards, c_low=c_low, dim_weights=dim_weights, one_sided=one_sided,
+        )
+    )
 
 
 def dense_goal_gradient_loss(
@@ -146,19 +224,18 @@ def dense_goal_gradient_loss(
     dim_weights: Tensor | None = None,
     one_sided: bool = False,
 ) -> Tensor:
-    """Eq. 8.8: ``mean( (grad_g Q(s,a,g) - [grad_g R(s',g) + gamma (1 - d) grad_g Q'(s', pi'(s',g), g)])^2 )``.
+    """Eq. 8.8 for one critic head.
 
-    ``reward_goal_grad`` is ``grad_g R(s', g)`` from a reward function differentiable in the goal.
-    No mask: every transition carries a target gradient (``one_sided``: see
-    :func:`sparse_goal_gradient_loss`).
+    ``mean( (grad_g Q(s,a,g) - [grad_g R(s',g) + gamma (1 - d) grad_g Q'(s', pi'(s',g), g)])^2 )``.
+    ``reward_goal_grad`` is ``grad_g R(s', g)`` from a reward function differentiable in the goal; no
+    mask. See :func:`goal_gradient_residuals` for the arguments.
     """
-    batch = q_goal_grad.shape[0]
-    not_done = 1.0 - _as_column(dones, batch).to(q_goal_grad.dtype)
-    target = reward_goal_grad + gamma * not_done * next_target_goal_grad
-    if one_sided:
-        rows = weaker_than_target_rows(q_goal_grad, target, dim_weights)
-        return goal_gradient_mse(rows * q_goal_grad, rows * target, dim_weights)
-    return goal_gradient_mse(q_goal_grad, target, dim_weights)
+    return goal_gradient_loss(
+        goal_gradient_residuals(
+            [q_goal_grad], next_target_goal_grad, dones, gamma,
+            reward_goal_grad=reward_goal_grad, dim_weights=dim_weights, one_sided=one_sided,
+        )
+    )
 
 
 def soft_max_target(next_q_values: Tensor, tau: float) -> Tensor:

@@ -24,8 +24,8 @@ def test_the_algorithms_of_the_table_are_those_of_the_registry() -> None:
 def test_the_choices_of_the_agent_options_are_those_the_agents_accept() -> None:
     from reengage import losses
     from reengage.agents.goal_gradient import DIM_WEIGHTINGS, MODES
-    from reengage.agents.multi_goal import ENCODER_AUTOCAST, GATE_UPDATES
-    from reengage.agents.multi_goal_update import ACTOR_ENCODINGS
+    from reengage.agents.fast.multi_goal import ENCODER_AUTOCAST, GATE_UPDATES
+    from reengage.agents.fast.multi_goal_update import ACTOR_ENCODINGS
     from reengage.agents.td3 import TARGET_DERIVATIVES
 
     assert KEYS["reengage_mode"].choices == MODES
@@ -47,8 +47,18 @@ def test_the_agent_options_reach_the_agents_that_take_them() -> None:
         if parent != "algo_kwargs" or not argument.startswith(("reengage_", "gate_", "actor_", "encoder_")):
             continue
         for algo in key.algos or tuple(ALGOS):
-            accepted = accepted_arguments(import_object(algo_spec(algo).agent))  # type: ignore[arg-type]
-            assert accepted is None or argument in accepted, (key.name, algo)
+            spec = algo_spec(algo)
+            # each trainer's class takes the options the table lets that trainer use
+            classes = ([spec.agent] if key.sb3 else []) + ([spec.fast_agent] if key.fast and spec.fast_agent else [])
+            for path in classes:
+                accepted = accepted_arguments(import_object(path))  # type: ignore[arg-type]
+                assert accepted is None or argument in accepted, (key.name, algo, path)
+
+
+def test_the_fast_update_options_are_refused_on_the_stock_trainer() -> None:
+    with pytest.raises(ValueError, match="gate_update is an option of the fast trainer's update"):
+        check_config({"algo": "multi_ddpg", "trainer": "sb3", "algo_kwargs": {"gate_update": "reference"}})
+    check_config({"algo": "multi_ddpg", "trainer": "fast", "algo_kwargs": {"gate_update": "reference"}})
 
 
 @pytest.mark.parametrize("assignment, message", [

@@ -26,7 +26,7 @@ def _main(capsys, *argv):
 @pytest.mark.parametrize("assignment, expected", [
     ("her.n_sampled_gaol=8", r"her\.n_sampled_gaol is not an argument of HerReplayBuffer; valid keys for her: .*n_sampled_goal"),
     ("policy_kwargs.net_arc=[64]", r"policy_kwargs\.net_arc .*valid keys for policy_kwargs: .*net_arch"),
-    ("algo_kwargs.polcy_delay=2", r"algo_kwargs\.polcy_delay is not an argument of ReenGAGEDDPG"),
+    ("algo_kwargs.polcy_delay=2", r"algo_kwargs\.polcy_delay is not an argument of (Fast)?ReenGAGEDDPG"),
     ("env_kwargs.horizn=5", r"env_kwargs\.horizn .*valid keys for env_kwargs: .*horizon"),
     ("tau=2", r"tau=2 is out of range; tau must be in \(0, 1\]"),
     ("tau=0", r"tau must be in \(0, 1\]"),

@@ -167,7 +167,7 @@ def test_bounds_weights_reach_the_agent():
 def test_diagnostics_run_on_discrete_actions(path):
     """DQN (SB3 path and fast path): no action gradient and no actor keys, but the goal-gradient keys are logged."""
     from reengage.agents import ReenGAGEDQN
-    from reengage.agents.fast_train import FastReenGAGEDQN
+    from reengage.agents.fast import FastReenGAGEDQN
     from reengage.envs import BitFlippingEnv
 
     cls = ReenGAGEDQN if path == "sb3" else FastReenGAGEDQN
@@ -188,7 +188,7 @@ def test_diagnostics_run_on_discrete_actions(path):
 def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
     """The fast path (hand-written step for DDPG/TD3, autograd for SAC) logs the same keys, bar the
     TD/term parameter-gradient split, and a run with diagnostics is bit-identical to one without."""
-    from reengage.agents import fast_train
+    from reengage.agents import fast as fast_train
 
     cls = getattr(fast_train, cls_name)
     plain, plain_log = _train(alpha, every=0, cls=cls)

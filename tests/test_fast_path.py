@@ -17,7 +17,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 
 import reengage.envs  # noqa: F401
 from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGESAC, ReenGAGETD3
-from reengage.agents.fast_train import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
+from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
 from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
 
@@ -295,44 +295,9 @@ def test_mode_switches_are_skipped_only_when_the_mode_is_unchanged():
     assert not twin.actor.training and policy.actor.training
 
 
-def test_analytic_relu_gradient_equals_autograd_double_backward():
-    from reengage.agents.fast_goal_gradient import relu_mlp_layers, relu_mlp_with_input_gradient
-
-    torch.manual_seed(0)
-    network = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
-                                  torch.nn.Linear(16, 1))
-    inputs, target = torch.randn(32, 12), torch.randn(32, 4)
-    columns = slice(3, 7)
-    q_analytic, grad_analytic = relu_mlp_with_input_gradient(relu_mlp_layers(network), inputs, columns)
-    loss_analytic = ((grad_analytic - target) ** 2).mean() + q_analytic.square().mean()
-    leaf = inputs.clone().requires_grad_(True)
-    q_autograd = network(leaf)
-    (grad_autograd,) = torch.autograd.grad(q_autograd.sum(), leaf, create_graph=True)
-    loss_autograd = ((grad_autograd[:, columns] - target) ** 2).mean() + q_autograd.square().mean()
-    torch.testing.assert_close(loss_analytic, loss_autograd, rtol=1e-5, atol=0)
-    for a, b in zip(torch.autograd.grad(loss_analytic, list(network.parameters())),
-                    torch.autograd.grad(loss_autograd, list(network.parameters()))):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    assert relu_mlp_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))) is None
-
-
-def test_analytic_option_gives_the_same_critic_loss_in_the_agent():
-    fast, _, batch = _filled_pair(FastReenGAGETD3, 0.3)
-    losses = []
-    for analytic in (False, True):
-        fast.analytic_goal_gradient = analytic
-        torch.manual_seed(5)
-        td_loss, term = fast.critic_loss(batch)
-        losses.append((td_loss, term.loss, torch.autograd.grad(td_loss + 0.3 * term.loss, list(fast.critic.parameters()))))
-    torch.testing.assert_close(losses[0][0], losses[1][0], rtol=1e-5, atol=0)
-    torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-5, atol=1e-9)
-    for a, b in zip(losses[0][2], losses[1][2]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-
-
 @pytest.mark.parametrize("alpha, soft_value", [(0.0, False), (0.5, False), (0.5, True)])
 def test_fast_and_sb3_paths_make_the_same_dqn_update(alpha, soft_value):
-    from reengage.agents.fast_train import FastReenGAGEDQN
+    from reengage.agents.fast import FastReenGAGEDQN
     from reengage.envs import BitFlippingEnv
 
     def build(cls):
@@ -382,3 +347,16 @@ def test_one_sided_matching_is_the_same_on_both_paths(fast_cls):
 def test_unknown_matching_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="reengage_matching must be one of.*one_sided.*got 'half'"):
         _agent(FastReenGAGEDDPG, reengage_matching="half")
+
+
+def test_fast_agents_form_the_term_in_their_step_not_in_an_optimiser_hook():
+    from reengage.agents.fast import FastReenGAGEDQN
+    from reengage.envs import BitFlippingEnv
+
+    assert not _agent(FastReenGAGEDDPG, reengage_alpha=0.2).critic.optimizer._optimizer_step_pre_hooks
+    assert len(_agent(ReenGAGEDDPG, reengage_alpha=0.2).critic.optimizer._optimizer_step_pre_hooks) == 1
+    # DQN keeps its clip of the combined gradient, and only that
+    dqn = FastReenGAGEDQN("MultiInputPolicy", BitFlippingEnv(n_bits=4), replay_buffer_class=HerReplayBuffer,
+                          learning_starts=30, policy_kwargs=dict(net_arch=[16]))
+    hooks = list(dqn.policy.optimizer._optimizer_step_pre_hooks.values())
+    assert [hook.__func__ for hook in hooks] == [ReenGAGEDQN._clip_combined_gradient]

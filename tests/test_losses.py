@@ -171,3 +171,46 @@ def test_one_sided_dense_loss_drops_rows_stronger_than_their_target():
     reward_grad = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     loss = losses.dense_goal_gradient_loss(q, reward_grad, torch.zeros(2, 2), torch.zeros(2), 0.9, one_sided=True)
     assert loss.item() == pytest.approx(1.0 / 4)  # row 1 only: (0 - 1)^2 over 2 rows x 2 dims
+
+
+# ---------------------------------------------------------------- residuals: the one definition of the term
+def test_residuals_take_the_sparse_or_the_dense_case_not_both():
+    q_grad, next_grad, rewards, dones = _batch()
+    with pytest.raises(ValueError, match="not both"):
+        losses.goal_gradient_residuals([q_grad], next_grad, dones, GAMMA)
+    with pytest.raises(ValueError, match="not both"):
+        losses.goal_gradient_residuals([q_grad], next_grad, dones, GAMMA, rewards=rewards,
+                                       reward_goal_grad=torch.zeros_like(next_grad))
+    with pytest.raises(ValueError, match="differ in shape"):
+        losses.goal_gradient_residuals([q_grad[:, :2]], next_grad, dones, GAMMA, rewards=rewards)
+
+
+def test_residuals_by_hand_with_two_heads_and_one_sided_matching():
+    # head 0 is weaker than the target on both rows, head 1 stronger on row 0; row 1's reward is high (masked)
+    heads = [torch.tensor([[0.1, 0.0], [0.0, 0.1]]), torch.tensor([[3.0, 0.0], [0.0, 0.0]])]
+    next_grad = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    rewards, dones = torch.tensor([-1.0, 0.0]), torch.zeros(2)
+    term = losses.goal_gradient_residuals(heads, next_grad, dones, 0.5, rewards=rewards, one_sided=True)
+    target = 0.5 * next_grad
+    assert torch.equal(term.target, target)
+    torch.testing.assert_close(term.residuals[0], torch.tensor([[0.1 - 0.5, -0.5], [0.0, 0.0]]))
+    assert torch.equal(term.residuals[1], torch.zeros(2, 2))  # row 0 dropped by the one-sided rule, row 1 masked
+    assert torch.equal(term.matched, torch.tensor([[0.5], [0.0]]))  # row 0: one head of two; row 1: masked
+    expected = ((0.1 - 0.5) ** 2 + 0.5**2) / 4
+    assert losses.goal_gradient_loss(term).item() == pytest.approx(expected)
+    full = losses.goal_gradient_residuals(heads, next_grad, dones, 0.5, rewards=rewards)
+    assert torch.equal(full.matched, torch.tensor([[1.0], [0.0]]))
+
+
+def test_dense_residuals_match_every_row_unless_one_sided():
+    q_grad = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    reward_grad = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    dones = torch.zeros(2)
+    full = losses.goal_gradient_residuals([q_grad], torch.zeros(2, 2), dones, 0.9, reward_goal_grad=reward_grad)
+    assert full.matched is None and torch.equal(full.residuals[0], q_grad - reward_grad)
+    one_sided = losses.goal_gradient_residuals([q_grad], torch.zeros(2, 2), torch.zeros(2), 0.9,
+                                               reward_goal_grad=reward_grad, one_sided=True)
+    assert torch.equal(one_sided.matched, torch.tensor([[0.0], [1.0]]))
+    # the one-head wrapper is the same arithmetic
+    assert torch.equal(losses.goal_gradient_loss(one_sided), losses.dense_goal_gradient_loss(
+        q_grad, reward_grad, torch.zeros(2, 2), torch.zeros(2), 0.9, one_sided=True))

@@ -12,7 +12,7 @@ from stable_baselines3.common.logger import Logger
 from torch import nn
 
 from reengage import losses
-from reengage.agents.fast_train import FastReenGAGEDDPG, FastReenGAGETD3
+from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGETD3
 from reengage.agents.manual_mlp import (
     ReluMLP,
     mlp_backward,

@@ -1,4 +1,4 @@
-"""The fused Multi-ReenGAGE step (agents/multi_goal_update.py) against the reference path (SB3 + hook)."""
+"""The fused Multi-ReenGAGE step (agents/fast/multi_goal_update.py) against the reference path (SB3 + hook)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import reengage.envs  # noqa: F401
 from reengage.agents import MultiReenGAGEDDPG, MultiReenGAGETD3
-from reengage.agents import multi_goal_update as fused
+from reengage.agents.fast import multi_goal_update as fused
 from reengage.experiment.build import build_agent, make_training_env
 from reengage.experiment.config import resolve_config
 
@@ -221,3 +221,34 @@ def test_unshared_encoder_falls_back_to_the_reference_path():
 def test_bad_options_name_the_value_and_the_choices(argument, value, choices):
     with pytest.raises(ValueError, match=f"{argument}.*{choices}.*'{value}'"):
         MultiReenGAGEDDPG("DeepSetsPolicy", gym.make("reengage/DriveSeek-v0"), buffer_size=500, **{argument: value})
+
+
+def test_trainer_switch_picks_the_fused_class_or_the_reference_class():
+    """trainer: fast builds MultiReenGAGEDDPG (fused), trainer: sb3 ReferenceMultiReenGAGEDDPG (SB3 + hook)."""
+    from reengage.agents import ReferenceMultiReenGAGEDDPG
+    from reengage.experiment.build import agent_class
+
+    settings = ["net_arch=[8]", "policy_kwargs={encoder_arch: [8], embed_dim: 4}", "buffer_size=500"]
+    fast = resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0, assignments=settings)
+    sb3 = resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0, assignments=[*settings, "trainer=sb3"])
+    assert agent_class(fast) is MultiReenGAGEDDPG and agent_class(sb3) is ReferenceMultiReenGAGEDDPG
+    assert not hasattr(build_agent(sb3, make_training_env(sb3, seed=0), seed=0), "gate_update")
+    # the fused step's options are the fast class's: accepted with trainer fast, refused with trainer sb3
+    resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0,
+                   assignments=[*settings, "algo_kwargs={gate_update: reference}"])
+    with pytest.raises(ValueError, match="gate_update is an option of the fast trainer's update"):
+        resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0,
+                       assignments=[*settings, "trainer=sb3", "algo_kwargs={gate_update: reference}"])
+
+
+def test_reference_class_trains_as_the_fused_class_on_its_reference_update():
+    from reengage.agents import ReferenceMultiReenGAGEDDPG
+
+    reference = trained_agent(ReferenceMultiReenGAGEDDPG, seed=3)
+    counts = encoder_pass_counter(reference)
+    reference.train(gradient_steps=2, batch_size=32)
+    assert counts["pairs"] > 0 and counts["rows"] == 8 * counts["pairs"]  # SB3's train plus the hook
+    fused_class = trained_agent(seed=3, gate_update="reference")
+    fused_class.train(gradient_steps=2, batch_size=32)
+    for name, value in parameters(reference).items():
+        assert torch.equal(parameters(fused_class)[name], value), name

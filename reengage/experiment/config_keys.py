@@ -72,6 +72,7 @@ class ConfigKey:
     layers: bool = False  # a list of hidden-layer sizes, each a positive integer
     algos: tuple[str, ...] | None = None  # the algorithms that take it; None: every algorithm
     fast: bool = True  # False: the fast trainer refuses the key while it is in use (trainer: sb3 takes it)
+    sb3: bool = True  # False: an option of the fast trainer's own update (trainer: sb3 refuses it)
     off: Any = None  # top-level: the value at which the option is not in use (a set dotted key is always in use)
     closed: bool = False  # a mapping whose keys are exactly this table's dotted rows under it
 
@@ -129,6 +130,8 @@ class ConfigKey:
             parts.append(f"algos {', '.join(self.algos)}")
         if not self.fast:
             parts.append("trainer sb3 only")
+        if not self.sb3:
+            parts.append("trainer fast only")
         return "; ".join(parts)
 
 
@@ -191,12 +194,12 @@ KEYS: dict[str, ConfigKey] = _keys(
               "use the soft target in DQN's value term too (Eq. G.11)", algos=("dqn",)),
     ConfigKey("algo_kwargs.gate_update", (str,), "fused",
               "Multi-ReenGAGE's update: fused, or reference (SB3's train with the term's hook)",
-              choices=("fused", "reference"), algos=("multi_ddpg",)),
+              choices=("fused", "reference"), algos=("multi_ddpg",), sb3=False),
     ConfigKey("algo_kwargs.actor_encoding", (str,), "after_step",
               "fused update: the actor's goal-set encoding after the critic step, or shared with it",
-              choices=("after_step", "shared"), algos=("multi_ddpg",)),
+              choices=("after_step", "shared"), algos=("multi_ddpg",), sb3=False),
     ConfigKey("algo_kwargs.encoder_precision", (str,), "float32", "fused update: precision of the goal-set encoder",
-              choices=("float32", "bfloat16"), algos=("multi_ddpg",)),
+              choices=("float32", "bfloat16"), algos=("multi_ddpg",), sb3=False),
     # stable-baselines3's own arguments: which algorithm takes each is checked against its signature
     ConfigKey("algo_kwargs.target_update_interval", NUMBER, None, "steps between target network updates (SB3)",
               Range(1)),
@@ -301,6 +304,13 @@ def _check_algorithm(config: dict[str, Any]) -> None:
         if key.algos is not None and algo not in key.algos and is_in_use(config, key.name):
             raise ValueError(f"{key.name} is an option of {', '.join(key.algos)}; algo {algo!r} does not take it")
     if config.get("trainer", "fast") != "fast" or algo_spec(algo).fast_agent is None:
+        # the stock update has no place for the options of the fast trainer's own update
+        stock_refused = [key.name for key in KEYS.values() if not key.sb3 and is_in_use(config, key.name)]
+        if stock_refused:
+            raise ValueError(
+                f"{', '.join(stock_refused)} {'is an option' if len(stock_refused) == 1 else 'are options'} of the "
+                "fast trainer's update; leave out --trainer sb3 (or set trainer=fast)"
+            )
         return
     # the fast path refuses what it does not implement rather than train something that could silently
     # differ from the SB3 path

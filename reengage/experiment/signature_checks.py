@@ -58,7 +58,9 @@ def check_nested_keys(config: dict[str, Any]) -> None:
     ``observation_noise`` against what each reaches."""
     from stable_baselines3 import HerReplayBuffer
 
-    agent = import_object(algo_spec(config["algo"]).agent)
+    spec = algo_spec(config["algo"])
+    # the class the config's trainer builds (the fused Multi-ReenGAGE agent takes options of its own)
+    agent = import_object(spec.fast_agent if config.get("trainer", "fast") == "fast" and spec.fast_agent else spec.agent)
     check_mapping_keys("algo_kwargs", config.get("algo_kwargs"), agent, agent.__name__)  # type: ignore[arg-type]
 
     policy_name = config.get("policy", "MultiInputPolicy")

@@ -1,7 +1,8 @@
-"""The fused training step of DDPG/TD3 with the Multi-ReenGAGE term on shared DeepSets networks.
+"""The fused training step of DDPG/TD3 with the Multi-ReenGAGE term on shared DeepSets networks: its pieces.
 
-It computes the update of stable-baselines3's ``TD3.train`` plus the term that
-:class:`~.multi_goal.GateGradientMixin` adds through the critic optimiser's hook (Eq. 8.19,
+:class:`~reengage.agents.fast.multi_goal.FusedGateTrainer` runs them. Together they compute the update of
+stable-baselines3's ``TD3.train`` plus the term that :class:`~reengage.agents.multi_goal.GateGradientMixin`
+adds through the critic optimiser's hook on the reference path (Eq. 8.19,
 :func:`reengage.losses.gate_gradient_loss`, which it calls unchanged), with every pass through the set
 encoder ``phi`` that is not needed removed. ``phi`` (MLP [400, 400] -> 20 over up to 200 goals per sample)
 is nearly all of the arithmetic; the heads see one 20 + |s| + |a| vector per sample and cost little.
@@ -40,20 +41,35 @@ Options (constructor arguments of the Multi-ReenGAGE agents):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from reengage import losses
 
-from .deep_sets import STATE_KEY, ActivePairs, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy, active_pairs
+from ..deep_sets import STATE_KEY, ActivePairs, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy, active_pairs
+from ..targets import td3_target_value, td_target
 
 ACTOR_ENCODINGS = ("after_step", "shared")
 PAIR_BLOCK_ROWS = 2048
+
+
+class GateAgent(Protocol):
+    """What the fused step reads of a Multi-ReenGAGE agent: its networks and TD3's settings.
+
+    ``policy`` is a :class:`~reengage.agents.deep_sets.DeepSetsTD3Policy` that passes
+    :func:`supports_fused_update` (typed loosely: SB3 declares the attribute as its own policy class).
+    """
+
+    policy: Any
+    gamma: float
+    target_policy_noise: float
+    target_noise_clip: float
+
+    def _draw_normal(self, shape: Sequence[int]) -> Tensor: ...
 
 
 class TargetTerms(NamedTuple):
@@ -119,13 +135,22 @@ def encode(
     return embeddings, encoder.pool_pairs(embeddings, pairs)
 
 
-def _heads_min(critic: DeepSetsCritic, pooled: Tensor, state: Tensor, actions: Tensor) -> Tensor:
-    features = torch.cat([pooled, state, actions], dim=-1)
-    return torch.cat([q_net(features) for q_net in critic.q_networks], dim=1).min(dim=1, keepdim=True).values
+def _target_heads(critic: DeepSetsCritic, pooled: Tensor, state: Tensor) -> Callable[[Tensor], list[Tensor]]:
+    """The target critic's heads on one encoding of s', as a function of the action."""
+
+    def heads(actions: Tensor) -> list[Tensor]:
+        features = torch.cat([pooled, state, actions], dim=-1)
+        return [q_net(features) for q_net in critic.q_networks]
+
+    return heads
 
 
 def target_terms(
-    agent: Any, batch: Any, pairs: ActivePairs, with_gate_gradient: bool, autocast_dtype: torch.dtype | None = None
+    agent: GateAgent,
+    batch: Any,
+    pairs: ActivePairs,
+    with_gate_gradient: bool,
+    autocast_dtype: torch.dtype | None = None,
 ) -> TargetTerms:
     """TD target and Eq. 8.19's target gate gradient from one target encoding of s'.
 
@@ -137,29 +162,29 @@ def target_terms(
     next_state = _state(batch.next_observations)
     actions = batch.actions
     td_noise = torch.empty_like(actions).normal_(0, agent.target_policy_noise)
-    td_noise = td_noise.clamp(-agent.target_noise_clip, agent.target_noise_clip)
     with torch.no_grad():
         next_embeddings, next_pooled = encode(critic_target.encoder, next_state, pairs, autocast_dtype)
     pooled_leaf = next_pooled.requires_grad_(with_gate_gradient)
     with torch.set_grad_enabled(with_gate_gradient):
         policy_actions = actor_target.mu(torch.cat([pooled_leaf, next_state], dim=-1))
     with torch.no_grad():
-        next_q = _heads_min(critic_target, next_pooled, next_state, (policy_actions + td_noise).clamp(-1.0, 1.0))
-        discounts = batch.discounts if getattr(batch, "discounts", None) is not None else agent.gamma
-        q_target = batch.rewards + (1 - batch.dones) * discounts * next_q
+        next_q = td3_target_value(
+            policy_actions, td_noise, agent.target_noise_clip, _target_heads(critic_target, next_pooled, next_state)
+        ).value
+        q_target = td_target(batch, agent.gamma, next_q)
     if not with_gate_gradient:
         return TargetTerms(q_target, None)
-    term_noise = (agent._draw_normal(actions.shape) * agent.target_policy_noise).clamp(
-        -agent.target_noise_clip, agent.target_noise_clip
-    )
+    term_noise = agent._draw_normal(actions.shape) * agent.target_policy_noise
     with torch.enable_grad():
-        value = _heads_min(critic_target, pooled_leaf, next_state, (policy_actions + term_noise).clamp(-1.0, 1.0))
+        value = td3_target_value(
+            policy_actions, term_noise, agent.target_noise_clip, _target_heads(critic_target, pooled_leaf, next_state)
+        ).value
         (pooled_gradient,) = torch.autograd.grad(value.sum(), pooled_leaf)
     return TargetTerms(q_target, critic_target.encoder.gate_gradient(next_embeddings, pairs, pooled_gradient))
 
 
 def critic_terms(
-    agent: Any,
+    agent: GateAgent,
     batch: Any,
     pairs: ActivePairs,
     target: TargetTerms,
@@ -174,11 +199,12 @@ def critic_terms(
     features = torch.cat([pooled, state, batch.actions], dim=-1)
     heads = [q_net(features) for q_net in critic.q_networks]
     td_loss = sum(F.mse_loss(q_values, target.q_values) for q_values in heads)
+    assert isinstance(td_loss, Tensor)
     if not with_gate_loss:
         return CriticTerms(td_loss, None, pooled)
     if target.gate_gradient is None:
         raise ValueError("the gate-gradient loss needs the target's gate gradient (target_terms(..., True))")
-    gate_loss = 0.0
+    gate_loss: Tensor | float = 0.0
     for q_values in heads:
         # the heads' graph is kept: the TD loss still goes back through it
         (pooled_gradient,) = torch.autograd.grad(
@@ -188,10 +214,11 @@ def critic_terms(
         gate_loss = gate_loss + losses.gate_gradient_loss(
             q_gate_gradient, batch.item_rewards, target.gate_gradient, batch.dones, agent.gamma
         )
+    assert isinstance(gate_loss, Tensor)
     return CriticTerms(td_loss, gate_loss, pooled)
 
 
-def actor_loss(agent: Any, batch: Any, pairs: ActivePairs, pooled: Tensor | None = None,
+def actor_loss(agent: GateAgent, batch: Any, pairs: ActivePairs, pooled: Tensor | None = None,
                autocast_dtype: torch.dtype | None = None) -> Tensor:
     """``-Q_1(s, pi(s))``: the encoder's value only (no graph: the actor optimiser does not own it).
 
@@ -206,68 +233,3 @@ def actor_loss(agent: Any, batch: Any, pairs: ActivePairs, pooled: Tensor | None
     pooled = pooled.detach()
     actions = policy.actor.mu(torch.cat([pooled, state], dim=-1))
     return -policy.critic.q_networks[0](torch.cat([pooled, state, actions], dim=-1)).mean()
-
-
-def _polyak(params: Sequence[Tensor], targets: Sequence[Tensor], tau: float) -> None:
-    # stable-baselines3's polyak_update, element for element, as two fused calls
-    with torch.no_grad():
-        torch._foreach_mul_(targets, 1 - tau)
-        torch._foreach_add_(targets, params, alpha=tau)
-
-
-def _parameters(module: torch.nn.Module) -> list[Tensor]:
-    return [param.data for param in module.parameters()]
-
-
-def fused_train(agent: Any, gradient_steps: int, batch_size: int) -> None:
-    """``TD3.train`` (DDPG: one critic, no delay, no noise) plus the Multi-ReenGAGE term, fused.
-
-    ``agent`` is a :class:`~.multi_goal.GateGradientMixin` agent whose policy passes
-    :func:`supports_fused_update`. Logs the same keys as the reference path.
-    """
-    policy = agent.policy
-    actor, critic = policy.actor, policy.critic
-    policy.set_training_mode(True)
-    agent._update_learning_rate([actor.optimizer, critic.optimizer])
-    alpha = agent.reengage_alpha
-    with_term = agent.reengage_active
-    autocast_dtype = agent.encoder_autocast
-    actor_losses, critic_losses, term_losses = [], [], []
-    for _ in range(gradient_steps):
-        agent._n_updates += 1
-        batch = agent.replay_buffer.sample(batch_size, env=agent._vec_normalize_env)
-        if with_term and getattr(batch, "item_rewards", None) is None:
-            raise ValueError(
-                "Multi-ReenGAGE needs the per-goal rewards R_item in each replay sample; use "
-                f"replay_buffer_class=GoalSetReplayBuffer (got samples of type {type(batch).__name__})"
-            )
-        pairs, next_pairs = batch_pairs(batch)
-        target = target_terms(agent, batch, next_pairs, with_term, autocast_dtype)
-        terms = critic_terms(agent, batch, pairs, target, with_term, graph_for_gate_loss=alpha > 0,
-                             autocast_dtype=autocast_dtype)
-        loss = terms.td_loss if terms.gate_loss is None or alpha == 0 else terms.td_loss + alpha * terms.gate_loss
-        critic.optimizer.zero_grad()
-        loss.backward()
-        critic.optimizer.step()
-        critic_losses.append(terms.td_loss.item())
-        if terms.gate_loss is not None:
-            term_losses.append(terms.gate_loss.item())
-
-        if agent._n_updates % agent.policy_delay == 0:
-            shared = terms.pooled if agent.actor_encoding == "shared" else None
-            loss_actor = actor_loss(agent, batch, pairs, shared, autocast_dtype)
-            actor_losses.append(loss_actor.item())
-            actor.optimizer.zero_grad()
-            loss_actor.backward(inputs=list(actor.parameters()))
-            actor.optimizer.step()
-            _polyak(_parameters(critic), _parameters(policy.critic_target), agent.tau)
-            _polyak(_parameters(actor), _parameters(policy.actor_target), agent.tau)
-
-    agent.logger.record("train/n_updates", agent._n_updates, exclude="tensorboard")
-    if actor_losses:
-        agent.logger.record("train/actor_loss", np.mean(actor_losses))
-    agent.logger.record("train/critic_loss", np.mean(critic_losses))
-    if term_losses:
-        agent.logger.record("train/reengage_loss", float(np.mean(term_losses)))
-        agent.logger.record("train/reengage_masked_fraction", 0.0)
-
