@@ -201,3 +201,14 @@ def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
     assert {f"reengage_diag/{k}" for k in expected} <= watched_log.seen
     assert "reengage_diag/param_grad_ratio_term_to_td" not in watched_log.seen
 
+
+def test_diagnostics_module_does_not_import_the_agent_module():
+    """agents.goal_gradient imports the diagnostics; the diagnostics read an agent through its methods only."""
+    import ast
+    from pathlib import Path
+
+    import agents.diagnostics
+
+    tree = ast.parse(Path(agents.diagnostics.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "goal_gradient" not in imported and all("goal_gradient" not in (name or "") for name in imported)
