@@ -3,7 +3,8 @@
 Both environments are built so that this is not optimal (a lone goal is hard to hit under NoisySeek's
 noise; DriveSeek's car cannot stop on a goal or turn sharply), which is why the whole set matters.
 Each agent offers ``predict(obs, state=None, episode_start=None, deterministic=True)`` like a
-stable-baselines3 model and accepts a single observation or a VecEnv batch.
+stable-baselines3 model and accepts a single observation or a VecEnv batch. The command that evaluates
+them over seeded episodes is ``python -m reengage.greedy``.
 
 * NoisySeek: the unit action towards the nearest active goal (Euclidean, from the continuous
   position); zero once exactly on it.
@@ -13,15 +14,12 @@ stable-baselines3 model and accepts a single observation or a VecEnv batch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .drive_seek import HALF_WIDTH, MAX_TURN
 from .goal_set import GATES_KEY, GOALS_KEY, STATE_KEY
-
-if TYPE_CHECKING:  # the evaluation lives in the experiment package, imported only when used
-    from reengage.experiment.evaluation import EvaluationResult
 
 
 def _batched(obs: dict[str, np.ndarray], state_dim: int) -> tuple[dict[str, np.ndarray], bool]:
@@ -95,70 +93,3 @@ def greedy_agent(env_id: str) -> GreedyAgent:
     if env_id not in GREEDY_AGENTS:
         raise ValueError(f"no greedy agent for {env_id!r}; valid ids: {sorted(GREEDY_AGENTS)}")
     return GREEDY_AGENTS[env_id]()
-
-
-def evaluate_greedy(env_id: str, episodes: int, first_seed: int, draw_first: bool = False) -> EvaluationResult:
-    """The greedy agent over episodes seeded ``first_seed, first_seed + 1, ...`` (the seeds the training
-    loop's evaluations use, so its line is comparable with a run's curve), through the loop's own
-    evaluation (an ``EvaluationResult``); with ``draw_first`` the first episode's frames are kept, so that
-    ``result.final_frame(0)`` is its drawing as a whole (Fig. 8.4 a, c)."""
-    import gymnasium as gym
-
-    from reengage.experiment.evaluation import evaluate_goal_policy
-
-    agent = greedy_agent(env_id)
-    env = gym.make(env_id, render_mode="rgb_array" if draw_first else None)
-    try:
-        return evaluate_goal_policy(agent, env, episodes, first_seed, record_episodes=1 if draw_first else 0)
-    finally:
-        env.close()
-
-
-def mean_return(env_id: str, episodes: int, first_seed: int) -> float:
-    """The greedy agent's average return over the episodes of :func:`evaluate_greedy`."""
-    return float(evaluate_greedy(env_id, episodes, first_seed).mean_reward)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m reengage.envs.goal_set_greedy --env ID [--episodes N] [--seed S] [--picture FILE.png]``:
-    the greedy line of Fig. 8.4, and a drawing of its first episode (exit code 2 on bad input)."""
-    import argparse
-    import sys
-
-    import reengage.envs  # noqa: F401  (registers the ids)
-    from reengage.experiment.video import check_picture_path, write_picture
-
-    parser = argparse.ArgumentParser(prog="python -m reengage.envs.goal_set_greedy", description=main.__doc__)
-    parser.add_argument("--env", required=True, help=f"one of {', '.join(sorted(GREEDY_AGENTS))}")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes (default 20, the docs' evaluations)")
-    parser.add_argument("--seed", type=int, default=1_000_000, help="first episode's seed (default: eval_seed's)")
-    parser.add_argument("--picture", default=None, metavar="FILE.png",
-                        help="also draw the first episode (seed --seed) into FILE.png")
-    args = parser.parse_args(argv)
-    problems = []
-    if args.env not in GREEDY_AGENTS:
-        problems.append(f"--env {args.env!r} has no greedy agent; valid: {', '.join(sorted(GREEDY_AGENTS))}")
-    if args.episodes < 1:
-        problems.append(f"--episodes must be >= 1, got {args.episodes}")
-    if args.seed < 0:
-        problems.append(f"--seed must be >= 0, got {args.seed}")
-    if args.picture is not None:
-        try:
-            check_picture_path(args.picture)
-        except ValueError as error:
-            problems.append(str(error))
-    if problems:
-        print(f"{parser.prog}: error: {'; '.join(problems)}", file=sys.stderr)
-        return 2
-    # one pass: the picture is the first of the evaluated episodes
-    result = evaluate_greedy(args.env, args.episodes, args.seed, draw_first=args.picture is not None)
-    print(f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
-          f"from seed {args.seed}")
-    if args.picture is not None:
-        path = write_picture(args.picture, result.final_frame(0))
-        print(f"picture: {path} (episode seed {args.seed}, return {float(result.returns[0]):.2f})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

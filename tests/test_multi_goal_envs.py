@@ -232,8 +232,8 @@ def test_reset_accepts_a_given_goal_set():
 
 
 def test_greedy_line_command(capsys):
-    from reengage.envs.goal_set_greedy import main as greedy_main
-    from reengage.envs.goal_set_greedy import mean_return
+    from reengage.greedy import main as greedy_main
+    from reengage.greedy import mean_return
 
     # the greedy agent is deterministic and the episodes are seeded: the same line every time
     first = mean_return("reengage/NoisySeek-v0", 3, 1_000_000)
@@ -249,8 +249,8 @@ def test_greedy_line_command(capsys):
 def test_greedy_command_draws_its_first_episode(tmp_path, capsys):
     from PIL import Image
 
-    from reengage.envs.goal_set_greedy import main as greedy_main
-    from reengage.envs.goal_set_greedy import mean_return
+    from reengage.greedy import main as greedy_main
+    from reengage.greedy import mean_return
 
     path = tmp_path / "pictures" / "greedy.png"
     assert greedy_main(["--env", "reengage/DriveSeek-v0", "--episodes", "1", "--seed", "7", "--picture", str(path)]) == 0

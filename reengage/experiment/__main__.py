@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the experiment file's report.task_keys)")
     report.add_argument("--reference", action="append", default=[], metavar="ENV=VALUE",
                         help="draw a dashed line at VALUE in ENV's panel (repeat per environment), e.g. the "
-                             "greedy agent's return from python -m reengage.envs.goal_set_greedy")
+                             "greedy agent's return from python -m reengage.greedy")
     report.add_argument("--setting", nargs=2, action="append", default=[], metavar=("VARIANT", "SETTING"),
                         help="report and compare VARIANT at grid point SETTING (as the report prints it, e.g. "
                              "learning_rate=0.001) instead of its best one; repeatable")

@@ -15,7 +15,7 @@ grid point), and writes into ``RESULTS_DIR/report/``:
 
 ``--reference ENV=VALUE`` (with ``--reference-label``) draws a horizontal line at a number that no run of
 the folder produces, such as the greedy agent's return on DriveSeek and NoisySeek
-(``python -m reengage.envs.goal_set_greedy``), and lists it under the results table.
+(``python -m reengage.greedy``), and lists it under the results table.
 
 The intervals of one variant (final value, IQM, AUC, steps to threshold, curve bands, IQM over environments)
 are percentile bootstrap intervals from rliable (Agarwal et al., 2021), resampling seeds within each

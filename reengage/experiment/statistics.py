@@ -201,8 +201,24 @@ def percentile_bootstrap_intervals(variant: np.ndarray, baseline: np.ndarray, re
 
 # ---------------------------------------------------------------- one comparison, as the report shows it
 
+class _SeedCounts:
+    """The seed counts of a comparison, as the report names them."""
+
+    n_variant: int
+    n_baseline: int
+
+    @property
+    def seeds(self) -> str:
+        return f"{self.n_variant} vs {self.n_baseline}"
+
+    @property
+    def exploratory(self) -> bool:
+        """Fewer than :data:`MIN_CONFIRMATORY_SEEDS` seeds on either side."""
+        return min(self.n_variant, self.n_baseline) < MIN_CONFIRMATORY_SEEDS
+
+
 @dataclass(frozen=True)
-class DifferenceTest:
+class DifferenceTest(_SeedCounts):
     """Difference of means (variant - baseline): Welch interval, permutation p-value and the seed counts.
 
     ``low``/``high`` are None where a group has one seed or where neither group varies; ``p_value`` is None
@@ -221,35 +237,19 @@ class DifferenceTest:
         return self.point, self.low, self.high
 
     @property
-    def seeds(self) -> str:
-        return f"{self.n_variant} vs {self.n_baseline}"
-
-    @property
-    def exploratory(self) -> bool:
-        return min(self.n_variant, self.n_baseline) < MIN_CONFIRMATORY_SEEDS
-
-    @property
     def no_spread(self) -> bool:
         """Both groups have several seeds, and within each every seed scored the same."""
         return self.p_value is not None and self.low is None
 
 
 @dataclass(frozen=True)
-class ImprovementTest:
+class ImprovementTest(_SeedCounts):
     """P(variant > baseline), ties 1/2, with the permutation p-value of P = 1/2 (None for a one-seed group)."""
 
     point: float
     p_value: Optional[float]
     n_variant: int
     n_baseline: int
-
-    @property
-    def seeds(self) -> str:
-        return f"{self.n_variant} vs {self.n_baseline}"
-
-    @property
-    def exploratory(self) -> bool:
-        return min(self.n_variant, self.n_baseline) < MIN_CONFIRMATORY_SEEDS
 
 
 def _testable(x: np.ndarray, y: np.ndarray) -> bool:
