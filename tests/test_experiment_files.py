@@ -205,16 +205,17 @@ def test_issue_14_grid_after_column_is_what_train_py_trains_by_default(name: str
     assert {r.config["algo_kwargs"].get("reengage_matching") for r in compared if r.alpha > 0} == {"one_sided"}
 
 
-@pytest.mark.parametrize("name, cells, budget", [("sac_td3_matching_grid", 6, 20000),
-                                                 ("sac_td3_matching_grid_d20", 2, 40000)])
-def test_sac_td3_matching_grid_trains_the_generic_ids_defaults(name: str, cells: int, budget: int) -> None:
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("suffix, cells, budget", [("", 6, 20000), ("_d20", 2, 40000)])
+def test_sac_td3_matching_grids_train_the_generic_ids_defaults(algo: str, suffix: str, cells: int, budget: int) -> None:
     # each run is `train.py --env reengage/ContinuousSeek-v0 --algo A --alpha a --set env_kwargs=...` with only the
-    # matching pinned, at the DDPG grid's budget for its d
-    runs = load_experiment(EXPERIMENTS / f"{name}.yaml").runs
-    assert len(runs) == 6 * cells * 3 and {r.seed for r in runs} == {0, 1, 2}
+    # matching pinned, at the DDPG grid's budget for its d; the report compares with the same algorithm's baseline
+    experiment = load_experiment(EXPERIMENTS / f"{algo}_matching_grid{suffix}.yaml")
+    runs = experiment.runs
+    assert experiment.baseline == f"{algo.upper()}+HER"
+    assert len(runs) == 3 * cells * 3 and {r.seed for r in runs} == {0, 1, 2}
     matchings = {(r.algo, r.alpha, r.config["algo_kwargs"].get("reengage_matching")) for r in runs}
-    assert matchings == {(algo, alpha, matching) for algo in ("sac", "td3")
-                         for alpha, matching in ((0.0, None), (0.2, "full"), (0.2, "one_sided"))}
+    assert matchings == {(algo, alpha, matching) for alpha, matching in ((0.0, None), (0.2, "full"), (0.2, "one_sided"))}
     for run in runs:
         kwargs = run.config["env_kwargs"]
         assignments = [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"]
