@@ -12,7 +12,9 @@
 
 Re-running the same ``run`` command skips finished runs and resumes interrupted ones from their
 checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
-(checkpoints are kept). Exit codes: 0 all runs finished, 1 some failed, 2 bad input, 130 interrupted.
+(checkpoints are kept). A run whose folder another process trains (a second runner on the same results, or
+train.py) is left to it. Exit codes: 0 all runs finished, 1 some failed, 2 bad input, 75 some runs were being
+trained by another process (not trained here), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -176,10 +178,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     if summary.interrupted:
         ignore_stop_signals()  # the grid is stopping: another signal must not turn the exit into a traceback
+    busy = f", {len(summary.busy)} owned by another process (not trained)" if summary.busy else ""
     print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
-          f"{len(summary.failed)} failed of {summary.total}", file=sys.stderr)
+          f"{len(summary.failed)} failed{busy} of {summary.total}", file=sys.stderr)
     for run_id, error in summary.failed.items():
         print(f"  failed {run_id}: {error} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr)
+    for run_id, pid in summary.busy.items():
+        owner = f"process {pid}" if pid is not None else "another process"
+        print(f"  owned by {owner}: {run_id} (run the command again once it finishes)", file=sys.stderr)
     if not summary.interrupted:
         print(f"report: {PROG} report {results}", file=sys.stderr)
     return summary.exit_code

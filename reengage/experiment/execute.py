@@ -8,6 +8,11 @@ The run folder is the run's whole state, so any backend can pick a run up where 
 * ``status.json``: written last, ``{"status": "done", ...}``, ``{"status": "failed", "error": ...}`` or
   ``{"status": "interrupted", "step": ...}`` (SIGTERM/SIGINT: stopped after a checkpoint, resumed next time).
 
+A worker owns the run folder (:func:`reengage.experiment.run_folder.own_run_folder`) from before it prepares
+the folder until the status is written. A folder another live process owns (a second runner on the same
+results folder, or ``train.py`` on it) is not touched: the worker reports ``{"status": "busy", "owner_pid": ...}``
+to the driver and writes nothing, since the status file is the owner's to write.
+
 A folder with ``config.yaml`` and a checkpoint is an interrupted run and is resumed
 (``train_run(..., resume=True)``); one that died before its first checkpoint starts again. The names of these
 files, and what counts as a finished run, are :mod:`reengage.experiment.run_folder`'s.
@@ -21,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .run_folder import DONE, FAILED, INTERRUPTED, RUN_FILE, RunFolder
+from .run_folder import BUSY, DONE, FAILED, INTERRUPTED, KEPT_ON_RESTART, RunFolder, RunFolderBusy, own_run_folder
 
 
 def _prepare(folder: RunFolder) -> bool:
@@ -34,7 +39,7 @@ def _prepare(folder: RunFolder) -> bool:
         return True
     # started but killed before its first checkpoint: nothing to resume, so start it again
     for path in folder.path.iterdir():
-        if path.name == RUN_FILE:
+        if path.name in KEPT_ON_RESTART:
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     return False
@@ -44,17 +49,32 @@ def execute_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one run (or resume it) and record the outcome in ``status.json``; never raises.
 
     ``job`` holds ``run_dir``, ``config``, ``seed``, ``identity``, ``device`` and ``threads``.
-    Returns the status written, with ``run_id`` added.
+    Returns the status written, with ``run_id`` added; for a folder another process owns, the ``busy``
+    outcome, written nowhere.
     """
     folder = RunFolder(Path(job["run_dir"]))
+    try:
+        with own_run_folder(folder.path):
+            return {**_execute_owned(job, folder), "run_id": job["identity"]["run_id"]}
+    except RunFolderBusy as busy:
+        return {"status": BUSY, "owner_pid": busy.owner_pid, "error": str(busy), "run_id": job["identity"]["run_id"]}
+    except OSError as error:  # the lock file cannot be made (a read-only folder): reported like a failed run
+        return {"status": FAILED, "error": f"{type(error).__name__}: {error}", "run_id": job["identity"]["run_id"]}
+
+
+def _execute_owned(job: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
+    """:func:`execute_run` once the folder is this process's: train, then write and return the status."""
     outcome: dict[str, Any]
+    finished = folder.read_status() if folder.is_finished() else None
+    if finished is not None:
+        # another runner finished it after this one was launched: nothing to train, nothing to write
+        return {**finished, "already": True}
     try:
         import torch
 
         from .runner import RunInterrupted, train_run
 
         torch.set_num_threads(int(job.get("threads", 1)))
-        folder.path.mkdir(parents=True, exist_ok=True)
         folder.clear_status()
         resume = _prepare(folder)
         folder.write_identity(job["identity"])
@@ -80,4 +100,4 @@ def execute_run(job: dict[str, Any]) -> dict[str, Any]:
         folder.write_status(outcome)
     except OSError:
         pass  # the driver still gets the outcome from the return value
-    return {**outcome, "run_id": job["identity"]["run_id"]}
+    return outcome

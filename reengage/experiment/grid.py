@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from .backends import Backend
 from .results_folder import run_folder_of, write_manifest
-from .run_folder import DONE
+from .run_folder import BUSY, DONE
 from .spec import Experiment
 
 
@@ -24,11 +24,19 @@ class GridSummary:
     skipped: list[str] = field(default_factory=list)  # finished before this launch
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # run_id -> error
+    # run_id -> pid of the process that owns its folder (another runner, or train.py): not trained here
+    busy: dict[str, int | None] = field(default_factory=dict)
     interrupted: bool = False
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.interrupted else 1 if self.failed else 0
+        """130 interrupted, 1 some run failed, 75 (EX_TEMPFAIL: run the command again later) some run was
+        being trained by another process, else 0. A busy run is not a failure: its owner is training it, and
+        a later launch finds it finished; but the grid is not complete, so the code is not 0 either."""
+        return 130 if self.interrupted else 1 if self.failed else BUSY_EXIT_CODE if self.busy else 0
+
+
+BUSY_EXIT_CODE = 75
 
 
 def manifest_of(experiment: Experiment) -> dict[str, Any]:
@@ -81,9 +89,10 @@ class Progress:
             return
         self.last_print = now
         finished = len(summary.done) + len(summary.skipped)
+        busy = f"{len(summary.busy)} owned by another process, " if summary.busy else ""
         line = (
             f"[{self.name}] {finished}/{self.total} done ({len(summary.skipped)} already), {len(running)} running, "
-            f"{len(summary.failed)} failed, {waiting} waiting | {_duration(now - self.started)} elapsed | "
+            f"{len(summary.failed)} failed, {busy}{waiting} waiting | {_duration(now - self.started)} elapsed | "
             f"{self.eta(waiting_steps, running)}"
         )
         print(line, file=self.stream, flush=True)
@@ -134,7 +143,11 @@ def run_grid(
                 started, _ = running.pop(run_id, (time.monotonic(), 0))
                 progress.record(outcome, time.monotonic() - started)
                 if outcome.get("status") == DONE:
-                    summary.done.append(run_id)
+                    # finished by another runner between this launch and the worker taking the folder
+                    (summary.skipped if outcome.get("already") else summary.done).append(run_id)
+                elif outcome.get("status") == BUSY:
+                    summary.busy[run_id] = outcome.get("owner_pid")
+                    print(f"[{experiment.name}] SKIPPED {run_id}: {outcome.get('error')}", file=stream, flush=True)
                 else:
                     summary.failed[run_id] = str(outcome.get("error", "unknown error"))
                     print(f"[{experiment.name}] FAILED {run_id}: {summary.failed[run_id]}", file=stream, flush=True)

@@ -12,6 +12,8 @@ A run folder (``train.py --logdir DIR``, or ``results/<experiment>/runs/<run id>
                              reengage.experiment.checkpoint)
     events.out.tfevents.*    TensorBoard
     run.json, status.json    written by the experiment runner: the run's identity and its outcome
+    .lock                    the owner's pid and command: one process at a time trains a folder
+                             (:func:`own_run_folder`)
 
 A finished run is one whose ``status.json`` says done and that has its ``evaluations.csv``: the files of
 :data:`RECORD_FILES`, a few kilobytes, are all a report reads, so a clone of a results repository without
@@ -26,11 +28,16 @@ extend, restart) is decided in :mod:`reengage.experiment.resume`.
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import json
+import os
 import shutil
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -47,6 +54,7 @@ CHECKPOINT_DIR = "checkpoint"
 EVENTS_GLOB = "events.out.tfevents.*"
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
 
 # a finished run's compact record: what the report reads, kilobytes per run (never the model, the
 # checkpoints, the replay buffer or the TensorBoard events)
@@ -56,12 +64,17 @@ RECORD_FILES = (RUN_FILE, CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, SEGMENTS
 DONE = "done"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
+# what a grid worker reports for a folder another live process owns; never written to status.json
+BUSY = "busy"
 
 # what a run writes into its folder besides checkpoints: --restart removes these and nothing else
 _RUN_FILES = (CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, MODEL_FILE, SEGMENTS_FILE)
 _RUN_PATTERNS = (EVENTS_GLOB, MODEL_FILE + ".*", "*" + SIDECAR_SUFFIX)
 # a checkpoint folder name older versions used while replacing a checkpoint
 _OLD_CHECKPOINT_DIR = CHECKPOINT_DIR + ".old"
+# files that starting a run over keeps: the runner's identity of the run, and the lock of the process doing
+# the restart (deleting a held lock file would let a third process lock a new file of the same name)
+KEPT_ON_RESTART = (RUN_FILE, LOCK_FILE)
 
 
 class NoRunError(ValueError):
@@ -70,6 +83,87 @@ class NoRunError(ValueError):
 
 class UnreadableRunError(ValueError):
     """The folder's configuration cannot be read as a run's."""
+
+
+class RunFolderBusy(ValueError):
+    """Another live process owns the run folder; nothing in the folder was changed.
+
+    A ValueError, like every refused start: ``train.py`` prints the one-line message and exits 2.
+    """
+
+    def __init__(self, path: Path, owner_pid: int | None, owner_command: str | None) -> None:
+        self.path, self.owner_pid, self.owner_command = Path(path), owner_pid, owner_command
+        if owner_pid is None:
+            who, stop = "another process", "stop it"
+        else:
+            who = f"process {owner_pid}" + (f" ({owner_command})" if owner_command else "")
+            stop = f"stop it with 'kill {owner_pid}' (it saves a checkpoint; then continue with --resume)"
+        super().__init__(f"{self.path} is being trained by {who}; wait for it to finish, or {stop}")
+
+
+# the folders this process owns: resolved path -> (lock file descriptor, nesting depth). A grid worker takes
+# the lock before it prepares the folder and train_run takes it again: flock conflicts between two open file
+# descriptions even in one process, so the second taking must reuse the first.
+_OWNED: dict[Path, list[int]] = {}
+
+
+def _read_owner(handle: int) -> tuple[int | None, str | None]:
+    """The pid and command the lock file's owner wrote, ``(None, None)`` when it wrote nothing readable yet."""
+    try:
+        os.lseek(handle, 0, os.SEEK_SET)
+        owner = json.loads(os.read(handle, 65536).decode() or "null")
+        return int(owner["pid"]), str(owner.get("command") or "") or None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, None
+
+
+@contextmanager
+def own_run_folder(path: str | Path, create: bool = True) -> Iterator[None]:
+    """Own the run folder ``path`` for the duration of the block, or raise :class:`RunFolderBusy`.
+
+    The lock is an advisory ``flock`` on ``path/.lock``, which holds the owner's pid and command for the
+    message another process gets. The kernel drops a flock when its process dies (crash, SIGKILL, the
+    out-of-memory killer), so a dead owner's lock is never stale: the next process takes the folder over
+    without anyone deleting anything. ``create`` makes the folder when it is missing; without it a missing
+    folder is left missing and not locked (a resume of it is refused before anything is written). Taking a
+    folder this process already owns nests. A process forked while holding the lock shares it until it
+    exits (sub-process environments end with the run, so this lasts no longer than the run).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if not create:
+            yield
+            return
+        path.mkdir(parents=True, exist_ok=True)
+    key = path.resolve()
+    if key in _OWNED:
+        _OWNED[key][1] += 1
+        try:
+            yield
+        finally:
+            _OWNED[key][1] -= 1
+        return
+    # opened without truncation: a process that fails to take the lock must not erase the owner's pid
+    handle = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunFolderBusy(path, *_read_owner(handle)) from None
+        os.ftruncate(handle, 0)
+        os.lseek(handle, 0, os.SEEK_SET)
+        os.write(handle, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode())
+        _OWNED[key] = [handle, 1]
+        try:
+            yield
+        finally:
+            del _OWNED[key]
+    finally:
+        # closing the last descriptor releases the lock; the file stays (unlinking it would race with a
+        # process that has opened it and is about to lock it)
+        os.close(handle)
 
 
 def check_logdir_path(path: Path, option: str = "--logdir") -> None:
@@ -257,7 +351,8 @@ class RunFolder:
         return save_sidecar(self.model_file, SmoothingConfig.from_dict(dict(noise)), extra)
 
     def clear(self) -> list[Path]:
-        """Delete the files a run wrote into the folder (for --restart); other files are left alone."""
+        """Delete the files a run wrote into the folder (for --restart); other files (:data:`KEPT_ON_RESTART`
+        among them) are left alone. The caller owns the folder (:func:`own_run_folder`)."""
         from .checkpoint import previous_checkpoint, staging_checkpoint
 
         removed: list[Path] = []

@@ -19,7 +19,7 @@ from .build import agent_class, build_agent, check_device, make_single_env, make
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .resume import check_resume, refuse_fresh_start, run_progress
-from .run_folder import CHECKPOINT_DIR, RunFolder, check_logdir_path
+from .run_folder import CHECKPOINT_DIR, RunFolder, check_logdir_path, own_run_folder
 from .stop_signals import STOP_SIGNALS
 
 # a run expected to take longer than this says so at its start
@@ -230,19 +230,25 @@ def train_run(
     finished run, never shorten it); ``restart`` deletes what an earlier run wrote there and starts
     over. ``verbose`` prints one line per evaluation, a duration warning for long runs and a summary.
     Raises ValueError (with what to do) for a refused start, and :class:`RunInterrupted` after a
-    SIGINT/SIGTERM, once the checkpoint is saved.
+    SIGINT/SIGTERM, once the checkpoint is saved. A folder another live process trains is refused with
+    :class:`~reengage.experiment.run_folder.RunFolderBusy` (a ValueError) before anything in it is read,
+    written or removed; this process owns the folder until training ends.
     """
-    # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
-    with StopRequest(announce=verbose) as stop:
-        return _train_run(config, seed, Path(logdir), device, resume, progress, restart, verbose, stop)
-
-
-def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
-               restart: bool, verbose: bool, stop: StopRequest) -> Path:
+    run_dir = Path(logdir)
     check_device(device)
     check_logdir_path(run_dir)
     if resume and restart:
         raise ValueError("--resume and --restart exclude each other: continue the run, or start it over")
+    # owned before the resume decision and before --restart clears anything: two writers would interleave
+    # checkpoints, evaluations and event files. A resume of a missing folder creates nothing (it is refused).
+    with own_run_folder(run_dir, create=not resume):
+        # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
+        with StopRequest(announce=verbose) as stop:
+            return _train_run(config, seed, run_dir, device, resume, progress, restart, verbose, stop)
+
+
+def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
+               restart: bool, verbose: bool, stop: StopRequest) -> Path:
     record = {**config, "seed": seed}
     folder = RunFolder(run_dir)
     on_disk = run_progress(folder)  # what the folder holds before this process writes to it
