@@ -104,10 +104,15 @@ def run_grid(
     backend: Backend,
     device: str = "cpu",
     threads: int = 1,
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
     progress_every: float = 30.0,
 ) -> GridSummary:
-    """Execute every unfinished run of ``experiment``; Ctrl-C stops all of them (checkpoints are kept)."""
+    """Execute every unfinished run of ``experiment``; Ctrl-C stops all of them (checkpoints are kept).
+
+    Progress lines go to ``stream``, by default the ``sys.stderr`` of the moment of the call (not of the import:
+    a caller that redirects stderr gets them).
+    """
+    stream = sys.stderr if stream is None else stream
     results_dir = Path(results_dir)
     write_manifest(results_dir, manifest_of(experiment))
     summary = GridSummary(total=len(experiment.runs))
