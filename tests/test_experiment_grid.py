@@ -349,3 +349,26 @@ def test_records_of_a_folder_without_finished_runs_exit_2(tmp_path: Path, capsys
     assert "not found" in capsys.readouterr().err
     assert experiment_main(["records", str(tmp_path)]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_workers_stop_when_the_runner_is_killed_and_a_rerun_resumes_their_runs(tmp_path: Path) -> None:
+    """SIGKILL of the runner leaves no worker training: each checkpoints and ends on its own, and the same
+    command then resumes those runs (nothing is trained twice at once)."""
+    process, experiment_file, results = _start_grid_until_a_checkpoint(tmp_path, seeds=2)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    # the runner's children that are workers (spawned processes), not multiprocessing's resource tracker
+    workers = [pid for pid in workers if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+    assert workers
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+              for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its runner"
+        time.sleep(0.2)
+    stopped = {run: status for run, status in statuses(results).items() if status["status"] == "interrupted"}
+    assert stopped  # the runs in flight saved a checkpoint and said so
+    assert experiment_main(["run", str(experiment_file), "--results", str(results), "--workers", "2"]) == 0
+    found = statuses(results)
+    assert all(status["status"] == "done" for status in found.values())
+    assert all(found[run]["resumed"] for run in stopped)

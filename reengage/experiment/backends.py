@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +50,44 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _worker_loop(connection: Any) -> None:
+# how often a worker checks that its driver is alive: the delay before an orphaned run starts to stop
+DRIVER_CHECK_SECONDS = 1.0
+
+
+def _stop_when_the_driver_dies(driver_pid: int) -> None:
+    """Send this worker SIGTERM once its driver is gone, however the driver died (SIGKILL included).
+
+    SIGTERM is the driver's own stop request: a training run saves a checkpoint and ends, an idle worker
+    ends, so no worker trains on unseen after its driver (a re-run would otherwise meet the orphan). The
+    parent pid changes when the parent dies (the worker is re-parented), which works on every POSIX system,
+    unlike Linux's parent-death signal.
+    """
+    def watch() -> None:
+        while os.getppid() == driver_pid:
+            time.sleep(DRIVER_CHECK_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+def _worker_loop(connection: Any, driver_pid: int | None = None) -> None:
     """A long-lived worker: runs the jobs the driver sends, one at a time, until it receives None."""
     # Ctrl-C reaches every process of the terminal's group; the driver alone decides what stops
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if driver_pid is not None:
+        _stop_when_the_driver_dies(driver_pid)
     while True:
-        job = connection.recv()
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return  # the driver is gone
         if job is None:
             return
         outcome = execute_run(job)
-        connection.send(outcome)
+        try:
+            connection.send(outcome)
+        except (BrokenPipeError, OSError):
+            return  # the driver died during the run: the outcome is in the run's status.json
         if outcome["status"] == INTERRUPTED:
             return  # the driver's SIGTERM stopped the run: the worker ends with it, not waits for the next job
 
@@ -88,7 +118,8 @@ class LocalBackend:
     def _start_worker(self) -> _Worker:
         driver_end, worker_end = self._context.Pipe()
         # not a daemon: a run may start processes of its own (vectorised environments); stop() ends it
-        process = self._context.Process(target=_worker_loop, args=(worker_end,), name="reengage-experiment-worker")
+        process = self._context.Process(target=_worker_loop, args=(worker_end, os.getpid()),
+                                        name="reengage-experiment-worker")
         process.start()
         worker_end.close()
         return _Worker(process, driver_end)
