@@ -14,6 +14,7 @@ with the saved settings (``--timesteps N`` extends a finished run). Bad settings
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from reengage.algorithms import ALGOS
@@ -83,8 +84,14 @@ def _main(argv: list[str] | None = None) -> int:
 
         print("\n".join(describe_keys()))
         return 0
-    if args.threads < 1:
-        return _error(f"--threads must be >= 1, got {args.threads}")
+    for option, value in (("--env", args.env), ("--algo", args.algo), ("--logdir", args.logdir),
+                          ("--device", args.device)):
+        if value is not None and not value.strip():
+            # an empty value would silently fall back to the default
+            return _error(f"{option} is empty; give a value or leave {option} out for the default")
+    cores = os.cpu_count() or 1
+    if not 1 <= args.threads <= cores:
+        return _error(f"--threads must be between 1 and this machine's {cores} cores, got {args.threads}")
     if args.seed is not None and args.seed < 0:
         return _error(f"--seed must be >= 0, got {args.seed}")
     import torch

@@ -58,6 +58,33 @@ def test_bad_input_is_refused_with_the_valid_choices(tmp_path, args, message):
     assert __import__("re").search(message, result.stderr), result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--set", "env_kwargs=[1,2"], r"--set env_kwargs: cannot read '\[1,2' as a YAML value .*\[a, list\]"),
+    (["--set", "env_kwargs={d: 5"], r"--set env_kwargs: cannot read '\{d: 5' as a YAML value"),
+    (["--set", "learning_rate=\t1"], r"--set learning_rate: cannot read .* as a YAML value"),  # a tab
+    (["--set", "learning_rate=!!python/object:os.system 1"], r"--set learning_rate: cannot read"),
+    (["--set", "learning_rate="], r"--set learning_rate= has no value"),
+    (["--set", "env_kwargs.d=abc"], r"refused env_kwargs.d='abc'"),
+    (["--env", ""], r"--env is empty"),
+    (["--algo", " "], r"--algo is empty"),
+    (["--threads", "100000"], r"--threads must be between 1 and this machine's \d+ cores, got 100000"),
+])
+def test_unreadable_empty_or_impossible_values_exit_2_naming_the_option(tmp_path, args, message):
+    logdir = tmp_path / "bad"
+    result = _train("--timesteps", "10", "--logdir", str(logdir), *args, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert __import__("re").search(message, result.stderr), result.stderr
+    assert not (logdir / "config.yaml").exists()
+
+
+def test_an_empty_logdir_is_refused_and_nothing_is_written(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--timesteps", "10", "--logdir", ""],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 2 and "--logdir is empty" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_config_resolution_order():
     config = resolve_config("reengage/ContinuousSeek10-v0", "ddpg", alpha=0.0)
     assert (config["batch_size"], config["learning_rate"]) == (256, 5e-4)  # Table G.2, DDPG+HER

@@ -34,7 +34,12 @@ def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gy
     policy will be smoothed with keeps the smoothed policy from being vacuous.
     """
     ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
-    env = gym.make(config["env_id"], **config["env_kwargs"])
+    try:
+        env = gym.make(config["env_id"], **config["env_kwargs"])
+    except (ValueError, TypeError) as error:
+        # the environment's own check of its arguments: say which setting it was
+        settings = ", ".join(f"env_kwargs.{key}={value!r}" for key, value in config["env_kwargs"].items())
+        raise ValueError(f"{config['env_id']} refused {settings or 'its default arguments'}: {error}") from None
     if config.get("observation_noise"):
         from reengage.noise_wrapper import wrap_with_noise
 

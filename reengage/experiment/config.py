@@ -181,7 +181,19 @@ def parse_assignment(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if path[0] not in KEYS or KEYS[path[0]].dotted:
         raise ValueError(f"unknown config key {path[0]!r} in --set {text!r}; valid keys: {_valid_keys()}")
-    return path, yaml.safe_load(raw_value)
+    name = ".".join(path)
+    if not raw_value.strip():
+        raise ValueError(f"--set {name}= has no value; write --set {name}=VALUE (null for none)")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as error:
+        # one line: what YAML could not read, and the forms it takes
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(
+            f"--set {name}: cannot read {raw_value!r} as a YAML value ({problem}); write a number, a word, "
+            f"[a, list] or {{key: value}}, quoted as one shell argument, e.g. --set 'policy_kwargs.net_arch=[256, 256]'"
+        ) from None
+    return path, value
 
 
 def apply_assignment(config: dict, path: list[str], value: Any) -> None:
