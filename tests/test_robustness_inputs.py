@@ -142,3 +142,25 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
 def test_forced_env_with_other_shapes_refused_before_work(models, tmp_path, capsys):
     _refused(capsys, ["--model", str(models / "dense.zip"), "--env", "reengage/ContinuousSeekDense-v0", "--env-kwargs",
                       '{"d": 3}', "--force", "--out", str(tmp_path / "o")], "reads observations", "--env-kwargs")
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (["--sigma", "0.3"], ["--sigma 0.3 (saved: 0.1)", "the sidecar", "give --noise"]),
+    (["--keys", "observation"], ["--keys observation (saved: observation achieved_goal)"]),
+    (["--sigma", "0.3", "--null-value", "0.0"], ["--sigma 0.3 (saved: 0.1); --null-value 0.0 (saved: 0.5) differ"]),
+])
+def test_smoothing_flags_that_differ_from_the_sidecar_are_refused_not_ignored(models, tmp_path, capsys, flags,
+                                                                             needles):
+    out = tmp_path / "o"
+    _refused(capsys, ["--model", str(models / "dense.zip"), "--env", "reengage/ContinuousSeekDense-v0", *flags,
+                      "--out", str(out)], *needles)
+    assert not out.exists()  # refused before any work
+
+
+def test_smoothing_flags_equal_to_the_sidecar_are_accepted(models, tmp_path, capsys):
+    argv = ["--model", str(models / "dense.zip"), "--env", "reengage/ContinuousSeekDense-v0", "--sigma", "0.1",
+            "--keys", "observation", "achieved_goal",
+            "--states", "1", "--n", "100", "--episodes", "5", "--eps", "0.01", "--attack-steps", "1",
+            "--attack-n", "50", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["smoothing"]["sigma"] == 0.1

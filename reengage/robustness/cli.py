@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain", type=_positive_int, default=None, help="features kept per sample (randomized ablation)")
     p.add_argument("--groups", type=_positive_int, default=None, help="groups (deterministic ablation)")
     p.add_argument("--keys", nargs="+", default=None, help="observation keys to smooth (default observation achieved_goal)")
-    p.add_argument("--null-value", type=_finite_float, default=0.5)
+    p.add_argument("--null-value", type=_finite_float, default=None, help="ablated features' value (default 0.5)")
     p.add_argument("--n0", type=_positive_int, default=100, help="selection samples per state")
     p.add_argument("--n", type=_positive_int, default=10_000, help="estimation samples per state")
     p.add_argument("--alpha", type=_probability, default=0.001, help="failure probability of each per-state certificate")
@@ -155,21 +155,41 @@ def _config_from_args(
     extra = load_sidecar(model_path)[1] if has_sidecar else {}
     if args.noise is None:
         if has_sidecar:
-            return load_sidecar(model_path)
-        if run_noise is not None:
-            return SmoothingConfig.from_dict(run_noise), extra
-        raise ValueError(
-            f"no --noise given and no sidecar at {sidecar_path(model_path)}; choose one of {NOISE_KINDS}"
-        )
+            saved, source = load_sidecar(model_path), f"the sidecar {sidecar_path(model_path)}"
+        elif run_noise is not None:
+            saved, source = (SmoothingConfig.from_dict(run_noise), extra), "the run's observation_noise"
+        else:
+            raise ValueError(
+                f"no --noise given and no sidecar at {sidecar_path(model_path)}; choose one of {NOISE_KINDS}"
+            )
+        _refuse_flags_that_differ(args, saved[0], source)
+        return saved
     cfg = SmoothingConfig(
         kind=args.noise,
         sigma=args.sigma,
         retain=args.retain,
         groups=args.groups,
         keys=tuple(args.keys) if args.keys else ("observation", "achieved_goal"),
-        null_value=args.null_value,
+        null_value=0.5 if args.null_value is None else args.null_value,
     )
     return cfg, extra
+
+
+def _refuse_flags_that_differ(args: argparse.Namespace, saved: SmoothingConfig, source: str) -> None:
+    """A smoothing flag given beside saved settings must agree with them: never certify other settings
+    than the ones the user asked for, and never ignore a flag without a word."""
+    given = {"--sigma": (args.sigma, saved.sigma), "--retain": (args.retain, saved.retain),
+             "--groups": (args.groups, saved.groups), "--null-value": (args.null_value, saved.null_value),
+             "--keys": (tuple(args.keys) if args.keys else None, tuple(saved.keys))}
+    differing = [f"{flag} {value if not isinstance(value, tuple) else ' '.join(value)} (saved: "
+                 f"{kept if not isinstance(kept, tuple) else ' '.join(kept)})"
+                 for flag, (value, kept) in given.items() if value is not None and value != kept]
+    if differing:
+        raise ValueError(
+            f"{'; '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the smoothing settings of "
+            f"{source} ({saved.kind}); leave {'it' if len(differing) == 1 else 'them'} out to certify those "
+            f"settings, or give --noise with every smoothing flag to certify other ones"
+        )
 
 
 def check_options(smoothed: SmoothedPolicy, args: argparse.Namespace) -> None:
@@ -284,11 +304,12 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
     else:
         env_id, env_kwargs = args.env, env_kwargs or {}
     env = inputs.make_env(env_id, env_kwargs)
-    out = inputs.check_out_dir(Path(args.out))
     model_path = inputs.check_model_file(Path(args.model) if args.model else from_run.model_file)
     config, extra = _config_from_args(args, model_path, from_run.observation_noise if from_run else None)
     if from_run is None:
         inputs.check_same_env(inputs.recorded_env(extra, training_run), env_id, env_kwargs, args.force)
+    # created only once the settings are known to be usable: a refused command leaves nothing behind
+    out = inputs.check_out_dir(Path(args.out))
 
     # the model: HER models need an env to load, and one trained under noise needs the noise-wrapped spaces
     if args.algo:
