@@ -68,6 +68,7 @@ def test_bad_input_is_refused_with_the_valid_choices(tmp_path, args, message):
     (["--env", ""], r"--env is empty"),
     (["--algo", " "], r"--algo is empty"),
     (["--threads", "100000"], r"--threads must be between 1 and this machine's \d+ cores, got 100000"),
+    (["--set", "buffer_size=100000000000"], r"buffer_size=100,000,000,000 needs at least [\d,.]+ GiB .* memory"),
 ])
 def test_unreadable_empty_or_impossible_values_exit_2_naming_the_option(tmp_path, args, message):
     logdir = tmp_path / "bad"
@@ -75,7 +76,7 @@ def test_unreadable_empty_or_impossible_values_exit_2_naming_the_option(tmp_path
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert __import__("re").search(message, result.stderr), result.stderr
-    assert not (logdir / "config.yaml").exists()
+    assert not logdir.exists()  # refused before anything was written
 
 
 def test_an_empty_logdir_is_refused_and_nothing_is_written(tmp_path):

@@ -7,6 +7,8 @@ of them alone (loading a saved model, the benchmarks).
 
 from __future__ import annotations
 
+import os
+
 import warnings
 from typing import Any
 
@@ -26,6 +28,17 @@ from .extensions import Extensions, extensions_of
 DEVICES = ("cpu", "cuda", "auto")
 
 
+def make_bare_env(config: dict[str, Any]) -> gym.Env:
+    """The run's environment as ``gym.make`` builds it from ``env_id`` and ``env_kwargs`` (no noise wrapper)."""
+    ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
+    try:
+        return gym.make(config["env_id"], **config["env_kwargs"])
+    except (ValueError, TypeError) as error:
+        # the environment's own check of its arguments: say which setting it was
+        settings = ", ".join(f"env_kwargs.{key}={value!r}" for key, value in config["env_kwargs"].items())
+        raise ValueError(f"{config['env_id']} refused {settings or 'its default arguments'}: {error}") from None
+
+
 def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gym.Env:
     """One environment of the run, with the training-time smoothing noise if the config asks for it.
 
@@ -33,18 +46,51 @@ def make_single_env(config: dict[str, Any], noise_seed: int | None = None) -> gy
     example ``{kind: gaussian, sigma: 0.1, keys: [observation]}``): training under the noise the
     policy will be smoothed with keeps the smoothed policy from being vacuous.
     """
-    ensure_registered(config["env_id"])  # gymnasium-robotics ids, or a message saying how to install them
-    try:
-        env = gym.make(config["env_id"], **config["env_kwargs"])
-    except (ValueError, TypeError) as error:
-        # the environment's own check of its arguments: say which setting it was
-        settings = ", ".join(f"env_kwargs.{key}={value!r}" for key, value in config["env_kwargs"].items())
-        raise ValueError(f"{config['env_id']} refused {settings or 'its default arguments'}: {error}") from None
+    env = make_bare_env(config)
     if config.get("observation_noise"):
         from reengage.noise_wrapper import wrap_with_noise
 
         env = wrap_with_noise(env, dict(config["observation_noise"]), seed=noise_seed)
     return env
+
+
+def physical_memory_bytes() -> int | None:
+    """The machine's physical memory, where the system says (POSIX ``sysconf``); None elsewhere."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def replay_memory_bytes(config: dict[str, Any], env: gym.Env) -> int:
+    """A lower bound of the replay buffer's memory: ``buffer_size`` transitions of an observation, the next
+    observation and an action (rewards, flags and any relabelling index come on top)."""
+    def nbytes(space: gym.Space) -> int:
+        if isinstance(space, gym.spaces.Dict):
+            return sum(nbytes(child) for child in space.spaces.values())
+        shape = space.shape or (1,)
+        return int(np.prod(shape)) * np.dtype(space.dtype or np.float32).itemsize
+
+    per_transition = 2 * nbytes(env.observation_space) + nbytes(env.action_space)
+    return int(config["buffer_size"]) * per_transition
+
+
+def check_replay_memory(config: dict[str, Any]) -> None:
+    """Refuse, before anything is written, a ``buffer_size`` whose replay buffer cannot fit in memory."""
+    total = physical_memory_bytes()
+    if total is None or "buffer_size" not in config:
+        return
+    # the bare environment (no noise wrapper, which may draw random numbers): its spaces are the run's
+    env = make_bare_env(config)
+    try:
+        needed = replay_memory_bytes(config, env)
+    finally:
+        env.close()
+    if needed > total:
+        raise ValueError(
+            f"buffer_size={config['buffer_size']:,} needs at least {needed / 2**30:,.1f} GiB for the replay buffer, "
+            f"more than this machine's {total / 2**30:,.1f} GiB of memory; choose a smaller buffer_size"
+        )
 
 
 def make_training_env(config: dict[str, Any], seed: int) -> VecEnv:

@@ -15,7 +15,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam, configure
 from tqdm.auto import tqdm
 
-from .build import agent_class, build_agent, check_device, make_single_env, make_training_env
+from .build import (agent_class, build_agent, check_device, check_replay_memory, make_single_env,
+                    make_training_env)
 from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .resume import check_resume, refuse_fresh_start, run_progress
@@ -239,6 +240,7 @@ def train_run(
     check_logdir_path(run_dir)
     if resume and restart:
         raise ValueError("--resume and --restart exclude each other: continue the run, or start it over")
+    check_replay_memory(config)
     # owned before the resume decision and before --restart clears anything: two writers would interleave
     # checkpoints, evaluations and event files. A resume of a missing folder creates nothing (it is refused).
     with own_run_folder(run_dir, create=not resume):
