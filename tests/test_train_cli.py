@@ -149,3 +149,21 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
     assert result.returncode == 2 and "learning_rate" in result.stderr
     again = _train("--timesteps", "300", "--logdir", str(logdir), *SMALL, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+@pytest.mark.parametrize("damage", ["delete", "garble"])
+def test_a_lost_or_damaged_config_yaml_resumes_from_the_checkpoints_copy(tmp_path, damage):
+    """The checkpoint carries the run's configuration: losing config.yaml never costs the checkpoints."""
+    logdir = tmp_path / "run"
+    common = ["--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--alpha", "0.2", "--seed", "2",
+              "--set", "eval_freq=200", "--checkpoint-every", "200", *SMALL]
+    _train(*common, "--timesteps", "400", "--logdir", str(logdir))
+    saved = (logdir / "config.yaml").read_text()
+    if damage == "delete":
+        (logdir / "config.yaml").unlink()
+    else:
+        (logdir / "config.yaml").write_bytes(b"\x00\xff: [unclosed")
+    result = _train("--logdir", str(logdir), "--resume", "--timesteps", "600", "--no-progress")
+    assert yaml.safe_load((logdir / "config.yaml").read_text()) == {**yaml.safe_load(saved), "timesteps": 600}
+    assert [row.split(",")[0] for row in (logdir / "evaluations.csv").read_text().splitlines()[1:]] == \
+        ["200", "400", "600"], result.stderr

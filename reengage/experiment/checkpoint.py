@@ -121,8 +121,12 @@ def restore_rng_states(model: Any, states: dict[str, Any]) -> None:
         model.set_reengage_rng_state(states["reengage"])
 
 
-def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> None:
+def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any],
+                    run_config: dict[str, Any] | None = None) -> None:
     """Write a checkpoint atomically: into a staging folder, then renamed into place.
+
+    ``run_config`` (the run's ``config.yaml``: configuration and seed) goes into the manifest, so a run whose
+    ``config.yaml`` is lost or damaged can still be resumed from its checkpoint (:func:`checkpoint_config`).
 
     A kill at any moment leaves the newest complete checkpoint readable: while the staging folder is
     written, the current and previous checkpoints are untouched; the renames that follow never leave
@@ -142,7 +146,9 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any]) -> N
     for name in _PAYLOAD_FILES:
         _fsync_file(staging / name)
         files[name] = {"size": (staging / name).stat().st_size, "sha256": _sha256(staging / name)}
-    manifest = {"step": int(model.num_timesteps), "files": files}
+    manifest: dict[str, Any] = {"step": int(model.num_timesteps), "files": files}
+    if run_config is not None:
+        manifest["config"] = run_config
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     _fsync_file(staging / MANIFEST_FILE)
     if read_manifest(directory) is not None:
@@ -169,6 +175,17 @@ def checkpoint_candidates(directory: Path) -> list[tuple[Path, int | None]]:
         elif folder == directory and (folder / STATE_FILE).exists() and not (folder / MANIFEST_FILE).exists():
             found.append((folder, None))  # written before manifests existed
     return sorted(found, key=lambda item: -1 if item[1] is None else item[1], reverse=True)
+
+
+def checkpoint_config(directory: Path) -> dict[str, Any] | None:
+    """The run configuration (with its seed) that the newest complete checkpoint carries, or ``None``
+    (no checkpoint, or one written before checkpoints carried it)."""
+    for folder, _ in checkpoint_candidates(directory):
+        manifest = read_manifest(folder)
+        config = manifest.get("config") if manifest else None
+        if isinstance(config, dict) and "env_id" in config and "seed" in config:
+            return config
+    return None
 
 
 def find_checkpoint(directory: Path) -> Path | None:

@@ -31,12 +31,13 @@ from .run_folder import BUSY, DONE, FAILED, INTERRUPTED, KEPT_ON_RESTART, RunFol
 
 def _prepare(folder: RunFolder) -> bool:
     """Decide between resuming and starting afresh; returns ``resume``."""
-    from .checkpoint import find_checkpoint
+    from .checkpoint import checkpoint_config, find_checkpoint
 
+    if find_checkpoint(folder.checkpoint_dir) is not None and (
+            folder.config_file.exists() or checkpoint_config(folder.checkpoint_dir) is not None):
+        return True  # a lost config.yaml is restored from the checkpoint's copy
     if not folder.config_file.exists():
         return False
-    if find_checkpoint(folder.checkpoint_dir) is not None:
-        return True
     # started but killed before its first checkpoint: nothing to resume, so start it again
     for path in folder.path.iterdir():
         if path.name in KEPT_ON_RESTART:

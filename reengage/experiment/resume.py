@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import checkpoint_candidates, manifest_problem, previous_checkpoint, staging_checkpoint
+from .checkpoint import (checkpoint_candidates, checkpoint_config, manifest_problem, previous_checkpoint,
+                         staging_checkpoint)
 from .run_folder import CONFIG_FILE, NoRunError, RunFolder, UnreadableRunError
 
 # keys that may differ between a run and its resumption without changing what is computed
@@ -35,17 +36,27 @@ class RunProgress:
 
 
 def read_saved_config(run_dir: Path) -> dict[str, Any]:
-    """The configuration saved by the run in ``run_dir``, for ``--resume`` (ValueError saying what to do)."""
+    """The configuration saved by the run in ``run_dir``, for ``--resume`` (ValueError saying what to do).
+
+    ``config.yaml``, else, where it is missing or damaged, the copy its newest checkpoint carries: a lost
+    ``config.yaml`` never costs the checkpoints (the resumed run writes ``config.yaml`` again).
+    """
+    folder = RunFolder(run_dir)
     try:
-        return RunFolder(run_dir).read_config()
-    except NoRunError as error:
-        raise ValueError(f"{error}; start it without --resume") from None
-    except UnreadableRunError as error:
-        raise ValueError(f"{error}; pass --restart to start the run over") from None
+        return folder.read_config()
+    except (NoRunError, UnreadableRunError) as error:
+        saved = checkpoint_config(folder.checkpoint_dir)
+        if saved is not None:
+            return saved
+        if isinstance(error, NoRunError):
+            raise ValueError(f"{error}; start it without --resume") from None
+        raise ValueError(f"{error}, and no checkpoint carries the run's configuration; pass --restart to start "
+                         "the run over") from None
 
 
 def run_progress(folder: RunFolder) -> RunProgress:
-    saved = read_saved_config(folder.path) if folder.config_file.exists() else None
+    saved = read_saved_config(folder.path) if folder.config_file.exists() or checkpoint_config(
+        folder.checkpoint_dir) is not None else None
     candidates = checkpoint_candidates(folder.checkpoint_dir)
     step = candidates[0][1] if candidates else None
     usable = {path for path, _ in candidates}

@@ -252,6 +252,8 @@ class RunFolder:
             return yaml.safe_load(self.config_file.read_text())
         except yaml.YAMLError as error:
             raise UnreadableRunError(f"{self.config_file} is not readable YAML ({error})") from None
+        except UnicodeDecodeError:
+            raise UnreadableRunError(f"{self.config_file} is not text (a binary or damaged file)") from None
 
     def read_config(self) -> dict[str, Any]:
         """The run's saved configuration (``env_id``, ``env_kwargs``, ``observation_noise``, ``algo``, ``seed``

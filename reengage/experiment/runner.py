@@ -95,6 +95,8 @@ class EvaluateAndCheckpoint(BaseCallback):
         super().__init__()
         self.config = config
         self.folder = folder
+        # what config.yaml holds (configuration and seed): each checkpoint carries a copy of it
+        self.run_config = folder.read_config()
         self.run_state = run_state
         self.stop = stop
         self.verbose_lines = verbose_lines
@@ -126,7 +128,7 @@ class EvaluateAndCheckpoint(BaseCallback):
 
     def checkpoint(self) -> None:
         self.run_state["last_checkpoint"] = self.num_timesteps
-        save_checkpoint(self.folder.checkpoint_dir, self.model, self.run_state)
+        save_checkpoint(self.folder.checkpoint_dir, self.model, self.run_state, self.run_config)
 
     def _on_rollout_start(self) -> None:
         if self._due(self.config["eval_freq"], self.run_state["last_eval"]):
