@@ -91,7 +91,7 @@ def _main(argv: list[str] | None = None) -> int:
             return _error(f"{option} is empty; give a value or leave {option} out for the default")
     cores = os.cpu_count() or 1
     if not 1 <= args.threads <= cores:
-        return _error(f"--threads must be between 1 and this machine's {cores} cores, got {args.threads}")
+        return _error(f"--threads must be between 1 and the {cores} CPU cores here, got {args.threads}")
     if args.seed is not None and args.seed < 0:
         return _error(f"--seed must be >= 0, got {args.seed}")
     import torch

@@ -67,7 +67,7 @@ def test_bad_input_is_refused_with_the_valid_choices(tmp_path, args, message):
     (["--set", "env_kwargs.d=abc"], r"refused env_kwargs.d='abc'"),
     (["--env", ""], r"--env is empty"),
     (["--algo", " "], r"--algo is empty"),
-    (["--threads", "100000"], r"--threads must be between 1 and this machine's \d+ cores, got 100000"),
+    (["--threads", "100000"], r"--threads must be between 1 and the \d+ CPU cores here, got 100000"),
     (["--set", "buffer_size=100000000000"], r"buffer_size=100,000,000,000 needs at least [\d,.]+ GiB .* memory"),
 ])
 def test_unreadable_empty_or_impossible_values_exit_2_naming_the_option(tmp_path, args, message):

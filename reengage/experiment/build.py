@@ -89,7 +89,7 @@ def check_replay_memory(config: dict[str, Any]) -> None:
     if needed > total:
         raise ValueError(
             f"buffer_size={config['buffer_size']:,} needs at least {needed / 2**30:,.1f} GiB for the replay buffer, "
-            f"more than this machine's {total / 2**30:,.1f} GiB of memory; choose a smaller buffer_size"
+            f"more than the {total / 2**30:,.1f} GiB of memory here; choose a smaller buffer_size"
         )
 
 
