@@ -372,3 +372,24 @@ def test_workers_stop_when_the_runner_is_killed_and_a_rerun_resumes_their_runs(t
     found = statuses(results)
     assert all(status["status"] == "done" for status in found.values())
     assert all(found[run]["resumed"] for run in stopped)
+
+
+def test_the_repository_keeps_records_and_ignores_the_heavy_files() -> None:
+    """.gitignore lets each finished run's compact record into git and keeps its model, checkpoints, events
+    and lock out (checked with git itself, on paths of the layout the runner writes)."""
+    from reengage.experiment.run_folder import RECORD_FILES
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    run = "results/some_experiment/runs/ContinuousSeek5-v0/DDPG+HER/s0_0123456789"
+    kept = ["results/some_experiment/experiment.json", *(f"{run}/{name}" for name in RECORD_FILES)]
+    ignored = [f"{run}/model.zip", f"{run}/checkpoint/state.pkl", f"{run}/checkpoint.prev/replay_buffer.pkl",
+               f"{run}/events.out.tfevents.1.host.0.0", f"{run}/.lock", "results/some_experiment.log",
+               "results/some_experiment/report/report.md", "runs/quickstart/model.zip"]
+
+    def is_ignored(path: str) -> bool:
+        result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
+        return result.returncode == 0
+
+    assert [path for path in kept if is_ignored(path)] == []
+    assert [path for path in ignored if not is_ignored(path)] == []
