@@ -57,10 +57,16 @@ def last_run_evaluation(run_dir: Path) -> dict[str, Any] | None:
     return rows[-1] if rows else None
 
 
+def _missing_folder(path: str | Path) -> str:
+    """The note to print when writing ``path`` creates its folder (a folder is never made without a word)."""
+    parent = Path(path).parent
+    return "" if parent.exists() else f"; created the folder {parent}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for name, value, low in (("--episodes", args.episodes, 1), ("--seed", args.seed, 0),
-                             ("--video-episodes", args.video_episodes, 0), ("--fps", args.fps, 1)):
+                             ("--video-episodes", args.video_episodes, 1), ("--fps", args.fps, 1)):
         if value is not None and value < low:
             return _error(f"{name} must be >= {low}, got {value}")
     import torch
@@ -103,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.episode_rows(int(model.num_timesteps))))
     if video_episodes:
+        created = _missing_folder(args.video)
         path = write_video(args.video, result.frames, fps=args.fps)
-        print(f"video: {path} ({len(result.frames)} frames, {video_episodes} episode(s))")
+        print(f"video: {path} ({len(result.frames)} frames, {video_episodes} episode(s))" + created)
     if args.picture:
+        created = _missing_folder(args.picture)
         path = write_picture(args.picture, result.final_frame(0))
-        print(f"picture: {path} (episode seed {seed}, return {float(result.returns[0]):.2f})")
+        print(f"picture: {path} (episode seed {seed}, return {float(result.returns[0]):.2f})" + created)
     return 0
 
 

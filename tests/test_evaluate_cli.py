@@ -73,7 +73,7 @@ def test_evaluate_with_other_episodes_and_seed(noisy_dense_run, capsys):
 def test_continuous_seek_video_is_written(noisy_dense_run, tmp_path, capsys):
     path = tmp_path / "videos" / "seek.gif"
     code, out, _ = _evaluate(capsys, noisy_dense_run, "--video", path, "--video-episodes", "2", "--episodes", "3")
-    assert code == 0 and f"video: {path}" in out
+    assert code == 0 and f"video: {path}" in out and f"created the folder {path.parent}" in out
     with Image.open(path) as video:
         assert video.n_frames == 2 * 11  # two episodes of 10 steps, with their first frames
         assert video.size[0] >= 200
@@ -120,9 +120,8 @@ def test_picture_of_a_goal_set_run_draws_its_first_evaluation_episode(tmp_path, 
     with Image.open(path) as picture:
         assert np.array_equal(np.asarray(picture.convert("RGB")), env.unwrapped.draw())
     # only the first episode is drawn, whatever the number evaluated; the picture is not a video's frame
-    code, _, _ = _evaluate(capsys, run_dir, "--picture", tmp_path / "again.png", "--episodes", "2",
-                           "--video", tmp_path / "v.gif", "--video-episodes", "0")
-    assert code == 0 and not (tmp_path / "v.gif").exists()
+    code, _, _ = _evaluate(capsys, run_dir, "--picture", tmp_path / "again.png", "--episodes", "2")
+    assert code == 0
     with Image.open(path) as one, Image.open(tmp_path / "again.png") as two:
         assert np.array_equal(np.asarray(one), np.asarray(two))
 
@@ -219,3 +218,9 @@ def test_a_long_run_says_so_with_its_estimate(capsys):
         now[0] += 0.05
         short._on_step()
     assert short.estimate_s is not None and "note:" not in capsys.readouterr().out
+
+
+def test_a_video_of_no_episodes_is_refused(noisy_dense_run, tmp_path, capsys):
+    code, _, err = _evaluate(capsys, noisy_dense_run, "--video", tmp_path / "v.gif", "--video-episodes", "0")
+    assert code == 2 and "--video-episodes must be >= 1, got 0" in err
+    assert not (tmp_path / "v.gif").exists()
