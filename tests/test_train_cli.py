@@ -167,3 +167,18 @@ def test_a_lost_or_damaged_config_yaml_resumes_from_the_checkpoints_copy(tmp_pat
     assert yaml.safe_load((logdir / "config.yaml").read_text()) == {**yaml.safe_load(saved), "timesteps": 600}
     assert [row.split(",")[0] for row in (logdir / "evaluations.csv").read_text().splitlines()[1:]] == \
         ["200", "400", "600"], result.stderr
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("policy_kwargs.activation_fn=foo", r"policy_kwargs.activation_fn='foo' is not valid; it takes a torch.nn.Module class"),
+    ("policy_kwargs.optimizer_class=torch.optim.Nope", r"policy_kwargs.optimizer_class=.* takes a torch.optim.Optimizer"),
+    ("policy_kwargs.optimizer_kwargs={bogus: 1}", r"optimizer_kwargs.bogus is not an argument of Adam; valid keys"),
+    ("policy_kwargs.optimizer_kwargs={betas: 3}", r"optimizer_kwargs=\{'betas': 3\} is refused by Adam"),
+    ("policy_kwargs.optimizer_kwargs=3", r"optimizer_kwargs=3 is not valid; give a mapping"),
+])
+def test_values_that_reach_constructors_are_checked_before_anything_is_written(tmp_path, assignment, message):
+    logdir = tmp_path / "bad"
+    result = _train("--timesteps", "10", "--logdir", str(logdir), "--set", assignment, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert __import__("re").search(message, result.stderr), result.stderr
+    assert not logdir.exists()

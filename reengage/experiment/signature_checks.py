@@ -73,6 +73,7 @@ def check_nested_keys(config: dict[str, Any]) -> None:
                              "or 'module:Class'")
         policy = aliases[policy_name]
     check_mapping_keys("policy_kwargs", config.get("policy_kwargs"), policy, policy.__name__)  # type: ignore[union-attr]
+    _check_policy_classes(config.get("policy_kwargs") or {})
 
     if config.get("her") is not None:
         check_mapping_keys("her", config["her"], HerReplayBuffer, "HerReplayBuffer")
@@ -89,6 +90,44 @@ def check_nested_keys(config: dict[str, Any]) -> None:
 
     if config.get("observation_noise") is not None:
         _check_observation_noise(config["observation_noise"])
+
+
+# policy options whose value is a class, and the class it must derive from
+_CLASS_OPTIONS = {"activation_fn": "torch.nn:Module", "optimizer_class": "torch.optim:Optimizer",
+                  "features_extractor_class": "torch.nn:Module"}
+
+
+def _check_policy_classes(policy_kwargs: dict[str, Any]) -> None:
+    """Class-valued policy options are classes of the right kind, and ``optimizer_kwargs`` are arguments of
+    the optimizer: what reaches the constructors is checked before anything is built or written."""
+    for key, base_path in _CLASS_OPTIONS.items():
+        if key not in policy_kwargs:
+            continue
+        value, base = policy_kwargs[key], import_object(base_path)
+        if not (isinstance(value, type) and issubclass(value, base)):  # type: ignore[arg-type]
+            raise ValueError(
+                f"policy_kwargs.{key}={value!r} is not valid; it takes a {base_path.replace(':', '.')} class, which "
+                f"a YAML value or --set cannot name: set it from Python (model code), or leave it out for the default"
+            )
+    optimizer_kwargs = policy_kwargs.get("optimizer_kwargs")
+    if optimizer_kwargs is not None:
+        if not isinstance(optimizer_kwargs, dict):
+            raise ValueError(f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is not valid; give a mapping, "
+                             "e.g. {eps: 1.0e-5}")
+        optimizer = policy_kwargs.get("optimizer_class") or import_object("torch.optim:Adam")
+        check_mapping_keys("policy_kwargs.optimizer_kwargs", optimizer_kwargs, optimizer, optimizer.__name__)
+        _check_optimizer_values(optimizer, optimizer_kwargs)
+
+
+def _check_optimizer_values(optimizer: Any, optimizer_kwargs: dict[str, Any]) -> None:
+    """Build the optimizer once on a throwaway parameter: torch's own checks of the values, before the run."""
+    import torch
+
+    try:
+        optimizer([torch.zeros(1, requires_grad=True)], lr=1e-3, **optimizer_kwargs)
+    except (TypeError, ValueError, IndexError) as error:
+        raise ValueError(f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is refused by "
+                         f"{optimizer.__name__}: {error}") from None
 
 
 def _env_class(env_id: str) -> type | None:
