@@ -231,3 +231,24 @@ def test_a_signal_the_process_ignores_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_stop_at_once_that_surfaces_as_another_error_is_still_a_stop_at_once(tmp_path, monkeypatch):
+    # torch's zip writer, cut by the second signal's KeyboardInterrupt, raises RuntimeError from its cleanup;
+    # the run must still end as the user's stop-at-once (exit 130), never as a failed run with a traceback
+    import reengage.experiment.runner as runner
+
+    def interrupted_write(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: a checkpoint, then stop
+            os.kill(os.getpid(), signal.SIGINT)  # the second, while that checkpoint is written
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            raise RuntimeError("unexpected pos 8189 vs 8144")
+        raise AssertionError("the second signal did not interrupt the write")
+
+    monkeypatch.setattr(runner, "save_checkpoint", interrupted_write)
+    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, TIMESTEPS, TINY + ["checkpoint_every=200"])
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train_run(config, 3, tmp_path / "run", progress=False, verbose=False)
+    assert isinstance(stopped.value.__cause__, RuntimeError)

@@ -59,11 +59,13 @@ class StopRequest:
 
     def __init__(self, announce: bool = True) -> None:
         self.signal_number: int | None = None
+        self.stopped_at_once = False
         self.announce = announce
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signal_number: int, frame: Any) -> None:
         if self.signal_number is not None:
+            self.stopped_at_once = True
             raise KeyboardInterrupt
         self.signal_number = signal_number
         if self.announce:
@@ -300,12 +302,16 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
         # reset_num_timesteps=False for fresh runs too: one code path, whether resumed or not
         try:
             model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
-        except BaseException:
+        except BaseException as error:
             for callback in callbacks:
                 if isinstance(callback, ProgressBar):
                     callback.bar.close()
             model.logger.close()
             model.env.close()  # subprocess workers (n_envs > 1) end with the run
+            if stop is not None and stop.stopped_at_once and not isinstance(error, KeyboardInterrupt):
+                # the second signal's KeyboardInterrupt can surface as another error: torch's zip writer, cut
+                # mid-write, raises RuntimeError from its cleanup. It is still the user's stop-at-once.
+                raise KeyboardInterrupt from error
             raise
     last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
     final = folder.save_model(model)
