@@ -13,7 +13,13 @@ Layers (imports go down only; ``tests/test_import_graph.py`` checks it):
   noise), :mod:`.theory`;
 * :mod:`.experiment` (training runs: the configuration table, run folders, the training loop, the experiment
   runner) and :mod:`.robustness` (certification), side by side: neither imports the other;
-* the commands that join them: :mod:`.evaluate`, :mod:`.certify`, :mod:`.theory_experiment`.
+* the commands that join them: :mod:`.evaluate`, :mod:`.certify`, :mod:`.theory_experiment`;
+* :mod:`.studies`: research tools behind docs/diagnosis.md, which nothing else imports.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("reengage")  # one source of truth: pyproject.toml, through the installed metadata
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -392,3 +392,38 @@ def test_few_seeds_are_exploratory_and_no_spread_leaves_the_claim_to_the_permuta
     second = write_report(tmp_path, tmp_path / "second", reps=200)
     assert second.read_bytes() == first.read_bytes()
     assert (tmp_path / "second" / "summary.json").read_bytes() == (tmp_path / "first" / "summary.json").read_bytes()
+
+
+def test_evaluations_csv_no_longer_writes_the_old_success_column() -> None:
+    from reengage.experiment.evaluation import LEGACY_SUCCESS, SUCCESS_EVER, EvaluationResult
+
+    ones = np.ones(2)
+    row = EvaluationResult(np.arange(2), ones, ones, -ones, 5 * ones).csv_row(100)
+    assert row[SUCCESS_EVER] == 1.0 and LEGACY_SUCCESS not in row
+
+
+def test_a_folder_mixing_old_and_new_records_reports_success_ever_under_its_old_name(tmp_path: Path) -> None:
+    """Records written before 0.2.0 carry eval/success_rate beside eval/success_ever; newer ones only the latter.
+    A results folder whose experiment asked for the old name reads both kinds as eval/success_ever."""
+    runs: list = []
+    for seed, column in enumerate(["eval/success_ever", "eval/success_ever"]):
+        write_run(tmp_path, ENV, "a", {}, seed, [0.1, 0.2, 0.3, 0.4], column=column, in_manifest=runs)
+    old = tmp_path / "runs" / runs[0]["run_id"] / "evaluations.csv"
+    rows = list(csv.DictReader(old.open()))
+    with open(old, "w", newline="") as handle:  # the first run as written before: both columns
+        writer = csv.DictWriter(handle, fieldnames=["step", "eval/success_ever", "eval/mean_reward", "eval/success_rate"])
+        writer.writeheader()
+        writer.writerows({**row, "eval/success_rate": row["eval/success_ever"]} for row in rows)
+    write_manifest(tmp_path, runs, ["a"], "a")
+    manifest = json.loads((tmp_path / "experiment.json").read_text())
+    (tmp_path / "experiment.json").write_text(json.dumps({**manifest, "metric": "eval/success_rate"}))
+    summary = build_report(tmp_path, reps=200)
+    assert summary["metric"] == "eval/success_ever"
+    assert summary["results"][0]["final"][0] == pytest.approx(0.4)
+
+
+def test_an_experiment_file_naming_the_old_success_column_means_success_ever() -> None:
+    from reengage.experiment.spec import expand_experiment
+
+    base = {"environments": [ENV], "seeds": [0], "timesteps": 1000, "variants": [{"name": "a", "algo": "ddpg", "alpha": 0}]}
+    assert expand_experiment({**base, "report": {"metric": "eval/success_rate"}}).metric == "eval/success_ever"

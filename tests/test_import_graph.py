@@ -7,7 +7,8 @@ Layers, from the bottom:
 * the algorithm registry (``reengage.algorithms``), which names the agents;
 * ``reengage.experiment`` (training runs: configuration, run folders, the experiment runner) and
   ``reengage.robustness`` (certification), side by side: neither imports the other;
-* the commands at the top of ``reengage/`` that join them (:data:`COMMANDS`).
+* the commands at the top of ``reengage/`` that join them (:data:`COMMANDS`);
+* the research tools (``reengage.studies``), which may use everything below and which nothing imports.
 
 ``reengage.agents`` and ``reengage.envs`` are installed from ``agents/`` and ``envs/``: they may use the shared
 modules (the losses), never the registry, the experiment runner, certification or a command. Every import
@@ -27,6 +28,7 @@ INSTALLED = {"reengage.agents": ROOT / "agents", "reengage.envs": ROOT / "envs"}
 REGISTRIES = {"reengage.algorithms"}
 SIBLINGS = ("reengage.experiment", "reengage.robustness")
 COMMANDS = {"reengage.certify", "reengage.evaluate", "reengage.greedy", "reengage.theory_experiment"}
+STUDIES = "reengage.studies"
 
 
 def _module_name(path: Path, root: Path = PACKAGE, package: str = "reengage") -> str:
@@ -69,6 +71,8 @@ def _graph() -> dict[str, set[str]]:
 
 def _layer(name: str) -> tuple[int, str]:
     """``(rank, group)``: a module may import from a lower rank, or from its own group."""
+    if name == STUDIES or name.startswith(STUDIES + "."):
+        return 5, STUDIES
     if name in COMMANDS:
         return 4, name
     for sibling in SIBLINGS:
@@ -87,6 +91,13 @@ def test_the_graph_is_read() -> None:
     assert "reengage.experiment.config" in graph["reengage.experiment.resume"]
     assert "reengage.observation_noise" in graph["reengage.noise_wrapper"]
     assert "reengage.experiment.run_folder" in graph["reengage.certify"]
+    assert "reengage.experiment.checkpoint" in graph["reengage.studies.critic_probes"]
+
+
+def test_nothing_imports_the_research_tools() -> None:
+    users = [f"{name} -> {target}" for name, targets in _graph().items() if not name.startswith(STUDIES)
+             for target in targets if target == STUDIES or target.startswith(STUDIES + ".")]
+    assert not users, "modules that import reengage.studies:\n" + "\n".join(users)
 
 
 def test_no_module_imports_upwards_or_across() -> None:

@@ -25,10 +25,11 @@ SUCCESS_FINAL = "eval/success_final"
 MEAN_RETURN = "eval/mean_return"
 STD_RETURN = "eval/std_return"
 MEAN_LENGTH = "eval/mean_length"
-# the column name evaluations.csv used before the rename; kept (equal to success_ever) for readers of old runs
+# the name success_ever had in evaluations.csv before 0.2.0: no longer written, still read (files written before
+# carry it beside success_ever, equal to it), and still accepted as a report metric, meaning success_ever
 LEGACY_SUCCESS = "eval/success_rate"
 # the columns of evaluations.csv after "step" (what an experiment file's report.metric may name)
-EVALUATION_COLUMNS = (SUCCESS_EVER, SUCCESS_FINAL, MEAN_RETURN, STD_RETURN, MEAN_LENGTH, LEGACY_SUCCESS)
+EVALUATION_COLUMNS = (SUCCESS_EVER, SUCCESS_FINAL, MEAN_RETURN, STD_RETURN, MEAN_LENGTH)
 
 
 def reports_success(env: gym.Env) -> bool:
@@ -100,7 +101,6 @@ class EvaluationResult:
             MEAN_RETURN: self.mean_reward,
             STD_RETURN: float(np.std(self.returns)),
             MEAN_LENGTH: float(np.mean(self.lengths)),
-            LEGACY_SUCCESS: self.success_rate,
         }
 
     def episode_rows(self, step: int) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from .evaluation import LEGACY_SUCCESS, SUCCESS_EVER
 from .results_folder import MANIFEST_FILE, runs_of
 from .run_folder import EVALUATIONS_FILE, RUN_FILE
 from .spec import point_label
@@ -57,7 +58,7 @@ from .statistics import (
 )
 
 # success columns, most specific first: branch names may change, so columns are found by name
-SUCCESS_COLUMNS = ("eval/success_ever", "eval/success_rate", "eval/success", "success_rate", "eval/is_success")
+SUCCESS_COLUMNS = (SUCCESS_EVER, LEGACY_SUCCESS, "eval/success", "success_rate", "eval/is_success")
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 
@@ -112,6 +113,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def choose_metric(columns: list[str], requested: str | None) -> str:
     """The requested column, else the success rate under any of its known names."""
+    if requested == LEGACY_SUCCESS and SUCCESS_EVER in columns:
+        requested = SUCCESS_EVER  # the old name of the column (results folders made before 0.2.0 ask for it)
     if requested is not None:
         if requested not in columns:
             raise ReportError(f"metric {requested!r} is not a column of {EVALUATIONS_FILE}; columns: {', '.join(columns)}")

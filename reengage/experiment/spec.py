@@ -13,7 +13,7 @@ An experiment file (``configs/experiments/*.yaml``) looks like::
       - {name: DDPG+HER, algo: ddpg, alpha: 0}
       - {name: ReenGAGE, algo: ddpg, alpha: 0.2, overrides: {...}, grid: {...}, seeds: 3,
          environments: [...], timesteps: ...}       # the last five replace the file's values
-    report: {baseline: DDPG+HER, success_threshold: 0.5, metric: eval/success_rate}
+    report: {baseline: DDPG+HER, success_threshold: 0.5, metric: eval/success_ever}
 
 Each run's configuration is resolved exactly as ``train.py`` resolves it
 (:func:`reengage.experiment.config.resolve_config`): the environment's YAML file and tuned profile,
@@ -36,7 +36,7 @@ import yaml
 
 from .config import resolve_config
 from .config_keys import KEYS
-from .evaluation import EVALUATION_COLUMNS
+from .evaluation import EVALUATION_COLUMNS, LEGACY_SUCCESS, SUCCESS_EVER
 
 EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report")
 VARIANT_KEYS = ("name", "algo", "alpha", "overrides", "grid", "seeds", "environments", "timesteps")
@@ -268,6 +268,8 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
     if duplicates:
         raise ExperimentError(f"{where}: two runs share the folder {duplicates[0]!r} (variant names that differ only in punctuation?)")
     metric = report.get("metric")
+    if metric == LEGACY_SUCCESS:  # the column's name before 0.2.0, in experiment files written then
+        metric = SUCCESS_EVER
     if metric is not None and metric not in EVALUATION_COLUMNS:
         raise ExperimentError(f"{where}: report.metric={metric!r} is not a column of evaluations.csv; valid: "
                               f"{', '.join(EVALUATION_COLUMNS)}")

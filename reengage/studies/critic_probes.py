@@ -1,6 +1,6 @@
-"""Offline probes of a checkpointed ContinuousSeek DDPG/ReenGAGE run (docs/diagnosis.md, issue 14).
+"""Offline probes of a checkpointed ContinuousSeek DDPG/ReenGAGE run (docs/diagnosis.md).
 
-    python -m reengage.experiment.critic_probes runs/d15/a0_s0/checkpoint runs/d15/a0.2_s0/checkpoint
+    python -m reengage.studies.critic_probes runs/d15/a0_s0/checkpoint runs/d15/a0.2_s0/checkpoint
 
 For each checkpoint (a ``checkpoint/`` folder written by train.py, with its replay buffer) it prints:
 

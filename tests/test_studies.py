@@ -1,46 +1,28 @@
-"""The diagnosis scripts: summary table numbers, binning, and bad input refused with exit code 2."""
+"""The research tools of reengage.studies: binning, reading runs old and new, branching a checkpoint, and bad
+input refused with exit code 2."""
 
 import pytest
 
-from reengage.experiment import plot_diagnostics, summary_table
+from reengage.studies import plot_diagnostics
 from train import main as train_main
 
 
-def _run(tmp_path, name, successes):
+def _run(tmp_path, name, successes, success_column="eval/success_ever"):
     run = tmp_path / name
     run.mkdir()
-    lines = ["step,eval/success_rate,eval/final_success,eval/mean_reward"]
+    lines = [f"step,{success_column},eval/success_final,eval/mean_return"]
     lines += [f"{2000 * (i + 1)},{s},{s},-9.0" for i, s in enumerate(successes)]
     (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
     return run
 
 
-def test_summary_table_final_auc_and_difference(tmp_path, capsys):
-    base = [_run(tmp_path, f"b{i}", s) for i, s in enumerate([[0, 0.5], [0, 0.3]])]
-    other = [_run(tmp_path, f"r{i}", s) for i, s in enumerate([[0, 0.0], [0.2, 0.2]])]
-    code = summary_table.main([f"base={base[0]},{base[1]}", f"new={other[0]},{other[1]}", "--baseline", "base"])
-    out = capsys.readouterr().out
-    assert code == 0
-    base_row = next(line for line in out.splitlines() if line.startswith("| base |"))
-    new_row = next(line for line in out.splitlines() if line.startswith("| new |"))
-    assert "0.50, 0.30" in base_row and "| 0.40 " in base_row  # finals and their mean
-    assert "| 0.20 " in base_row  # AUC: mean of (0.25, 0.15)
-    assert "-0.10" in new_row  # AUC 0.10 - 0.20
-
-
-def test_summary_table_refuses_missing_runs_and_unknown_baseline(tmp_path, capsys):
-    assert summary_table.main([f"x={tmp_path / 'nope'}"]) == 2
-    assert "no evaluations.csv" in capsys.readouterr().err
-    run = _run(tmp_path, "a", [0.1])
-    assert summary_table.main([f"x={run}", "--baseline", "y"]) == 2
-    assert "not a group" in capsys.readouterr().err
-    assert summary_table.main(["no-equals-sign"]) == 2
-
-
 def test_binning_and_csv_reading(tmp_path):
     assert plot_diagnostics.binned([(1, 1.0), (1000, 3.0), (1001, 5.0)], 1000) == {1000: 2.0, 2000: 5.0}
     run = _run(tmp_path, "r", [0.0, 0.5])
-    assert plot_diagnostics.read_scalars(run)["eval/success_rate"] == [(2000, 0.0), (4000, 0.5)]
+    assert plot_diagnostics.read_scalars(run)["eval/success_ever"] == [(2000, 0.0), (4000, 0.5)]
+    # a run written before the column's rename: its eval/success_rate is read as eval/success_ever
+    old = plot_diagnostics.read_scalars(_run(tmp_path, "old", [0.25, 0.75], success_column="eval/success_rate"))
+    assert old["eval/success_ever"] == [(2000, 0.25), (4000, 0.75)] and "eval/success_rate" not in old
     assert plot_diagnostics.main([str(tmp_path / "missing")]) == 2
     assert plot_diagnostics.main([str(run), "--bucket", "0"]) == 2
 
@@ -65,7 +47,7 @@ def small_checkpoint(tmp_path_factory):
 
 @pytest.mark.parametrize("extra", [["--matching", "one_sided"], ["--value-mask", "-0.5"]])
 def test_branch_run_continues_a_checkpoint_with_another_term(small_checkpoint, tmp_path, extra):
-    from reengage.experiment import branch_run
+    from reengage.studies import branch_run
 
     out = tmp_path / "branch"
     assert branch_run.main([str(small_checkpoint), str(out), "--alpha", "0.2", "--steps", "150", *extra]) == 0
@@ -73,7 +55,7 @@ def test_branch_run_continues_a_checkpoint_with_another_term(small_checkpoint, t
 
 
 def test_branch_run_refuses_value_mask_with_one_sided_matching(small_checkpoint, tmp_path, capsys):
-    from reengage.experiment import branch_run
+    from reengage.studies import branch_run
 
     code = branch_run.main([str(small_checkpoint), str(tmp_path / "b"), "--alpha", "0.2", "--matching", "one_sided",
                             "--value-mask", "-1"])

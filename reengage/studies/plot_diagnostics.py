@@ -1,6 +1,6 @@
 """Draw the goal-gradient diagnostics and evaluation curves of several runs side by side.
 
-    python -m reengage.experiment.plot_diagnostics runs/d15/a0_s0 runs/d15/a0.2_s0 --out docs/figures/d15.png
+    python -m reengage.studies.plot_diagnostics runs/d15/a0_s0 runs/d15/a0.2_s0 --out docs/figures/d15.png
 
 Each run folder is one written by ``train.py`` with ``--set reengage_diagnostics=N``: the TensorBoard
 scalars under ``reengage_diag/`` and ``evaluations.csv``. Curves are averaged into ``--bucket``-step bins so
@@ -15,10 +15,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from .run_folder import EVENTS_GLOB, RunFolder
+from reengage.experiment.evaluation import LEGACY_SUCCESS, SUCCESS_EVER
+from reengage.experiment.run_folder import EVENTS_GLOB, RunFolder
+from reengage.experiment.tensorboard import read_scalars as read_event_scalars
 
 DEFAULT_KEYS = (
-    "eval/success_rate",
+    SUCCESS_EVER,
     "reengage_diag/grad_norm_critic",
     "reengage_diag/grad_norm_target",
     "reengage_diag/grad_cosine",
@@ -34,27 +36,29 @@ DEFAULT_KEYS = (
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of a run: the TensorBoard events and evaluations.csv, as ``tag -> [(step, value)]``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    """All scalars of a run: the TensorBoard events and evaluations.csv, as ``tag -> [(step, value)]``.
 
-    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for events in sorted(run_dir.glob(EVENTS_GLOB)):
-        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags()["scalars"]:
-            series[tag].extend((event.step, event.value) for event in accumulator.Scalars(tag))
+    The evaluations come from evaluations.csv (the events hold the same numbers); an older file's
+    ``eval/success_rate`` column is read as ``eval/success_ever``, the name it has had since.
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    if any(run_dir.glob(EVENTS_GLOB)):
+        series.update(read_event_scalars(run_dir))
     evaluations = RunFolder(run_dir).evaluations_file
     if evaluations.exists():
         with open(evaluations) as handle:
-            for row in csv.DictReader(handle):
-                step = int(float(row["step"]))
-                for key, value in row.items():
-                    if key != "step":
-                        series[key].append((step, float(value)))
-        # the events hold the same evaluations; keep the CSV's copy only
-        for key in {k for k in series if k.startswith("eval/")}:
-            series[key] = sorted(set(series[key]))
-    return dict(series)
+            rows = list(csv.DictReader(handle))
+        csv_series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for row in rows:
+            step = int(float(row["step"]))
+            for key, value in row.items():
+                if key != "step" and value not in ("", None):
+                    csv_series[key].append((step, float(value)))
+        if LEGACY_SUCCESS in csv_series:
+            csv_series.setdefault(SUCCESS_EVER, csv_series[LEGACY_SUCCESS])
+            del csv_series[LEGACY_SUCCESS]
+        series.update(csv_series)
+    return series
 
 
 def binned(points: list[tuple[int, float]], bucket: int) -> dict[int, float]:

@@ -1,6 +1,6 @@
 """Branching experiment: continue a checkpointed ContinuousSeek run with another ReenGAGE setting.
 
-    python -m reengage.experiment.branch_run runs/d15/a0_s0/checkpoint runs/branch/a0.2_total --alpha 0.2 --steps 4000
+    python -m reengage.studies.branch_run runs/d15/a0_s0/checkpoint runs/branch/a0.2_total --alpha 0.2 --steps 4000
 
 Loads ``checkpoint`` (a train.py checkpoint folder with its replay buffer and random states), sets the
 goal-gradient weight (and, with ``--partial``, holds the target action fixed in the target gradient;
