@@ -237,7 +237,7 @@ class GoalGradientMixin:
         self._captured = None  # one term per sampled batch
         every = self.reengage_diagnostics_every
         diagnose = every > 0 and self._n_updates % every == 0
-        diagnostics = collect_goal_gradient_diagnostics(self, batch, context) if diagnose else None
+        diagnostics = collect_goal_gradient_diagnostics(self, batch, context) if diagnose else None  # type: ignore[arg-type]  # the host class has them
         td_gradients = critic_gradients(optimizer) if diagnose else None
         if self.reengage_alpha > 0 or self.reengage_monitor:
             with torch.enable_grad():

@@ -72,7 +72,7 @@ def memory_child(transitions: int) -> dict:
     rng = np.random.default_rng(0)
     horizon = 40
     start = time.perf_counter()
-    for episode in range(transitions // horizon):
+    for _episode in range(transitions // horizon):
         goals, gates = pad_goal_set(sample_drive_seek_goals(rng), 200)
         goal_set = {"goals": goals[None], "gates": gates[None]}
         states = rng.uniform(-10, 10, size=(horizon + 1, 1, 6)).astype(np.float32)

@@ -52,7 +52,8 @@ class RotationTheoryEnv(gym.Env):
     """What both theory classes share: a dimension d, a horizon, the unknown rotation U, and the reward
     ``R(s', g) = g . achieved_goal(s')`` in numpy and torch."""
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
+    _state: np.ndarray  # set by reset(); its layout is the subclass's
 
     def __init__(self, d: int, rotation_seed: int, horizon: int) -> None:
         if int(d) != d or d < 1:

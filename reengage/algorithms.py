@@ -13,6 +13,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ ALGOS: dict[str, AlgoSpec] = {
 }
 
 
-def import_object(path: str) -> object:
+def import_object(path: str) -> Any:
     """Resolve ``"package.module:Name"``."""
     module_name, _, attribute = path.partition(":")
     if not attribute:
@@ -71,7 +72,7 @@ _AGENT_PATHS = {
 MODEL_CLASSES = STOCK_CLASSES + tuple(_AGENT_PATHS)
 
 
-def algorithm_class(name: str) -> type:
+def algorithm_class(name: str) -> type[Any]:
     """The model class called ``name``: a stock stable-baselines3 class (``"TD3"``), an agent of the registry
     (``"ReenGAGETD3"``, ``"FastReenGAGETD3"``), or any other class of :mod:`reengage.agents`."""
     if name in STOCK_CLASSES:
@@ -80,7 +81,7 @@ def algorithm_class(name: str) -> type:
         return getattr(stable_baselines3, name)
     if name in _AGENT_PATHS:
         return import_object(_AGENT_PATHS[name])  # type: ignore[return-value]
-    from reengage import agents
+    import reengage.agents as agents
 
     if isinstance(getattr(agents, name, None), type):
         return getattr(agents, name)

@@ -162,7 +162,8 @@ class SmoothingConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown smoothing settings {sorted(unknown)}; valid: {sorted(known)}")
-        return cls(**{k: (tuple(v) if k == "keys" else v) for k, v in data.items()})
+        values: dict[str, Any] = {k: (tuple(v) if k == "keys" else v) for k, v in data.items()}
+        return cls(**values)
 
 
 def sidecar_path(model_path: str | Path) -> Path:

@@ -215,7 +215,6 @@ def summarise(runs: list[Run], out: Path, args, elapsed: float) -> str:
                 continue
             big = [r for r in group if r.d >= 8]
             slope_big = f"{fit_slope([r.d for r in big], [r.n_train for r in big]):.2f}" if len({r.d for r in big}) >= 2 else "n/a"
-            dims = sorted({r.d for r in group})
             lines.append(
                 f"| {proposition} | {loss} | {fit_slope([r.d for r in group], [r.n_train for r in group]):.2f} | {slope_big} | "
                 f"{fit_slope([r.d for r in every], [r.n_local for r in every]):.2f} | "

@@ -100,7 +100,7 @@ def test_same_seed_same_episodes():
         env = gym.make("reengage/ContinuousSeek10-v0")
         obs, _ = env.reset(seed=seed)
         goals = [obs["desired_goal"]]
-        for episode in range(3):
+        for _episode in range(3):
             obs, _ = env.reset()
             goals.append(obs["desired_goal"])
         return np.stack(goals)

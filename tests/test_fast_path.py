@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from stable_baselines3 import DDPG, TD3, HerReplayBuffer
+from stable_baselines3 import DDPG, HerReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 

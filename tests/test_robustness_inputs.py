@@ -7,7 +7,6 @@ import sys
 import time
 
 import gymnasium as gym
-import numpy as np
 import pytest
 from gymnasium import spaces
 from stable_baselines3 import DQN, TD3

@@ -47,7 +47,7 @@ def test_td_loss_recovers_u_with_order_d_squared_transitions(kind, n):
 def test_bisect_smallest_finds_the_threshold():
     for threshold in (1, 2, 7, 8, 33):
         seen = []
-        n, probes = bisect_smallest(lambda k: seen.append(k) or k >= threshold, cap=100)
+        n, probes = bisect_smallest(lambda k: seen.append(k) or k >= threshold, cap=100)  # noqa: B023 (called within this iteration)
         assert n == threshold and probes == len(seen)
     assert bisect_smallest(lambda k: False, cap=10)[0] == -1
 

@@ -181,8 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     busy = f", {len(summary.busy)} owned by another process (not trained)" if summary.busy else ""
     print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed{busy} of {summary.total}", file=sys.stderr)
-    for run_id, error in summary.failed.items():
-        print(f"  failed {run_id}: {error} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr)
+    for run_id, reason in summary.failed.items():
+        print(f"  failed {run_id}: {reason} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr)
     for run_id, pid in summary.busy.items():
         owner = f"process {pid}" if pid is not None else "another process"
         print(f"  owned by {owner}: {run_id} (run the command again once it finishes)", file=sys.stderr)

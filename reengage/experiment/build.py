@@ -123,7 +123,7 @@ def check_device(device: str) -> str:
     return device
 
 
-def agent_class(config: dict[str, Any]) -> type:
+def agent_class(config: dict[str, Any]) -> type[Any]:
     """The agent class of the config: the fast training path unless ``trainer: sb3`` (or the algo has none)."""
     return _agent_class(config, algo_spec(config["algo"]), extensions_of(config))
 

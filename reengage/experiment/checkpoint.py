@@ -236,7 +236,7 @@ def _culprit(folder: Path, error: BaseException) -> str:
     return str(folder / stage) if stage else str(folder)
 
 
-def load_checkpoint(directory: Path, agent_cls: type, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(directory: Path, agent_cls: type[Any], device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild the agent, its replay buffer, environment and random states; returns (model, run_state)."""
     directory = Path(directory)
     with _blame(STATE_FILE):
@@ -266,10 +266,10 @@ class _blame:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
         if error is not None and isinstance(error, Exception):
             try:
                 error._checkpoint_file = self.name  # type: ignore[attr-defined]
             except AttributeError:
                 pass
-        return False
+        return None  # never swallows the exception

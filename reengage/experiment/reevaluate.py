@@ -81,7 +81,7 @@ def _read_table(path: Path) -> dict[str, Reevaluation]:
     if not path.exists():
         return {}
     _, rows = _read_csv(path)
-    types = {field.name: field.type for field in fields(Reevaluation)}
+    types = {field.name: str(field.type) for field in fields(Reevaluation)}  # names: annotations are postponed
     converters = {"int": int, "float": float, "str": str}
     return {row["run_id"]: Reevaluation(**{key: converters[types[key]](row[key]) for key in types}) for row in rows}
 

@@ -41,7 +41,7 @@ def _is_mujoco_env(obj: Any) -> bool:
     return isinstance(getattr(obj, "__dict__", {}).get("data"), sys.modules["mujoco"].MjData)
 
 
-def _rebuild_env(cls: type, state: dict[str, Any]) -> gym.Env:
+def _rebuild_env(cls: Any, state: dict[str, Any]) -> gym.Env:
     env = cls.__new__(cls)
     env.__dict__.update(state)
     return env

@@ -122,7 +122,7 @@ def check_same_env(recorded: tuple[str, dict[str, Any]] | None, env_id: str, env
         )
 
 
-def load_model(algo_cls: type, model_path: Path, env_factories: list[Any]) -> Any:
+def load_model(algo_cls: type[Any], model_path: Path, env_factories: list[Any]) -> Any:
     """Load an SB3 model: without an env first, then with each candidate env (HER buffers need one, and a model
     trained under observation noise needs the noise-wrapped env's spaces)."""
     from stable_baselines3.common.vec_env import DummyVecEnv

@@ -39,7 +39,8 @@ EVAL_EVERY, EVAL_EPISODES, EVAL_SEED = 2000, 50, 1_000_000  # configs/continuous
 class _Evaluate(BaseCallback):
     def __init__(self, env: gym.Env, out: Path) -> None:
         super().__init__()
-        self.env, self.out, self.rows = env, out, []
+        self.env, self.out = env, out
+        self.rows: list[dict[str, float]] = []
 
     def _on_step(self) -> bool:
         if self.num_timesteps % EVAL_EVERY == 0:

@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
             return 2
         torch.manual_seed(0)
         np.random.seed(0)
-        model, _ = load_checkpoint(checkpoint, ReenGAGEDDPG)
+        model, _ = load_checkpoint(Path(checkpoint), ReenGAGEDDPG)
         box = float(model.observation_space["desired_goal"].high.max())
         print(f"== {checkpoint} (step {model.num_timesteps})")
         for probe in (term_share(model), target_actor_share(model), stay_at_goal(model), success_peak(model, box)):
