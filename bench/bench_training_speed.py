@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{fast_rate:,.0f} transitions/s ({fast_rate / stock_rate:.2f}x)")
     her_speedups = {}
     if args.her_fills:
-        try:  # the buffer's own benchmark (branch issue-9a), at larger fills
+        try:  # the buffer's own benchmark (bench_her_sampling.py), at larger fills
             sys.path.insert(0, str(Path(__file__).resolve().parent))
             from bench_her_sampling import measure_her_sampling
         except ImportError:

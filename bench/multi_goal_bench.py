@@ -1,4 +1,4 @@
-"""Multi-ReenGAGE cost on this machine: training steps per second, the arithmetic floor, replay memory.
+"""Multi-ReenGAGE cost on the machine it runs on: training steps per second, the arithmetic floor, replay memory.
 
     python bench/multi_goal_bench.py                                             # speed and memory
     python bench/multi_goal_bench.py --part speed --rounds 3 --steps 3          # before/after, 1 and 2 threads
@@ -22,7 +22,7 @@ other processes falls on all of them alike; the table gives medians and the rati
 
 Floor: the FLOPs of the encoder passes a step cannot avoid (target forward, critic forward and
 backward, the actor's forward), counted on the sampled batches' active pairs, divided by the speed of
-the encoder's own largest matrix product on this machine measured in the same process.
+the encoder's own largest matrix product measured in the same process.
 
 Memory: a fresh process fills a GoalSetReplayBuffer with 10^6 DriveSeek transitions (25,000 episodes
 of 40 steps, each with its own goal set) through ``add()`` and reports its peak resident memory, next

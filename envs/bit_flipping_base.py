@@ -9,7 +9,7 @@ Episode ends (the choice that keeps hindsight relabelling exact)
 By default reaching the goal does **not** end the episode: it ends by truncation at the horizon only,
 so every stored transition has ``terminated = False``. stable-baselines3's ``HerReplayBuffer`` relabels
 the goal and recomputes the reward with :meth:`BitFlippingBase.compute_reward`, but it copies the stored
-``done`` flag unchanged (stable-baselines3 issue 627). If success terminated the episode, every
+``done`` flag unchanged (stable-baselines3 GitHub issue #627). If success terminated the episode, every
 relabelled success before the episode's end would keep ``done = 0`` (bootstrapping past a state the
 environment treats as terminal), and with the ``'episode'`` strategy a relabelled copy of the final
 transition would keep ``done = 1`` for a goal it did not reach (reward -1 and no bootstrap). Without termination the stored flags are 0 for every goal, original or relabelled, and the TD target

@@ -193,7 +193,7 @@ def test_her_relabelling_matches_compute_reward_and_never_terminates():
 
 
 def test_terminating_on_success_breaks_relabelled_done_flags():
-    """Why the default does not terminate: SB3 keeps stored done flags for relabelled goals (issue 627)."""
+    """Why the default does not terminate: SB3 keeps stored done flags for relabelled goals (stable-baselines3 GitHub issue #627)."""
     buffer, _ = _filled_her_buffer({"n_bits": 2, "terminate_on_success": True}, episodes=60)
     batch = buffer.sample(4000)
     dones, rewards = batch.dones.numpy().ravel(), batch.rewards.numpy().ravel()

@@ -179,7 +179,7 @@ def test_d15_tuned_settings_shares_the_grids_ddpg_runs_and_pins_its_variants() -
     tuned = runs("d15_tuned_settings")
     grid = [r for r in runs("d15_diagnosis_grid")
             if r.alpha == 0 and r.config["env_kwargs"] == {"d": 15, "box": 3.0}]
-    # DDPG+HER: the very configurations of issue 14's grid cell (d = 15, box 3), so the same run identities
+    # DDPG+HER: the very configurations of the diagnosis grid's cell (d = 15, box 3), so the same run identities
     assert sorted(r.run_id.rsplit("_", 1)[1] for r in tuned if r.alpha == 0) == sorted(
         r.run_id.rsplit("_", 1)[1] for r in grid)
     reengage = [r for r in tuned if r.alpha > 0]
@@ -190,7 +190,7 @@ def test_d15_tuned_settings_shares_the_grids_ddpg_runs_and_pins_its_variants() -
 
 
 @pytest.mark.parametrize("name", ["d15_diagnosis_grid", "d15_diagnosis_grid_d20"])
-def test_issue_14_grid_after_column_is_what_train_py_trains_by_default(name: str) -> None:
+def test_diagnosis_grid_after_column_is_what_train_py_trains_by_default(name: str) -> None:
     # docs/diagnosis.md claims the grid's DDPG+HER and "after" columns are the generic id's defaults: the runs must be
     # exactly `train.py --env reengage/ContinuousSeek-v0 --algo ddpg --alpha A --set env_kwargs=...` with nothing else
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")

@@ -1,4 +1,4 @@
-"""The attack bracket "robust fraction <= U" is a bound (issue 13, defect 2): only confirmed breaks count."""
+"""The attack bracket "robust fraction <= U" is a bound (regression): only confirmed breaks count."""
 
 import argparse
 
@@ -19,7 +19,7 @@ def _attack_args(**overrides):
 
 
 def test_linear_policy_at_radius_1_02_eps_is_not_called_broken():
-    """Issue 13: 30 states whose exact radius is 1.02 eps (true robust fraction 1) got 6 of 30 flagged, U = 0.909.
+    """Regression: 30 states whose exact radius is 1.02 eps (true robust fraction 1) got 6 of 30 flagged, U = 0.909.
     The PGD attack reaches the boundary's neighbourhood (vote near 1/2) but no break is confirmed: U = 1."""
     d, sigma, eps, eta = 3, 0.5, 0.5, 0.05
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Refusals that used to be crashes (issue 13, defect 4): unsupported spaces and bad CLI input exit with code 2,
+"""Refusals that used to be crashes: unsupported spaces and bad CLI input exit with code 2,
 a one-line message and no traceback, before any work."""
 
 import json

@@ -1,4 +1,4 @@
-"""Return ranges come only from the environment's declaration or the user (issue 13, defect 1)."""
+"""Return ranges come only from the environment's declaration or the user (a too narrow guessed range made certificates false)."""
 
 import json
 
@@ -103,7 +103,7 @@ def _attack_theory_dense(smoothed, env, episodes, budget, seed):
 
 
 def test_theory_dense_return_attack_stays_above_the_certificate(tmp_path):
-    """Issue 13: the CLI guessed [-10, 0] for TheoryDense and "certified" -10 at B = 15 where an attack got -16.1.
+    """Regression: the CLI once guessed [-10, 0] for TheoryDense and "certified" -10 at B = 15 where an attack got -16.1.
     Now the range is the declared one, the attack's returns lie inside it and its mean stays above the bound."""
     from reengage.certify import main
 

@@ -1,4 +1,5 @@
-"""Reference values of REFERENCE.md, reproduced by the robustness module."""
+"""Reference values from the thesis and the randomized-smoothing papers (docs/method.md), reproduced by the
+robustness module."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
-"""A model trained with ``observation_noise`` certifies directly from its run folder (issue 12's row; issue 13's
-recorded environment): env, noise wrapper, algorithm and smoothing settings all come from the folder."""
+"""A model trained with ``observation_noise`` certifies directly from its run folder (its recorded
+environment): env, noise wrapper, algorithm and smoothing settings all come from the folder."""
 
 import json
 

@@ -172,7 +172,7 @@ class DurationEstimate(BaseCallback):
             self.estimate_s = per_step * (self.total - self.num_timesteps)
             self.done = True
             if self.estimate_s > self.threshold_s:
-                say(f"note: this run needs about {format_duration(self.estimate_s)} more on this machine "
+                say(f"note: this run needs about {format_duration(self.estimate_s)} more at this pace "
                     f"({per_step * 1000:.1f} ms/step over {steps} steps, evaluations not counted); "
                     "Ctrl-C saves a checkpoint, and --resume continues")
         return True

@@ -1,7 +1,7 @@
 """Where the return range of an episode certificate comes from: the environment's declaration or the user.
 
 The return certificate (:func:`reengage.robustness.episode.certify_return`) integrates a survival function over
-a KNOWN range ``[R_min, R_max]``; a range that is too narrow makes it false (issue 13: a guessed [-10, 0] for
+a KNOWN range ``[R_min, R_max]``; a range that is too narrow makes it false (a guessed [-10, 0] for
 TheoryDense, whose rewards reach about +-24 per step, "certified" -10 against an attack that got -16.1). So the
 range is never guessed:
 
