@@ -348,3 +348,20 @@ def test_an_interrupted_study_continues_the_interrupted_trial_from_its_checkpoin
     run_id = study.trials[0].user_attrs["runs"][0]["run_id"]
     assert statuses(results)[run_id]["resumed"] is True
     assert sorted(study.trials[0].intermediate_values) == list(range(100, 1600, 100))
+
+
+def test_a_study_another_process_runs_is_refused_with_exit_75(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom reengage.experiment.run_folder import own_run_folder\n"
+         f"with own_run_folder({str(results)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = experiment_main(["tune", str(write_file(tmp_path, TINY)), "--results", str(results), "--workers", "1"])
+    finally:
+        holder.communicate("", timeout=30)
+    err = capsys.readouterr().err
+    assert code == 75 and f"is being run by process {holder.pid}" in err, err
+    assert not (results / STUDY_FILE).exists()

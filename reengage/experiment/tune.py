@@ -220,12 +220,14 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
     def say(line: str) -> None:
         print(f"[{name}] {line}", file=stream, flush=True)
 
-    def fail(number: int, reason: str) -> None:
+    def fail(number: int, reason: str, trained: bool = True) -> None:
+        """Mark the trial FAIL; ``trained``: it failed in this launch (exit code 1), not before it started."""
         # the reason is kept in the study (trials.csv shows it); a finished trial takes no attribute, so first
         storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, number), ERROR_ATTR,
                                     reason)
         study.tell(number, state=TrialState.FAIL)
-        summary.failed[number] = reason
+        if trained:
+            summary.failed[number] = reason
         say(f"trial {number} FAILED: {reason}")
 
     active: list[ActiveTrial] = []
@@ -236,7 +238,8 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
         elif frozen.state == TrialState.RUNNING:
             settings = frozen.user_attrs.get(SETTINGS_ATTR)
             if settings is None:  # stopped between being asked for and recording its settings: nothing trained
-                fail(frozen.number, "interrupted before its settings were recorded")
+                fail(frozen.number, "interrupted before its settings were recorded", trained=False)
+                ended += 1
                 continue
             try:
                 runs = trial_runs(experiment, settings)
