@@ -382,8 +382,9 @@ def test_the_repository_keeps_records_and_ignores_the_heavy_files() -> None:
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     run = "results/some_experiment/runs/ContinuousSeek5-v0/DDPG+HER/s0_0123456789"
-    kept = ["results/some_experiment/experiment.json", *(f"{run}/{name}" for name in RECORD_FILES)]
-    ignored = [f"{run}/model.zip", f"{run}/checkpoint/state.pkl", f"{run}/checkpoint.prev/replay_buffer.pkl",
+    kept = ["results/some_experiment/experiment.json", "results/some_experiment/trials.csv",
+            "results/some_experiment/best.yaml", *(f"{run}/{name}" for name in RECORD_FILES)]
+    ignored = ["results/some_experiment/study.db", f"{run}/model.zip", f"{run}/checkpoint/state.pkl", f"{run}/checkpoint.prev/replay_buffer.pkl",
                f"{run}/events.out.tfevents.1.host.0.0", f"{run}/.lock", "results/some_experiment.log",
                "results/some_experiment/report/report.md", "runs/quickstart/model.zip"]
 

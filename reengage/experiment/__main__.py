@@ -4,6 +4,7 @@
     python -m reengage.experiment run FILE --workers 4 --results results/mine
     python -m reengage.experiment run FILE --backend ray                              # a local Ray instance
     python -m reengage.experiment run FILE --backend ray --address ray://HEAD:10001  # a Ray cluster
+    python -m reengage.experiment tune FILE --trials 20 --workers 2                   # Optuna study (docs/tune.md)
     python -m reengage.experiment list FILE                                           # the runs, without running
     python -m reengage.experiment report results/smoke                                # curves, tables, statistics
     python -m reengage.experiment reevaluate results/smoke --episodes 1000            # final models on new episodes
@@ -14,7 +15,8 @@ Re-running the same ``run`` command skips finished runs and resumes interrupted 
 checkpoints; a changed setting (in the file or in configs/) is a new run. Ctrl-C stops every run
 (checkpoints are kept). A run whose folder another process trains (a second runner on the same results, or
 train.py) is left to it. Exit codes: 0 all runs finished, 1 some failed, 2 bad input, 75 some runs were being
-trained by another process (not trained here), 130 interrupted.
+trained by another process (not trained here), 130 interrupted. ``tune`` uses the same codes for its trials
+(1: a trial failed; 75: the study is being run by another process, or a trial's run folder is owned by one).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ _non_negative_int = _int_at_least(0)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{run,list,report,reevaluate,scalars,records,coverage}")
+                                     metavar="{run,tune,list,report,reevaluate,scalars,records,coverage}")
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
@@ -83,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     run.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
     run.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+
+    tune = commands.add_parser("tune", help="an Optuna study over an experiment file's tune.search_space "
+                                            "(docs/tune.md)")
+    tune.add_argument("file", help="experiment file with a tune section (e.g. configs/experiments/tune_continuous_seek.yaml)")
+    tune.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
+    tune.add_argument("--trials", type=_positive_int, default=None,
+                      help="the study's size: trials ended or running, earlier launches included (default: tune.trials)")
+    tune.add_argument("--storage", default=None,
+                      help="Optuna storage URL (default: sqlite:///RESULTS/study.db; a database server for a Ray cluster)")
+    tune.add_argument("--backend", choices=("local", "ray"), default="local")
+    tune.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    tune.add_argument("--workers", type=_positive_int, default=None,
+                      help="trials trained at a time (default: one per core; with Ray: the cluster's CPUs)")
+    tune.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    tune.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
+    tune.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
 
     listing = commands.add_parser("list", help="print the runs an experiment file expands into")
     listing.add_argument("file")
@@ -188,6 +206,70 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  owned by {owner}: {run_id} (run the command again once it finishes)", file=sys.stderr)
     if not summary.interrupted:
         print(f"report: {PROG} report {results}", file=sys.stderr)
+    return summary.exit_code
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .backends import BackendUnavailable, make_backend
+
+    try:
+        experiment = load_experiment(args.file)
+    except ExperimentError as error:
+        return _error(str(error))
+    if experiment.tune is None:
+        return _error(f"{args.file} has no tune section; add tune: {{trials: N, search_space: {{KEY: {{type: float, "
+                      "low: L, high: H}}}}}} (docs/tune.md, configs/experiments/tune_continuous_seek.yaml)")
+    if importlib.util.find_spec("optuna") is None:
+        return _error('tune needs Optuna: pip install -e ".[tune]" (or pip install "optuna>=3.5")')
+    if args.address and args.backend != "ray":
+        return _error(f"--address {args.address!r} needs --backend ray")
+    results = Path(args.results or Path("results") / experiment.name)
+    problem = _folder_argument_problem(results, "--results")
+    if problem:
+        return _error(problem)
+    from .tune import StudyError, best_snippet, best_trial, run_study
+
+    try:
+        backend = make_backend(args.backend, args.workers, args.address)
+    except BackendUnavailable as error:
+        return _error(str(error))
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    print(f"[{experiment.name}] tuning {len(experiment.tune.search_space)} key(s), backend {backend.name} "
+          f"({backend.capacity} trial(s) at a time), results in {results}", file=sys.stderr, flush=True)
+    try:
+        summary = run_study(experiment, results, backend, trials=args.trials, storage_url=args.storage,
+                            device=args.device, threads=args.threads, progress_every=args.progress_every)
+    except StudyError as error:
+        backend.close()
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        ignore_stop_signals()
+        print(f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    if summary.interrupted:
+        ignore_stop_signals()
+    print(f"[{experiment.name}] this launch: {len(summary.started)} trial(s) started, {len(summary.continued)} "
+          f"continued; {len(summary.completed)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed"
+          + (f", {len(summary.left)} left running" if summary.left else ""), file=sys.stderr)
+    import optuna
+
+    from .tune import default_storage
+    from .tune_study import open_storage
+
+    study = optuna.load_study(study_name=experiment.name, storage=open_storage(args.storage or default_storage(results)))
+    best = best_trial(study)
+    if best is None:
+        print(f"[{experiment.name}] no complete trial yet", file=sys.stderr)
+    else:
+        print(best_snippet(best, experiment.tune), end="")
+        print(f"[{experiment.name}] trials: {results / 'trials.csv'}; best: {results / 'best.yaml'}; "
+              f"curves: {PROG} report {results}", file=sys.stderr)
     return summary.exit_code
 
 
@@ -330,7 +412,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
+    commands = {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
                 "scalars": cmd_scalars, "records": cmd_records,
                 "coverage": cmd_coverage}
     try:

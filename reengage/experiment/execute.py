@@ -5,8 +5,13 @@ The run folder is the run's whole state, so any backend can pick a run up where 
 * ``run.json``: the run's identity (environment, variant, grid point, seed, configuration hash);
 * what :func:`reengage.experiment.runner.train_run` writes (``config.yaml``, ``evaluations.csv``,
   ``checkpoint/``, ``model.zip``, TensorBoard events);
-* ``status.json``: written last, ``{"status": "done", ...}``, ``{"status": "failed", "error": ...}`` or
-  ``{"status": "interrupted", "step": ...}`` (SIGTERM/SIGINT: stopped after a checkpoint, resumed next time).
+* ``status.json``: written last, ``{"status": "done", ...}``, ``{"status": "failed", "error": ...}``,
+  ``{"status": "interrupted", "step": ...}`` (SIGTERM/SIGINT: stopped after a checkpoint, resumed next time) or,
+  for a trial of a tuning study, ``{"status": "pruned", "step": ..., "value": ...}`` (its pruner stopped it).
+
+A job of a tuning study (:mod:`reengage.experiment.tune`) carries ``report``: after each evaluation the worker
+reports the trial's value to the study's storage and asks its pruner whether to go on
+(:func:`reengage.experiment.tune_study.evaluation_reporter`).
 
 A worker owns the run folder (:func:`reengage.experiment.run_folder.own_run_folder`) from before it prepares
 the folder until the status is written. A folder another live process owns (a second runner on the same
@@ -26,7 +31,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .run_folder import BUSY, DONE, FAILED, INTERRUPTED, KEPT_ON_RESTART, RunFolder, RunFolderBusy, own_run_folder
+from .run_folder import (BUSY, DONE, FAILED, INTERRUPTED, KEPT_ON_RESTART, PRUNED, RunFolder, RunFolderBusy,
+                         own_run_folder)
 
 
 def _prepare(folder: RunFolder) -> bool:
@@ -49,7 +55,8 @@ def _prepare(folder: RunFolder) -> bool:
 def execute_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one run (or resume it) and record the outcome in ``status.json``; never raises.
 
-    ``job`` holds ``run_dir``, ``config``, ``seed``, ``identity``, ``device`` and ``threads``.
+    ``job`` holds ``run_dir``, ``config``, ``seed``, ``identity``, ``device`` and ``threads``, and for a trial of a
+    tuning study ``report`` (where and what to report after each evaluation).
     Returns the status written, with ``run_id`` added; for a folder another process owns, the ``busy``
     outcome, written nowhere.
     """
@@ -73,16 +80,21 @@ def _execute_owned(job: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
     try:
         import torch
 
-        from .runner import RunInterrupted, train_run
+        from .runner import RunInterrupted, RunPruned, train_run
 
         torch.set_num_threads(int(job.get("threads", 1)))
+        on_evaluation = None
+        if job.get("report") is not None:
+            from .tune_study import evaluation_reporter
+
+            on_evaluation = evaluation_reporter(job["report"])
         folder.clear_status()
         resume = _prepare(folder)
         folder.write_identity(job["identity"])
         start = time.perf_counter()
         # verbose=False: a grid's progress lines come from the driver, not from every worker's evaluations
         train_run(job["config"], int(job["seed"]), folder.path, job.get("device", "cpu"), resume=resume, progress=False,
-                  verbose=False)
+                  verbose=False, on_evaluation=on_evaluation)
         outcome = {
             "status": DONE,
             "seconds": time.perf_counter() - start,
@@ -91,6 +103,8 @@ def _execute_owned(job: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
         }
     except RunInterrupted as stop:
         outcome = {"status": INTERRUPTED, "step": stop.step, "signal": stop.signal_number}
+    except RunPruned as pruned:
+        outcome = {"status": PRUNED, "step": pruned.step, "value": pruned.value, "reason": str(pruned)}
     except Exception as error:  # noqa: BLE001  (a failed run is reported, and the grid goes on)
         outcome = {
             "status": FAILED,

@@ -2,6 +2,8 @@
 
     DIR/experiment.json                 the manifest: the file, its settings and every run's identity
     DIR/runs/<run id>/                  one run folder per run (reengage.experiment.run_folder)
+    DIR/trials.csv, DIR/best.yaml       a tuning study's trials and best settings (reengage.experiment.tune; its
+                                        study.db stays out of git: these two are its text record)
 
 The report and the re-evaluation read the runs the manifest names, so runs left behind by an older version of
 the file (another configuration hash) stay on disk but do not enter the statistics; a folder without a manifest
@@ -18,6 +20,8 @@ from .run_folder import RECORD_FILES, RUN_FILE, RunFolder
 
 MANIFEST_FILE = "experiment.json"
 RUNS_DIR = "runs"
+# a tuning study's record beside the manifest (written by reengage.experiment.tune)
+STUDY_RECORD_FILES = ("trials.csv", "best.yaml")
 
 
 def run_folder_of(results_dir: Path, run_id: str) -> RunFolder:
@@ -50,13 +54,14 @@ def runs_of(results_dir: Path) -> tuple[dict[str, Any] | None, list[tuple[RunFol
 
 
 def record_paths(results_dir: Path) -> list[Path]:
-    """The files to keep of a results folder: its manifest and each finished run's :data:`RECORD_FILES`.
+    """The files to keep of a results folder: its manifest (and a study's trials and best settings) and each
+    finished run's :data:`RECORD_FILES`.
 
     Unfinished, failed and interrupted runs are left out (their state is a checkpoint, which is never
     committed); so are the model, checkpoints and TensorBoard events of finished runs.
     """
     results_dir = Path(results_dir)
-    paths = [path for path in [results_dir / MANIFEST_FILE] if path.exists()]
+    paths = [path for path in [results_dir / name for name in (MANIFEST_FILE, *STUDY_RECORD_FILES)] if path.exists()]
     for run_file in sorted(results_dir.rglob(RUN_FILE)):
         folder = RunFolder(run_file.parent)
         if folder.is_finished():

@@ -64,6 +64,8 @@ RECORD_FILES = (RUN_FILE, CONFIG_FILE, EVALUATIONS_FILE, EPISODES_FILE, SEGMENTS
 DONE = "done"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
+# a tuning study's pruner stopped the run (python -m reengage.experiment tune): never resumed
+PRUNED = "pruned"
 # what a grid worker reports for a folder another live process owns; never written to status.json
 BUSY = "busy"
 

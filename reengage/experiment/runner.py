@@ -48,6 +48,19 @@ class RunInterrupted(Exception):
         return 128 + self.signal_number
 
 
+class RunPruned(Exception):
+    """An evaluation hook (a tuning study's pruner) stopped the run at ``step``: it is neither finished nor
+    resumed later; its folder keeps the evaluations made so far."""
+
+    def __init__(self, step: int, value: float, reason: str) -> None:
+        self.step, self.value = step, value
+        super().__init__(f"pruned at step {step} ({reason})")
+
+
+# called after every evaluation with the step and every evaluations.csv row so far; raises RunPruned to stop
+EvaluationHook = Callable[[int, list[dict[str, Any]]], None]
+
+
 class StopRequest:
     """Turns SIGINT/SIGTERM into a request that the training loop honours at its next consistent point
     (a rollout start); a second signal stops at once (KeyboardInterrupt; the last complete checkpoint
@@ -93,8 +106,10 @@ class EvaluateAndCheckpoint(BaseCallback):
     """
 
     def __init__(self, config: dict[str, Any], folder: RunFolder, run_state: dict[str, Any],
-                 stop: StopRequest | None = None, verbose_lines: bool = True) -> None:
+                 stop: StopRequest | None = None, verbose_lines: bool = True,
+                 on_evaluation: EvaluationHook | None = None) -> None:
         super().__init__()
+        self.on_evaluation = on_evaluation
         self.config = config
         self.folder = folder
         # what config.yaml holds (configuration and seed): each checkpoint carries a copy of it
@@ -126,6 +141,8 @@ class EvaluateAndCheckpoint(BaseCallback):
         self.folder.write_episodes(self.run_state["episodes"])
         if self.verbose_lines:
             say(f"eval step {self.num_timesteps}: {result.summary()}")
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.num_timesteps, self.run_state["evaluations"])
         return result
 
     def checkpoint(self) -> None:
@@ -228,6 +245,7 @@ def train_run(
     progress: bool = True,
     restart: bool = False,
     verbose: bool = True,
+    on_evaluation: EvaluationHook | None = None,
 ) -> Path:
     """Train, resume or extend one run in ``logdir``; returns the path of the final model.
 
@@ -235,7 +253,8 @@ def train_run(
     finished run, never shorten it); ``restart`` deletes what an earlier run wrote there and starts
     over. ``verbose`` prints one line per evaluation, a duration warning for long runs and a summary.
     Raises ValueError (with what to do) for a refused start, and :class:`RunInterrupted` after a
-    SIGINT/SIGTERM, once the checkpoint is saved. A folder another live process trains is refused with
+    SIGINT/SIGTERM, once the checkpoint is saved. ``on_evaluation`` is called after each evaluation (a tuning
+    study reports to its pruner there) and may stop the run by raising :class:`RunPruned`. A folder another live process trains is refused with
     :class:`~reengage.experiment.run_folder.RunFolderBusy` (a ValueError) before anything in it is read,
     written or removed; this process owns the folder until training ends.
     """
@@ -250,11 +269,11 @@ def train_run(
     with own_run_folder(run_dir, create=not resume):
         # signals are caught from here on: one arriving while the agent is built stops it at step 0, saved
         with StopRequest(announce=verbose) as stop:
-            return _train_run(config, seed, run_dir, device, resume, progress, restart, verbose, stop)
+            return _train_run(config, seed, run_dir, device, resume, progress, restart, verbose, stop, on_evaluation)
 
 
 def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
-               restart: bool, verbose: bool, stop: StopRequest) -> Path:
+               restart: bool, verbose: bool, stop: StopRequest, on_evaluation: EvaluationHook | None) -> Path:
     record = {**config, "seed": seed}
     folder = RunFolder(run_dir)
     on_disk = run_progress(folder)  # what the folder holds before this process writes to it
@@ -289,7 +308,7 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
         model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
     began, first_step = time.perf_counter(), int(model.num_timesteps)
-    evaluator = EvaluateAndCheckpoint(config, folder, run_state, stop, verbose_lines=verbose)
+    evaluator = EvaluateAndCheckpoint(config, folder, run_state, stop, verbose_lines=verbose, on_evaluation=on_evaluation)
     evaluator.init_callback(model)
     callbacks: list[BaseCallback] = [evaluator]
     if verbose:
@@ -313,7 +332,13 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
                 # mid-write, raises RuntimeError from its cleanup. It is still the user's stop-at-once.
                 raise KeyboardInterrupt from error
             raise
-    last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
+    try:
+        last = evaluator.evaluate() if run_state["last_eval"] < model.num_timesteps else None
+    except RunPruned:
+        # the final evaluation's report may prune the run too: it ends without a final model
+        model.logger.close()
+        model.env.close()
+        raise
     final = folder.save_model(model)
     run_state["segments"][-1]["end"] = int(model.num_timesteps)
     folder.write_segments(run_state["segments"])

@@ -14,6 +14,7 @@ An experiment file (``configs/experiments/*.yaml``) looks like::
       - {name: ReenGAGE, algo: ddpg, alpha: 0.2, overrides: {...}, grid: {...}, seeds: 3,
          environments: [...], timesteps: ...}       # the last five replace the file's values
     report: {baseline: DDPG+HER, success_threshold: 0.5, metric: eval/success_ever}
+    tune: {trials: 20, search_space: {...}, ...}   # python -m reengage.experiment tune FILE (tune_spec.py)
 
 Each run's configuration is resolved exactly as ``train.py`` resolves it
 (:func:`reengage.experiment.config.resolve_config`): the environment's YAML file and tuned profile,
@@ -38,7 +39,8 @@ from .config import resolve_config
 from .config_keys import KEYS
 from .evaluation import EVALUATION_COLUMNS, LEGACY_SUCCESS, SUCCESS_EVER
 
-EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report")
+EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report",
+                   "tune")
 VARIANT_KEYS = ("name", "algo", "alpha", "overrides", "grid", "seeds", "environments", "timesteps")
 REPORT_KEYS = ("baseline", "success_threshold", "metric", "task_keys")
 # grid or override keys that choose the variant's alpha (and with it the tuned profile) rather than a config key
@@ -101,6 +103,7 @@ class Experiment:
     variants: list[str] = field(default_factory=list)
     task_keys: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    tune: Any = None  # the checked tune section (reengage.experiment.tune_spec.TuneSpec), None without one
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -273,6 +276,7 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
     if metric is not None and metric not in EVALUATION_COLUMNS:
         raise ExperimentError(f"{where}: report.metric={metric!r} is not a column of evaluations.csv; valid: "
                               f"{', '.join(EVALUATION_COLUMNS)}")
+    tune = _tune_section(raw, where) if "tune" in raw else None
     return Experiment(
         name=name,
         path=path,
@@ -284,4 +288,26 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
         variants=names,
         task_keys=list(task_keys),
         raw=raw,
+        tune=tune,
     )
+
+
+def _tune_section(raw: dict[str, Any], where: str) -> Any:
+    """The checked ``tune:`` section: its own keys, then a configuration resolved at every bound and choice of
+    the search space (one key away from the first bounds), so that no trial meets a refused value."""
+    from .tune_spec import TuneError, check_tunable, parse_tune, tuned_raw
+
+    try:
+        check_tunable(raw, where)
+        spec = parse_tune(raw["tune"])
+    except TuneError as error:
+        raise ExperimentError(f"{where}: {error}") from None
+    first = {key: dimension.extremes()[0] for key, dimension in spec.search_space.items()}
+    for key, dimension in spec.search_space.items():
+        for value in dimension.extremes():
+            try:
+                expand_experiment(tuned_raw(raw, spec, {**first, key: value}), path=None)
+            except ExperimentError as error:
+                problem = str(error).removeprefix("experiment: ")
+                raise ExperimentError(f"{where}: tune.search_space.{key}={value!r}: {problem}") from None
+    return spec
