@@ -123,8 +123,8 @@ def open_study(experiment: Experiment, storage_url: str) -> tuple[Any, Any]:
 
     spec: TuneSpec = experiment.tune
     storage = open_storage(storage_url)
-    study = optuna.create_study(storage=storage, study_name=experiment.name, direction=spec.direction,
-                                load_if_exists=True)
+    direction = optuna.study.StudyDirection.MAXIMIZE if spec.direction == "maximize" else optuna.study.StudyDirection.MINIMIZE
+    study = optuna.create_study(storage=storage, study_name=experiment.name, direction=direction, load_if_exists=True)
     stored = study.direction.name.lower()
     if stored != spec.direction:
         raise StudyError(f"the study {experiment.name!r} in {storage_url} was made with direction {stored}; the file "
