@@ -19,7 +19,7 @@ import sys
 
 from reengage.algorithms import ALGOS
 from reengage.experiment.config import resolve_config, scan_config_files
-from reengage.experiment.stop_signals import ignore_stop_signals
+from reengage.experiment.stop_signals import ignore_stop_signals, raised_by_interrupt
 
 DEFAULT_ENV, DEFAULT_ALGO, DEFAULT_SEED = "reengage/ContinuousSeek5-v0", "ddpg", 0
 
@@ -61,12 +61,21 @@ def _error(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
+    except Exception as error:
+        if not raised_by_interrupt(error):
+            raise
+        _report_stop_at_once()
+        return 130
     except KeyboardInterrupt:
         # a second Ctrl-C, or one during start-up, before the signal handlers are in place
-        ignore_stop_signals()
-        print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
-              "(continue with --resume, or start over with --restart)", file=sys.stderr)
+        _report_stop_at_once()
         return 130
+
+
+def _report_stop_at_once() -> None:
+    ignore_stop_signals()
+    print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
+          "(continue with --resume, or start over with --restart)", file=sys.stderr)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -249,6 +249,44 @@ def test_a_stop_at_once_that_surfaces_as_another_error_is_still_a_stop_at_once(t
 
     monkeypatch.setattr(runner, "save_checkpoint", interrupted_write)
     config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, TIMESTEPS, TINY + ["checkpoint_every=200"])
-    with pytest.raises(KeyboardInterrupt) as stopped:
-        train_run(config, 3, tmp_path / "run", progress=False, verbose=False)
-    assert isinstance(stopped.value.__cause__, RuntimeError)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            train_run(config, 3, tmp_path / "run", progress=False, verbose=False)
+        assert isinstance(stopped.value.__cause__, RuntimeError)
+        # the stop at once leaves further stop signals ignored: the process is on its way out
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def test_train_py_reports_an_error_raised_by_the_second_sigint_as_the_stop_at_once(monkeypatch, capsys):
+    # a second Ctrl-C inside tqdm's lock creation once ended in an AttributeError from tqdm's cleanup, outside
+    # the training loop: any error with the KeyboardInterrupt in its chain is the user's stop-at-once
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+
+    def stopped_inside_a_library(argv):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise AttributeError("type object 'tqdm_asyncio' has no attribute '_lock'")
+
+    def a_real_bug(argv):
+        raise AttributeError("a bug of the code, not a stop")
+
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        monkeypatch.setattr(train_script, "_main", stopped_inside_a_library)
+        assert train_script.main([]) == 130
+        assert capsys.readouterr().err.startswith("train.py: stopped at once")
+        monkeypatch.setattr(train_script, "_main", a_real_bug)
+        with pytest.raises(AttributeError, match="a bug of the code"):
+            train_script.main([])
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)

@@ -21,7 +21,7 @@ from .checkpoint import load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .resume import check_resume, refuse_fresh_start, run_progress
 from .run_folder import CHECKPOINT_DIR, RunFolder, check_logdir_path, own_run_folder
-from .stop_signals import STOP_SIGNALS
+from .stop_signals import STOP_SIGNALS, ignore_stop_signals
 
 # a run expected to take longer than this says so at its start
 LONG_RUN_SECONDS = 3600.0
@@ -78,7 +78,10 @@ class StopRequest:
 
     def _handle(self, signal_number: int, frame: Any) -> None:
         if self.signal_number is not None:
+            # stopping at once: from here on a third signal (an impatient user) is ignored, so it cannot land
+            # between this raise and the handler that reports the stop and turn the exit into a traceback
             self.stopped_at_once = True
+            ignore_stop_signals()
             raise KeyboardInterrupt
         self.signal_number = signal_number
         if self.announce:
@@ -93,6 +96,8 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self.stopped_at_once:
+            return  # the process is stopping: the signals stay ignored until it has exited
         for number, handler in self._previous.items():
             signal.signal(number, handler)
 

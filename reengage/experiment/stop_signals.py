@@ -13,3 +13,17 @@ def ignore_stop_signals() -> None:
     by a death from the signal."""
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
+
+
+def raised_by_interrupt(error: BaseException) -> bool:
+    """Whether ``error`` came out of a KeyboardInterrupt: a second Ctrl-C can land inside library code whose
+    cleanup then fails in turn (torch's zip writer, tqdm's lock), so the user's stop-at-once surfaces as another
+    exception with the KeyboardInterrupt in its chain."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
