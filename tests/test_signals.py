@@ -274,7 +274,7 @@ def test_train_py_reports_an_error_raised_by_the_second_sigint_as_the_stop_at_on
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
-            raise AttributeError("type object 'tqdm_asyncio' has no attribute '_lock'")
+            raise AttributeError("type object 'tqdm_asyncio' has no attribute '_lock'")  # noqa: B904 (a library cleanup failing, as tqdm's does)
 
     def a_real_bug(argv):
         raise AttributeError("a bug of the code, not a stop")
