@@ -64,6 +64,16 @@ def describe_fault(error: OSError) -> str:
     return f"{text}; {remedy}"
 
 
+def with_path(error: OSError, path: str | Path) -> OSError:
+    """``error`` naming ``path`` when it names no file: a write that fails part-way (a full disk) raises an
+    ``OSError`` without the file's name, which the one-line message needs."""
+    if error.filename is not None or error.errno is None:
+        return error
+    named = type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    named.__cause__ = error
+    return named
+
+
 def make_folders(path: str | Path) -> list[Path]:
     """Create ``path`` and its missing parents; returns the folders made, outermost first. If a level cannot be
     made, the levels made before it are removed again and the ``OSError`` is raised."""

@@ -190,3 +190,18 @@ def test_a_grid_whose_results_folder_cannot_be_made_exits_2_with_one_line(tmp_pa
                       "--results", tmp_path / "ro" / "smoke", fault=["--errno", "EROFS", "--path", f"{tmp_path}/ro*"])
     _one_line(result, 2, "Read-only file system")
     assert not (tmp_path / "ro").exists()
+
+
+def test_a_write_that_fails_part_way_names_its_file(tmp_path, monkeypatch):
+    # a full disk fails a write() after the open succeeded: the OSError names no file, the message must
+    from reengage.experiment import run_folder
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder.csv, "DictWriter", full)
+    with pytest.raises(OSError) as raised:
+        run_folder.write_csv(tmp_path / "evaluations.csv", [{"step": 1}])
+    assert raised.value.filename == str(tmp_path / "evaluations.csv")
+    assert describe_fault(raised.value).startswith(f"{tmp_path / 'evaluations.csv'}: No space left on device")
+    assert list(tmp_path.iterdir()) == []  # the half-written copy is gone

@@ -24,6 +24,8 @@ import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl
 
+from reengage.file_faults import with_path
+
 from . import unpickling
 
 MODEL_FILE = "model.zip"
@@ -139,11 +141,11 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any],
     try:
         staging.mkdir(parents=True)
         _write_staging(staging, model, run_state, run_config)
-    except OSError:
+    except OSError as error:
         # a full disk or a folder made read-only: the half-written staging folder goes (it frees the space it
         # took), and the current and previous checkpoints were never touched
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise with_path(error, staging) from None
     if read_manifest(directory) is not None:
         # the newest complete checkpoint becomes the fall-back
         shutil.rmtree(previous, ignore_errors=True)

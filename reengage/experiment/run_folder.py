@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from reengage.file_faults import make_folders, remove_made_folders
+from reengage.file_faults import make_folders, remove_made_folders, with_path
 from reengage.observation_noise import SIDECAR_SUFFIX, sidecar_path
 
 CONFIG_FILE = "config.yaml"
@@ -195,9 +195,9 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writeheader()
             writer.writerows(rows)
         staging.replace(path)
-    except OSError:
+    except OSError as error:
         staging.unlink(missing_ok=True)  # a full disk: the half-written copy goes, the last complete file stays
-        raise
+        raise with_path(error, path) from None
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -206,9 +206,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     try:
         staging.write_text(json.dumps(payload, indent=1, default=repr))
         staging.replace(path)
-    except OSError:
+    except OSError as error:
         staging.unlink(missing_ok=True)
-        raise
+        raise with_path(error, path) from None
 
 
 @dataclass(frozen=True)
@@ -359,9 +359,9 @@ class RunFolder:
         try:
             model.save(partial)
             partial.replace(self.model_file)
-        except OSError:
+        except OSError as error:
             partial.unlink(missing_ok=True)
-            raise
+            raise with_path(error, partial) from None
         return self.model_file
 
     def save_smoothing(self, noise: dict[str, Any], extra: dict[str, Any]) -> Path:

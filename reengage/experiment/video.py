@@ -60,10 +60,12 @@ def _written_or_removed(path: Path, write: Callable[[], None]) -> None:
     existed = path.exists()
     try:
         write()
-    except OSError:
+    except OSError as error:
         if not existed:
             path.unlink(missing_ok=True)
-        raise
+        from reengage.file_faults import with_path
+
+        raise with_path(error, path) from None
 
 
 def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 4) -> Path:
