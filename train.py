@@ -115,8 +115,8 @@ def _main(argv: list[str] | None = None) -> int:
         assignments.append(f"checkpoint_every={args.checkpoint_every}")
     if args.trainer is not None:
         assignments.append(f"trainer={args.trainer}")
+    logdir = args.logdir
     try:
-        logdir = args.logdir
         if not args.resume or logdir is None:
             config = resolve_config(args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, args.alpha, args.timesteps,
                                     assignments)
@@ -135,6 +135,14 @@ def _main(argv: list[str] | None = None) -> int:
                   restart=args.restart)
     except ValueError as error:
         return _error(str(error))
+    except OSError as fault:
+        # the file system refused a write (permissions, a read-only or full disk, a name too long)
+        from reengage.experiment.runner import continue_advice
+        from reengage.file_faults import describe_fault, fault_exit_code
+
+        advice = f"; {continue_advice(logdir)}" if logdir else ""
+        print(f"train.py: error: {describe_fault(fault)}{advice}", file=sys.stderr)
+        return fault_exit_code(fault)
     except RunInterrupted as stop:
         ignore_stop_signals()
         print(f"train.py: {stop}", file=sys.stderr)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from reengage.experiment.run_folder import MODEL_FILE, NoRunError, RunFolder, UnreadableRunError
+from reengage.file_faults import describe_fault, fault_exit_code
 from reengage.robustness.cli import build_parser, jsonable, run
 
 __all__ = ["build_parser", "main", "open_training_run", "run"]
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # bad or unsound settings: say why, no traceback
         print(f"python -m reengage.certify: error: {error}", file=sys.stderr)
         return 2
+    except OSError as fault:  # the file system refused --out or a file in it (permissions, a full disk)
+        print(f"python -m reengage.certify: error: {describe_fault(fault)}; the report was not written",
+              file=sys.stderr)
+        return fault_exit_code(fault)
     print(json.dumps({k: report[k] for k in ("per_state",) if k in report}, default=jsonable)[:2000])
     print(f"report written to {Path(args.out) / 'report.json'} in {report['runtime_seconds']:.1f} s")
     return 0

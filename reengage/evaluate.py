@@ -8,6 +8,8 @@ With the defaults (the run's ``eval_episodes`` episodes from its ``eval_seed``, 
 the numbers are those of the run's own last evaluation. ``--video run.gif`` records the first episode
 (``--video-episodes K`` for more); ``.mp4`` needs the ``video`` extra. ``--picture episode.png`` saves the
 last frame of the first episode: for DriveSeek and NoisySeek, the drawing of the whole episode (Fig. 8.4 a, c).
+Both are written into an existing folder (a missing one is refused before the episodes run). A file that cannot
+be written (permissions, a full disk) exits with code 2 or 1 and one line saying why.
 """
 
 from __future__ import annotations
@@ -57,13 +59,18 @@ def last_run_evaluation(run_dir: Path) -> dict[str, Any] | None:
     return rows[-1] if rows else None
 
 
-def _missing_folder(path: str | Path) -> str:
-    """The note to print when writing ``path`` creates its folder (a folder is never made without a word)."""
-    parent = Path(path).parent
-    return "" if parent.exists() else f"; created the folder {parent}"
-
-
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except OSError as fault:
+        # the file system refused a read or a write (permissions, a full disk, a name too long)
+        from reengage.file_faults import describe_fault, fault_exit_code
+
+        print(f"evaluate: error: {describe_fault(fault)}; nothing was written", file=sys.stderr)
+        return fault_exit_code(fault)
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for name, value, low in (("--episodes", args.episodes, 1), ("--seed", args.seed, 0),
                              ("--video-episodes", args.video_episodes, 1), ("--fps", args.fps, 1)):
@@ -109,13 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.episode_rows(int(model.num_timesteps))))
     if video_episodes:
-        created = _missing_folder(args.video)
         path = write_video(args.video, result.frames, fps=args.fps)
-        print(f"video: {path} ({len(result.frames)} frames, {video_episodes} episode(s))" + created)
+        print(f"video: {path} ({len(result.frames)} frames, {video_episodes} episode(s))")
     if args.picture:
-        created = _missing_folder(args.picture)
         path = write_picture(args.picture, result.final_frame(0))
-        print(f"picture: {path} (episode seed {seed}, return {float(result.returns[0]):.2f})" + created)
+        print(f"picture: {path} (episode seed {seed}, return {float(result.returns[0]):.2f})")
     return 0
 
 

@@ -72,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
           f"from seed {args.seed}")
     if args.picture is not None:
-        path = write_picture(args.picture, result.final_frame(0))
+        try:
+            path = write_picture(args.picture, result.final_frame(0))
+        except OSError as fault:
+            from reengage.file_faults import describe_fault, fault_exit_code
+
+            print(f"{parser.prog}: error: {describe_fault(fault)}", file=sys.stderr)
+            return fault_exit_code(fault)
         print(f"picture: {path} (episode seed {args.seed}, return {float(result.returns[0]):.2f})")
     return 0
 

@@ -175,3 +175,54 @@ def test_fast_path_refuses_the_recipe_options_it_does_not_implement(tmp_path, ca
     # the same setting on the SB3 path resolves (train.py would train it)
     config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.0, assignments=[assignment, "trainer=sb3"])
     assert config["trainer"] == "sb3"
+
+
+@pytest.mark.parametrize("args, expected", [
+    # top-level keys (the table's rows)
+    (["--set", "learning_rate=abc"], r"learning_rate='abc' has the wrong type; expected int, float"),
+    (["--set", "gamma=[1]"], r"gamma=\[1\] has the wrong type; expected int, float"),
+    (["--set", "tau=yes"], r"tau=True has the wrong type; expected int, float"),
+    (["--set", "train_freq=abc"], r"train_freq='abc' has the wrong type; expected int"),
+    # the constructors' own arguments, checked against their annotations
+    (["--set", "algo_kwargs.learning_rate=abc"],
+     r"algo_kwargs\.learning_rate='abc' has the wrong type; (Fast)?ReenGAGEDDPG's learning_rate takes a number or a "
+     r"function"),
+    (["--set", "algo_kwargs.learning_rate=1e-3"], r"YAML reads 1e-3 as text: write it with a decimal point"),
+    (["--set", "algo_kwargs.gamma=[1]"], r"algo_kwargs\.gamma=\[1\] has the wrong type; .*gamma takes a number"),
+    (["--set", "algo_kwargs.tau=yes"], r"algo_kwargs\.tau=True has the wrong type; .*tau takes a number"),
+    (["--set", "algo_kwargs.train_freq=abc"], r"algo_kwargs\.train_freq='abc' .*train_freq takes an integer"),
+    (["--set", "algo_kwargs.optimize_memory_usage=abc"], r"optimize_memory_usage takes true or false"),
+    (["--set", "algo_kwargs.replay_buffer_kwargs=3"], r"replay_buffer_kwargs=3 .*takes a mapping \{key: value\} or null"),
+    (["--set", "algo_kwargs.action_noise=0.1"], r"action_noise takes an ActionNoise \(set from Python\) or null"),
+    (["--set", "policy_kwargs.net_arch=abc"],
+     r"policy_kwargs\.net_arch='abc' has the wrong type; MultiInputPolicy's net_arch takes a list of integers"),
+    (["--set", "policy_kwargs.net_arch=[64, a]"], r"policy_kwargs\.net_arch=\[64, 'a'\] has the wrong type"),
+    (["--set", "policy_kwargs.n_critics=abc"], r"policy_kwargs\.n_critics='abc' .*n_critics takes an integer"),
+    (["--set", "policy_kwargs.normalize_images=3"], r"normalize_images takes true or false"),
+    (["--set", "policy_kwargs.features_extractor_kwargs=[1]"], r"features_extractor_kwargs takes a mapping"),
+    (["--set", "her.copy_info_dict=abc"], r"her\.copy_info_dict='abc' .*HerReplayBuffer's copy_info_dict takes true"),
+    (["--set", "env_kwargs.d=abc"], r"env_kwargs\.d='abc' has the wrong type; ContinuousSeekEnv's d takes an integer"),
+    (["--algo", "sac", "--set", "algo_kwargs.ent_coef=[1]"], r"algo_kwargs\.ent_coef=\[1\] .*ent_coef takes a string or a number"),
+    (["--algo", "td3", "--set", "algo_kwargs.policy_delay=[2]"], r"algo_kwargs\.policy_delay=\[2\] has the wrong type"),
+    (["--env", "reengage/BitFlipping-v0", "--algo", "dqn", "--set", "algo_kwargs.max_grad_norm=big"],
+     r"algo_kwargs\.max_grad_norm='big' has the wrong type; .*max_grad_norm takes a number"),
+])
+def test_a_value_of_the_wrong_type_exits_2_naming_the_key_and_the_type(tmp_path, capsys, args, expected):
+    code, err = _main(capsys, "--timesteps", "10", "--logdir", str(tmp_path / "run"), *args, "--no-progress")
+    assert code == 2, err
+    assert __import__("re").search(expected, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists(), "a refused run must not create its folder"
+
+
+def test_values_of_the_right_type_pass_the_annotation_checks():
+    from reengage.experiment.signature_checks import describe_type, value_matches
+
+    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, 10, [
+        "policy_kwargs.net_arch={pi: [8], qf: [8]}", "algo_kwargs.learning_rate=0.001", "algo_kwargs.tau=1",
+        "her.copy_info_dict=true", "policy_kwargs.n_critics=2", "algo_kwargs.replay_buffer_kwargs={}"])
+    assert config["policy_kwargs"]["net_arch"] == {"pi": [8], "qf": [8]}
+    assert value_matches(3, float) and not value_matches(True, float) and not value_matches(3.0, int)
+    assert value_matches(lambda progress: 1e-3, float | __import__("collections.abc").abc.Callable[[float], float])
+    assert value_matches(None, list[int] | None) and not value_matches([1.5], list[int])
+    assert describe_type(int | None) == "an integer or null"

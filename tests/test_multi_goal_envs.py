@@ -253,6 +253,7 @@ def test_greedy_command_draws_its_first_episode(tmp_path, capsys):
     from reengage.greedy import mean_return
 
     path = tmp_path / "pictures" / "greedy.png"
+    path.parent.mkdir()
     assert greedy_main(["--env", "reengage/DriveSeek-v0", "--episodes", "1", "--seed", "7", "--picture", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"picture: {path} (episode seed 7, return {mean_return('reengage/DriveSeek-v0', 1, 7):.2f})" in out

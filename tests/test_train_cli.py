@@ -64,7 +64,7 @@ def test_bad_input_is_refused_with_the_valid_choices(tmp_path, args, message):
     (["--set", "learning_rate=\t1"], r"--set learning_rate: cannot read .* as a YAML value"),  # a tab
     (["--set", "learning_rate=!!python/object:os.system 1"], r"--set learning_rate: cannot read"),
     (["--set", "learning_rate="], r"--set learning_rate= has no value"),
-    (["--set", "env_kwargs.d=abc"], r"refused env_kwargs.d='abc'"),
+    (["--set", "env_kwargs.d=abc"], r"env_kwargs.d='abc' has the wrong type; ContinuousSeekEnv's d takes an integer"),
     (["--env", ""], r"--env is empty"),
     (["--algo", " "], r"--algo is empty"),
     (["--threads", "100000"], r"--threads must be between 1 and the \d+ CPU cores here, got 100000"),

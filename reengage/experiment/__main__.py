@@ -180,6 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         backend = make_backend(args.backend, args.workers, args.address)
     except BackendUnavailable as error:
         return _error(str(error))
+    from reengage.file_faults import make_folders
+
+    make_folders(results)  # an unwritable results folder is one line of error, before the grid's first line
     # `kill PID` of a background grid stops it as cleanly as Ctrl-C does
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     print(f"[{experiment.name}] {len(experiment.runs)} runs, backend {backend.name} ({backend.capacity} at a time), "
@@ -403,7 +406,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     text = coverage_markdown(rows, command)
     print(text, end="")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        from reengage.file_faults import make_folders
+
+        make_folders(out.parent)
         out.write_text(text)
         print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -421,6 +426,24 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of a listing went away (`... list FILE | head`): not an error of this command
         sys.stderr.close()
         return 0
+    except OSError as fault:
+        # the file system refused a write (permissions, a read-only or full disk, a name too long)
+        from reengage.file_faults import describe_fault, fault_exit_code
+
+        print(f"{PROG}: error: {describe_fault(fault)}; {_AFTER_FAULT[args.command]}", file=sys.stderr)
+        return fault_exit_code(fault)
+
+
+# what a file-system fault leaves, and how to go on, per command
+_AFTER_FAULT = {
+    "run": "runs finished before are kept, and so are checkpoints; then run the same command again to continue",
+    "list": "nothing was written",
+    "report": "the report was not written in full; then run the command again",
+    "reevaluate": "the runs evaluated so far are kept in the table; then run the command again to continue",
+    "scalars": "nothing was written",
+    "records": "nothing was written",
+    "coverage": "then run the command again",
+}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl
 
+from reengage.file_faults import with_path
+
 from . import unpickling
 
 MODEL_FILE = "model.zip"
@@ -136,7 +138,25 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any],
     staging = staging_checkpoint(directory)
     previous = previous_checkpoint(directory)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+        _write_staging(staging, model, run_state, run_config)
+    except OSError as error:
+        # a full disk or a folder made read-only: the half-written staging folder goes (it frees the space it
+        # took), and the current and previous checkpoints were never touched
+        shutil.rmtree(staging, ignore_errors=True)
+        raise with_path(error, staging) from None
+    if read_manifest(directory) is not None:
+        # the newest complete checkpoint becomes the fall-back
+        shutil.rmtree(previous, ignore_errors=True)
+        directory.rename(previous)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)  # absent, or a folder that cannot be trusted
+    staging.rename(directory)
+
+
+def _write_staging(staging: Path, model: Any, run_state: dict[str, Any], run_config: dict[str, Any] | None) -> None:
+    """The checkpoint's files and, last, its manifest, into the staging folder."""
     model.save(staging / MODEL_FILE)
     model.save_replay_buffer(staging / BUFFER_FILE)
     payload = {"env": model.get_env(), "rng": capture_rng_states(model), "run_state": run_state}
@@ -151,13 +171,6 @@ def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any],
         manifest["config"] = run_config
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
     _fsync_file(staging / MANIFEST_FILE)
-    if read_manifest(directory) is not None:
-        # the newest complete checkpoint becomes the fall-back
-        shutil.rmtree(previous, ignore_errors=True)
-        directory.rename(previous)
-    else:
-        shutil.rmtree(directory, ignore_errors=True)  # absent, or a folder that cannot be trusted
-    staging.rename(directory)
 
 
 def checkpoint_candidates(directory: Path) -> list[tuple[Path, int | None]]:

@@ -41,6 +41,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from reengage.file_faults import make_folders
+
 from .evaluation import LEGACY_SUCCESS, SUCCESS_EVER
 from .results_folder import MANIFEST_FILE, runs_of
 from .run_folder import EVALUATIONS_FILE, RUN_FILE
@@ -613,7 +615,7 @@ def write_report(results_dir: Path, out: Path | None = None, threshold: float | 
                           f"{', '.join(envs)}")
     if references:
         summary["references"] = {"label": reference_label, "values": dict(references)}
-    out.mkdir(parents=True, exist_ok=True)
+    make_folders(out)  # a folder that cannot be made leaves none of its parents behind
     _plot(out / "curves.png", envs, variants, best, summary["metric"], reps, aggregate, references, reference_label)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_jsonable))
     path = out / "report.md"

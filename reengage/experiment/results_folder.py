@@ -30,8 +30,10 @@ def run_folder_of(results_dir: Path, run_id: str) -> RunFolder:
 
 
 def write_manifest(results_dir: Path, manifest: dict[str, Any]) -> None:
+    from reengage.file_faults import make_folders
+
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    make_folders(results_dir)  # a folder that cannot be made leaves none of its parents behind
     (results_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 

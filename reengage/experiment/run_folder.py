@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from reengage.file_faults import make_folders, remove_made_folders, with_path
 from reengage.observation_noise import SIDECAR_SUFFIX, sidecar_path
 
 CONFIG_FILE = "config.yaml"
@@ -132,11 +133,12 @@ def own_run_folder(path: str | Path, create: bool = True) -> Iterator[None]:
     exits (sub-process environments end with the run, so this lasts no longer than the run).
     """
     path = Path(path)
+    made: list[Path] = []
     if not path.is_dir():
         if not create:
             yield
             return
-        path.mkdir(parents=True, exist_ok=True)
+        made = make_folders(path)
     key = path.resolve()
     if key in _OWNED:
         _OWNED[key][1] += 1
@@ -146,7 +148,11 @@ def own_run_folder(path: str | Path, create: bool = True) -> Iterator[None]:
             _OWNED[key][1] -= 1
         return
     # opened without truncation: a process that fails to take the lock must not erase the owner's pid
-    handle = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        handle = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        remove_made_folders(made)  # a folder that cannot hold its lock is not left behind
+        raise
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -185,18 +191,26 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     staging = path.with_name(path.name + ".tmp")
-    with open(staging, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    staging.replace(path)
+    try:
+        with open(staging, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        staging.replace(path)
+    except OSError as error:
+        staging.unlink(missing_ok=True)  # a full disk: the half-written copy goes, the last complete file stays
+        raise with_path(error, path) from None
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` then rename: a reader (the grid's driver, the report) never sees half a file."""
     staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(payload, indent=1, default=repr))
-    staging.replace(path)
+    try:
+        staging.write_text(json.dumps(payload, indent=1, default=repr))
+        staging.replace(path)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise with_path(error, path) from None
 
 
 @dataclass(frozen=True)
@@ -344,8 +358,12 @@ class RunFolder:
     def save_model(self, model: Any) -> Path:
         """Save the final model; written under another name and renamed, so a kill never leaves half a model."""
         partial = self.path / PARTIAL_MODEL_FILE
-        model.save(partial)
-        partial.replace(self.model_file)
+        try:
+            model.save(partial)
+            partial.replace(self.model_file)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise with_path(error, partial) from None
         return self.model_file
 
     def save_smoothing(self, noise: dict[str, Any], extra: dict[str, Any]) -> Path:

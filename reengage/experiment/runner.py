@@ -15,9 +15,11 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam, configure
 from tqdm.auto import tqdm
 
+from reengage.file_faults import describe_fault
+
 from .build import (agent_class, build_agent, check_device, check_replay_memory, make_single_env,
                     make_training_env)
-from .checkpoint import load_latest_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_candidates, load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .resume import check_resume, refuse_fresh_start, run_progress
 from .run_folder import CHECKPOINT_DIR, RunFolder, check_logdir_path, own_run_folder
@@ -33,15 +35,19 @@ def say(message: str) -> None:
 
 
 class RunInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after it saved a checkpoint at ``step``."""
+    """SIGINT or SIGTERM stopped the run after it saved a checkpoint at ``step``; or, with ``fault``, after the
+    checkpoint at ``step`` could not be written (the newest complete one before it is kept)."""
 
-    def __init__(self, run_dir: Path, step: int, signal_number: int) -> None:
-        self.run_dir, self.step, self.signal_number = Path(run_dir), step, signal_number
+    def __init__(self, run_dir: Path, step: int, signal_number: int, fault: OSError | None = None) -> None:
+        self.run_dir, self.step, self.signal_number, self.fault = Path(run_dir), step, signal_number, fault
         name = signal.Signals(signal_number).name
-        super().__init__(
-            f"{name} at step {step}: checkpoint saved in {self.run_dir / CHECKPOINT_DIR}; "
-            f"continue with: python train.py --logdir {self.run_dir} --resume"
-        )
+        if fault is None:
+            message = (f"{name} at step {step}: checkpoint saved in {self.run_dir / CHECKPOINT_DIR}; "
+                       f"continue with: python train.py --logdir {self.run_dir} --resume")
+        else:
+            message = (f"{name} at step {step}: the checkpoint could not be written ({describe_fault(fault)}); "
+                       f"{continue_advice(self.run_dir)}")
+        super().__init__(message)
 
     @property
     def exit_code(self) -> int:
@@ -154,16 +160,24 @@ class EvaluateAndCheckpoint(BaseCallback):
         self.run_state["last_checkpoint"] = self.num_timesteps
         save_checkpoint(self.folder.checkpoint_dir, self.model, self.run_state, self.run_config)
 
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.signal_number is not None
+
     def _on_rollout_start(self) -> None:
         if self._due(self.config["eval_freq"], self.run_state["last_eval"]):
             self.evaluate()
-        saved = self._due(self.config["checkpoint_every"], self.run_state["last_checkpoint"])
-        if saved:
-            self.checkpoint()
-        if self.stop is not None and self.stop.signal_number is not None:
-            if not saved:
+        stopping = self._stopping()
+        if stopping or self._due(self.config["checkpoint_every"], self.run_state["last_checkpoint"]):
+            try:
                 self.checkpoint()
-            raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number)
+            except OSError as fault:
+                if not stopping:
+                    raise  # train.py names the file, the fault and how to continue
+                # the user asked to stop: stop, and say that this checkpoint is missing
+                raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number,  # type: ignore[union-attr]
+                                     fault) from None
+        if self._stopping():
+            raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number)  # type: ignore[union-attr]
 
     def _on_step(self) -> bool:
         return True
@@ -198,6 +212,23 @@ class DurationEstimate(BaseCallback):
                     f"({per_step * 1000:.1f} ms/step over {steps} steps, evaluations not counted); "
                     "Ctrl-C saves a checkpoint, and --resume continues")
         return True
+
+
+def continue_advice(run_dir: Path) -> str:
+    """How to go on with the run in ``run_dir`` after it stopped early, from what its folder holds."""
+    folder = RunFolder(run_dir)
+    try:
+        candidates = checkpoint_candidates(folder.checkpoint_dir)
+        started = folder.config_file.is_file()
+    except OSError:  # a path the system refuses (a name too long): nothing of it was written
+        return "nothing was written"
+    if candidates:
+        step = candidates[0][1]
+        kept = f"the newest complete checkpoint{'' if step is None else f' (step {step})'} is kept"
+        return f"{kept}; then continue with: python train.py --logdir {run_dir} --resume"
+    if started:
+        return "no checkpoint was written; then start over: the same command with --restart"
+    return "nothing was written" if not folder.path.is_dir() else "then run the command again"
 
 
 def format_duration(seconds: float) -> str:

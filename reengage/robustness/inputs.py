@@ -87,14 +87,16 @@ def check_model_file(path: Path) -> Path:
 
 
 def check_out_dir(path: Path) -> Path:
-    """``--out``: a folder (created) that is not an existing file and does not sit under a file."""
+    """``--out``: a folder (created) that is not an existing file and does not sit under a file.
+
+    A folder the system refuses to make (permissions, a read-only or full disk, a name too long) raises the
+    ``OSError``, the parents made for it removed again; ``python -m reengage.certify`` reports it in one line."""
+    from reengage.file_faults import make_folders
+
     for part in [path, *path.parents]:
         if part.exists() and not part.is_dir():
             raise ValueError(f"--out {path}: {part} is a file, not a folder; choose a folder path")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--out {path}: cannot create the folder ({error.strerror})") from None
+    make_folders(path)
     return path
 
 
