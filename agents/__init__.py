@@ -5,9 +5,10 @@ other options of :class:`~reengage.agents.goal_gradient.GoalGradientMixin`. ``Re
 ``ReenGAGESAC``, ``ReenGAGEDQN`` and ``ReenGAGETQC`` (sb3-contrib's TQC) train with SB3's ``train()`` (config key ``trainer: sb3``); their fast
 counterparts are in :mod:`reengage.agents.fast`. ``MultiReenGAGEDDPG`` and ``MultiReenGAGETD3`` train
 fused (``trainer: fast``); ``ReferenceMultiReenGAGEDDPG`` and ``ReferenceMultiReenGAGETD3`` are their SB3
-reference (``trainer: sb3``).
+reference (``trainer: sb3``). ``ReenGAGECrossQ`` refuses to be built (see :mod:`reengage.agents.crossq`).
 """
 
+from .crossq import ReenGAGECrossQ
 from .dqn import DQNGoalGradient, ReenGAGEDQN
 from .deep_sets import DeepSetsActor, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy
 from .goal_gradient import GoalGradientMixin
@@ -29,6 +30,7 @@ __all__ = [
     "ReenGAGESAC",
     "TQCGoalGradient",
     "ReenGAGETQC",
+    "ReenGAGECrossQ",
     "GateGradientMixin",
     "MultiReenGAGEDDPG",
     "MultiReenGAGETD3",
