@@ -87,3 +87,18 @@ def test_fetch_configurations_hold_the_zoo_settings():
     for config in (reach, push):  # TQC + HER as the zoo trains it, without the baselines' DDPG recipe
         assert config["action_noise_std"] is None and config["random_action_prob"] == 0.0
         assert config["n_envs"] == 1 and config["train_freq"] == 1 and config["gradient_steps"] == 1
+
+
+def test_certification_reads_a_tqc_policy_deterministically():
+    """The smoothing adapter asks SAC's family (TQC too) for its deterministic action, as predict() does."""
+    import numpy as np
+
+    from reengage.robustness.smoothing import PolicyAdapter
+
+    env = gym.make("reengage/ContinuousSeek5-v0")
+    model = sb3_contrib.TQC("MultiInputPolicy", env, policy_kwargs=dict(net_arch=[8], n_quantiles=3), seed=0)
+    obs, _ = env.reset(seed=0)
+    adapter = PolicyAdapter.from_sb3(model)
+    actions = adapter.actions(adapter.to_tensors({key: np.repeat(value[None], 4, axis=0) for key, value in obs.items()}))
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(actions, np.repeat(expected[None], 4, axis=0), atol=1e-6)
