@@ -2,12 +2,13 @@
 
 Each takes the SB3 class's arguments plus ``reengage_alpha``, ``reengage_mode``, ``c_low`` and the
 other options of :class:`~reengage.agents.goal_gradient.GoalGradientMixin`. ``ReenGAGEDDPG``, ``ReenGAGETD3``,
-``ReenGAGESAC`` and ``ReenGAGEDQN`` train with SB3's ``train()`` (config key ``trainer: sb3``); their fast
+``ReenGAGESAC``, ``ReenGAGEDQN`` and ``ReenGAGETQC`` (sb3-contrib's TQC) train with SB3's ``train()`` (config key ``trainer: sb3``); their fast
 counterparts are in :mod:`reengage.agents.fast`. ``MultiReenGAGEDDPG`` and ``MultiReenGAGETD3`` train
 fused (``trainer: fast``); ``ReferenceMultiReenGAGEDDPG`` and ``ReferenceMultiReenGAGETD3`` are their SB3
-reference (``trainer: sb3``).
+reference (``trainer: sb3``). ``ReenGAGECrossQ`` refuses to be built (see :mod:`reengage.agents.crossq`).
 """
 
+from .crossq import ReenGAGECrossQ
 from .dqn import DQNGoalGradient, ReenGAGEDQN
 from .deep_sets import DeepSetsActor, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy
 from .goal_gradient import GoalGradientMixin
@@ -17,6 +18,7 @@ from .fast import MultiReenGAGEDDPG, MultiReenGAGETD3
 from .multi_goal import GateGradientMixin, ReferenceMultiReenGAGEDDPG, ReferenceMultiReenGAGETD3
 from .sac import ReenGAGESAC, SACGoalGradient
 from .td3 import ReenGAGEDDPG, ReenGAGETD3, TD3GoalGradient
+from .tqc import ReenGAGETQC, TQCGoalGradient
 
 __all__ = [
     "GoalGradientMixin",
@@ -26,6 +28,9 @@ __all__ = [
     "ReenGAGEDDPG",
     "ReenGAGETD3",
     "ReenGAGESAC",
+    "TQCGoalGradient",
+    "ReenGAGETQC",
+    "ReenGAGECrossQ",
     "GateGradientMixin",
     "MultiReenGAGEDDPG",
     "MultiReenGAGETD3",

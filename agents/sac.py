@@ -16,6 +16,7 @@ own TD target: the term differentiates that very target and draws nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -28,6 +29,27 @@ from .goal_gradient import GoalGradientMixin, ObsDict
 _TANH_EPSILON = 1e-6
 
 
+def reparameterised_action_log_prob(
+    actor: Any, next_obs: ObsDict, use_sde: bool, draw_normal: Callable[[Sequence[int]], Tensor]
+) -> tuple[Tensor, Tensor]:
+    """``a' = tanh(mu + sigma * eps)`` at ``next_obs`` and ``log pi(a' | s')`` as a (B, 1) column, both
+    differentiable in ``next_obs`` (SAC and its relatives: TQC, CrossQ).
+
+    ``eps`` comes from ``draw_normal`` (the mixin's private generator); with gSDE the actor's current
+    exploration matrix gives the noise, through SB3's own distribution (see the module docstring).
+    """
+    if use_sde:
+        next_actions, log_prob = actor.action_log_prob(next_obs)
+        return next_actions, log_prob.reshape(-1, 1)
+    mean, log_std, _ = actor.get_action_dist_params(next_obs)
+    std = log_std.exp()
+    pre_tanh = mean + std * draw_normal(mean.shape)
+    next_actions = torch.tanh(pre_tanh)
+    log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh).sum(dim=1, keepdim=True)
+    log_prob = log_prob - torch.log(1.0 - next_actions**2 + _TANH_EPSILON).sum(dim=1, keepdim=True)
+    return next_actions, log_prob
+
+
 class SACGoalGradient(GoalGradientMixin):
     def _batch_context(self, batch: Any) -> dict[str, Any]:
         # SAC forms its target with the entropy coefficient read before that step's coefficient update
@@ -35,18 +57,12 @@ class SACGoalGradient(GoalGradientMixin):
             return {"ent_coef": torch.exp(self.log_ent_coef.detach()).clone()}
         return {"ent_coef": self.ent_coef_tensor}
 
+    def _next_action_log_prob(self, next_obs: ObsDict) -> tuple[Tensor, Tensor]:
+        """The term's reparameterised target action at s' and its log-probability (B, 1)."""
+        return reparameterised_action_log_prob(self.actor, next_obs, self.use_sde, self._draw_normal)
+
     def _target_value(self, next_obs: ObsDict, batch: Any, context: dict[str, Any]) -> Tensor:
-        if self.use_sde:
-            # the actor's current exploration matrix, through SB3's own gSDE distribution
-            next_actions, log_prob = self.actor.action_log_prob(next_obs)
-            log_prob = log_prob.reshape(-1, 1)
-        else:
-            mean, log_std, _ = self.actor.get_action_dist_params(next_obs)
-            std = log_std.exp()
-            pre_tanh = mean + std * self._draw_normal(mean.shape)
-            next_actions = torch.tanh(pre_tanh)
-            log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh).sum(dim=1, keepdim=True)
-            log_prob = log_prob - torch.log(1.0 - next_actions**2 + _TANH_EPSILON).sum(dim=1, keepdim=True)
+        next_actions, log_prob = self._next_action_log_prob(next_obs)
         next_q = torch.cat(self.critic_target(next_obs, next_actions), dim=1).min(dim=1, keepdim=True).values
         return next_q - context["ent_coef"] * log_prob
 

@@ -25,6 +25,8 @@ class AlgoSpec:
     description: str
     fast_agent: str | None = None  # "module:Class" of the fast training path (config key trainer: fast)
     stock: str | None = None  # the stable-baselines3 class the agent extends, e.g. "DDPG"
+    stock_package: str = "stable_baselines3"  # where the stock class lives (sb3_contrib for TQC and CrossQ)
+    refusal: str | None = None  # why the algorithm cannot be trained here (train.py exits 2 with it), else None
 
 
 ALGOS: dict[str, AlgoSpec] = {
@@ -36,6 +38,15 @@ ALGOS: dict[str, AlgoSpec] = {
                     "reengage.agents.fast:FastReenGAGESAC", "SAC"),
     "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
                     "reengage.agents.fast:FastReenGAGEDQN", "DQN"),
+    "tqc": AlgoSpec("reengage.agents:ReenGAGETQC", True,
+                    "TQC (sb3-contrib, + HER) with the ReenGAGE term on the truncated-quantile target",
+                    "reengage.agents.fast:FastReenGAGETQC", "TQC", "sb3_contrib"),
+    "crossq": AlgoSpec(
+        "reengage.agents:ReenGAGECrossQ", True, "CrossQ (sb3-contrib): refused, see docs/agents.md",
+        None, "CrossQ", "sb3_contrib",
+        refusal=("sb3-contrib's CrossQ takes no dict (goal-conditioned) observations, so neither HER nor a goal "
+                 "gradient can be formed (docs/agents.md)"),
+    ),
     "multi_ddpg": AlgoSpec(
         "reengage.agents:ReferenceMultiReenGAGEDDPG", True,
         "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
@@ -59,12 +70,22 @@ def algo_spec(name: str) -> AlgoSpec:
     return ALGOS[name]
 
 
+def trainable_algo_spec(name: str) -> AlgoSpec:
+    """:func:`algo_spec`, refusing (ValueError naming the trainable ones) an algorithm that cannot be trained here."""
+    spec = algo_spec(name)
+    if spec.refusal is not None:
+        valid = ", ".join(sorted(key for key, other in ALGOS.items() if other.refusal is None))
+        raise ValueError(f"algo {name!r} cannot be trained here: {spec.refusal}; valid algos: {valid}")
+    return spec
+
+
 def _class_name(path: str) -> str:
     return path.partition(":")[2]
 
 
 # every model class name the registry knows: the stock stable-baselines3 classes, then the agents trained here
 STOCK_CLASSES = tuple(dict.fromkeys(spec.stock for spec in ALGOS.values() if spec.stock))
+_STOCK_PACKAGES = {spec.stock: spec.stock_package for spec in ALGOS.values() if spec.stock}
 _AGENT_PATHS = {
     _class_name(path): path
     for spec in ALGOS.values() for path in (spec.agent, spec.fast_agent) if path is not None
@@ -76,9 +97,7 @@ def algorithm_class(name: str) -> type[Any]:
     """The model class called ``name``: a stock stable-baselines3 class (``"TD3"``), an agent of the registry
     (``"ReenGAGETD3"``, ``"FastReenGAGETD3"``), or any other class of :mod:`reengage.agents`."""
     if name in STOCK_CLASSES:
-        import stable_baselines3
-
-        return getattr(stable_baselines3, name)
+        return getattr(importlib.import_module(_STOCK_PACKAGES[name]), name)  # type: ignore[no-any-return]
     if name in _AGENT_PATHS:
         return import_object(_AGENT_PATHS[name])  # type: ignore[return-value]
     import reengage.agents as agents
@@ -95,7 +114,7 @@ def detect_algorithm(model_path: str | Path) -> str:
         data = json.loads(archive.read("data"))
     # SB3 stores the policy class pickled, with its repr ("<class 'stable_baselines3.td3.policies...'>") beside it
     text = json.dumps(data.get("policy_class", {})).lower()
-    for name, tag in (("DQN", ".dqn."), ("SAC", ".sac."), ("TD3", ".td3.")):
+    for name, tag in (("TQC", ".tqc."), ("CrossQ", ".crossq."), ("DQN", ".dqn."), ("SAC", ".sac."), ("TD3", ".td3.")):
         if tag in text:
             return name
     raise ValueError(f"cannot tell the algorithm of {model_path}; pass it explicitly (one of {', '.join(MODEL_CLASSES)})")

@@ -8,7 +8,7 @@ save/load, checkpoints and evaluation stay the parent's):
 * :mod:`.trainer` -- :class:`~.trainer.FastTrainer`, the shell they share (set-up, frozen targets,
   Polyak update, diagnostics);
 * :mod:`.td3` (:class:`FastReenGAGEDDPG`, :class:`FastReenGAGETD3`) with the hand-written step of
-  :mod:`.td3_manual`; :mod:`.sac` (:class:`FastReenGAGESAC`); :mod:`.dqn` (:class:`FastReenGAGEDQN`);
+  :mod:`.td3_manual`; :mod:`.sac` (:class:`FastReenGAGESAC`); :mod:`.tqc` (:class:`FastReenGAGETQC`); :mod:`.dqn` (:class:`FastReenGAGEDQN`);
 * :mod:`.multi_goal` (:class:`MultiReenGAGEDDPG`, :class:`MultiReenGAGETD3`) with the fused
   Multi-ReenGAGE step of :mod:`.multi_goal_update`.
 
@@ -39,6 +39,7 @@ from .dqn import FastReenGAGEDQN
 from .multi_goal import MultiReenGAGEDDPG, MultiReenGAGETD3
 from .sac import FastReenGAGESAC
 from .td3 import FastReenGAGEDDPG, FastReenGAGETD3
+from .tqc import FastReenGAGETQC
 
-__all__ = ["FastReenGAGEDDPG", "FastReenGAGETD3", "FastReenGAGESAC", "FastReenGAGEDQN", "MultiReenGAGEDDPG",
+__all__ = ["FastReenGAGEDDPG", "FastReenGAGETD3", "FastReenGAGESAC", "FastReenGAGEDQN", "FastReenGAGETQC", "MultiReenGAGEDDPG",
            "MultiReenGAGETD3"]

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from reengage.algorithms import ALGOS, trainable_algo_spec
+
 from .config_keys import KEYS, check_config, defaults, top_level_keys
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -222,6 +224,8 @@ def resolve_config(
 ) -> dict[str, Any]:
     """The full configuration of one run, every top-level key of the table present, checked."""
     source = find_config_file(env_id, config_dir)
+    if algo in ALGOS:
+        trainable_algo_spec(algo)  # an algorithm the toolkit names but cannot train says why, before anything else
     if algo not in source.algos:
         raise ValueError(
             f"algo {algo!r} is not configured for {env_id} in {source.path.name}; valid algos: "

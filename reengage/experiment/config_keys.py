@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from reengage.algorithms import algo_spec
+from reengage.algorithms import algo_spec, trainable_algo_spec
 
 NUMBER = (int, float)
 NULL = type(None)
@@ -218,7 +218,7 @@ KEYS: dict[str, ConfigKey] = _keys(
     ConfigKey("n_envs", (int,), 1, "parallel training environments (SubprocVecEnv when > 1)", Range(1)),
     ConfigKey("obs_normalization", (dict, NULL), None,
               "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null",
-              algos=("ddpg", "td3", "sac"), fast=False, off=None, closed=True),
+              algos=("ddpg", "td3", "sac", "tqc"), fast=False, off=None, closed=True),
     ConfigKey("obs_normalization.clip_obs", NUMBER, 200.0, "clip of raw observations", Range(0, low_open=True)),
     ConfigKey("obs_normalization.clip_normalized", NUMBER, 5.0, "clip of normalised observations",
               Range(0, low_open=True)),
@@ -300,6 +300,7 @@ def check_config(config: dict[str, Any]) -> None:
 
 def _check_algorithm(config: dict[str, Any]) -> None:
     algo = config["algo"]
+    trainable_algo_spec(algo)
     for key in KEYS.values():
         if key.algos is not None and algo not in key.algos and is_in_use(config, key.name):
             raise ValueError(f"{key.name} is an option of {', '.join(key.algos)}; algo {algo!r} does not take it")

@@ -17,6 +17,7 @@ Noise is added in the observation's own floating dtype (float64 observations sta
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ class PolicyAdapter:
 
     @classmethod
     def from_sb3(cls, model: Any, device: str | torch.device | None = None) -> "PolicyAdapter":
-        """Adapter for a stable-baselines3 model (DQN, DDPG/TD3, SAC and subclasses such as ReenGAGE agents)."""
+        """Adapter for a stable-baselines3 model (DQN, DDPG/TD3, SAC, TQC and subclasses such as ReenGAGE agents)."""
         policy = model.policy
         policy.set_training_mode(False)
         dev = torch.device(device) if device is not None else policy.device
@@ -112,7 +113,8 @@ class PolicyAdapter:
         elif hasattr(policy, "actor") and isinstance(act_space, spaces.Box):
             low = torch.as_tensor(act_space.low, dtype=torch.float32, device=dev)
             high = torch.as_tensor(act_space.high, dtype=torch.float32, device=dev)
-            is_sac = "sac" in type(policy).__module__.lower()
+            # SAC's family (SAC, TQC, CrossQ) samples unless told deterministic=True; TD3's actor takes no such flag
+            is_sac = "deterministic" in inspect.signature(policy.actor.forward).parameters
             squash = bool(getattr(policy, "squash_output", True)) or is_sac
 
             def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,153 @@
+"""The fast TQC agent: a thin SB3 shell around pure update functions (the target as in :mod:`reengage.agents.tqc`).
+
+The order of the random draws and of the optimiser steps is sb3-contrib's ``TQC.train``: the policy's action
+at s, the entropy coefficient's step, the target action at s', the critic step on the quantile Huber loss
+(plus ``alpha`` times the term), the actor step on ``mean(ent_coef log pi - mean of all quantiles)``, the
+Polyak update. One target forward serves the TD target's truncated quantiles and the term's goal gradient
+(of their mean minus the entropy term), so the term uses the TD target's action sample; the SB3 path's mixin
+draws a second one from its private generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sb3_contrib.common.utils import quantile_huber_loss
+from torch import Tensor, nn
+
+from ..goal_autograd import critic_goal_gradients, with_leaf
+from ..goal_gradient import TermInputs
+from ..targets import td_target
+from ..tqc import ReenGAGETQC, quantile_means, truncated_quantiles
+from .common import (
+    CriticLosses, GoalGradientTerm, Logged, critic_heads, critic_update, prepare_optimisers, record_losses,
+)
+from .sac import entropy_coefficient_step
+from .trainer import FastTrainer
+
+
+def tqc_target_quantiles(
+    actor: Any, critic_target: Any, next_obs: dict[str, Tensor], ent_coef: Tensor, drop_per_net: int
+) -> Tensor:
+    """``z_(i)(s', a') - ent_coef * log pi(a' | s')`` for the kept (truncated) quantiles, (B, N * (M - k))."""
+    next_actions, next_log_prob = actor.action_log_prob(next_obs)
+    kept = truncated_quantiles(critic_target(next_obs, next_actions), drop_per_net)
+    return kept - ent_coef * next_log_prob.reshape(-1, 1)
+
+
+def tqc_critic_losses(
+    actor: Any,
+    critic: Any,
+    critic_target: Any,
+    batch: Any,
+    ent_coef: Tensor,
+    drop_per_net: int,
+    gamma: float,
+    goal_key: str,
+    term_inputs: TermInputs | None,
+) -> CriticLosses:
+    """TQC's quantile Huber loss and, with ``term_inputs``, the ReenGAGE term; ``q_values`` are the nets' means.
+
+    The term's target is the total goal gradient of the mean of the target quantiles (the TD target's own
+    sample); each net's head is the mean of its quantiles.
+    """
+    with_term = term_inputs is not None
+    if with_term:
+        next_obs, next_goal = with_leaf(batch.next_observations, goal_key)
+        with torch.enable_grad():
+            target = tqc_target_quantiles(actor, critic_target, next_obs, ent_coef, drop_per_net)
+            (target_goal_grad,) = torch.autograd.grad(target.mean(dim=1).sum(), next_goal)
+        target = target.detach()
+    else:
+        with torch.no_grad():
+            target = tqc_target_quantiles(actor, critic_target, batch.next_observations, ent_coef, drop_per_net)
+    target_quantiles = td_target(batch, gamma, target).unsqueeze(1)  # (B, 1, kept): broadcasts over the nets
+    quantiles, goal_leaves = critic_heads(
+        lambda obs: critic.extract_features(obs, critic.features_extractor),
+        critic.q_networks,
+        batch.observations,
+        batch.actions,
+        goal_key if with_term else None,
+    )
+    current = torch.stack(quantiles, dim=1)  # (B, N, M), as the critic's forward stacks them
+    td_loss = quantile_huber_loss(current, target_quantiles, sum_over_quantiles=False)
+    q_values = quantile_means(current)
+    if term_inputs is None:
+        return CriticLosses(td_loss, None, q_values)
+    heads = [net_quantiles.mean(dim=1, keepdim=True) for net_quantiles in quantiles]
+    term = GoalGradientTerm.of(term_inputs, critic_goal_gradients(heads, goal_leaves), target_goal_grad)
+    return CriticLosses(td_loss, term, q_values)
+
+
+def tqc_actor_update(
+    actor: Any, critic: Any, observations: Any, actions_pi: Tensor, log_prob: Tensor, ent_coef: Tensor,
+    parameters: list[Tensor],
+) -> Tensor:
+    """TQC's actor step on ``mean(ent_coef * log pi - mean over nets and quantiles of Z(s, a_pi))``."""
+    qf_pi = critic(observations, actions_pi).mean(dim=2).mean(dim=1, keepdim=True)
+    actor_loss = (ent_coef * log_prob - qf_pi).mean()
+    actor.optimizer.zero_grad()
+    actor_loss.backward(inputs=parameters)  # the critic's weight gradients would be thrown away
+    actor.optimizer.step()
+    return actor_loss.detach()
+
+
+class FastReenGAGETQC(FastTrainer, ReenGAGETQC):
+    """:class:`~reengage.agents.ReenGAGETQC` with the fast ``train()`` (see :mod:`reengage.agents.fast`)."""
+
+    def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.critic, self.critic_target)]
+
+    def _fast_unsupported(self) -> list[str]:
+        return ["batch-norm statistics in the critic"] if self.batch_norm_stats else []
+
+    def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
+        """The quantile Huber loss and, when active, the unweighted ReenGAGE term; one target forward."""
+        result = tqc_critic_losses(
+            self.actor, self.critic, self.critic_target, batch, ent_coef, self.top_quantiles_to_drop_per_net,
+            self.gamma, self.reengage_goal_key, self._fast_term_inputs(batch),
+        )
+        if result.term is not None:
+            term = result.term
+            self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, result.q_values, term.mask)
+        return result.td_loss, result.term
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        optimisers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimisers.append(self.ent_coef_optimizer)
+        prepare_optimisers(optimisers)
+        self._update_learning_rate(optimisers)
+        actor_params: list[Tensor] = list(self.actor.parameters())
+        logged: Logged = {key: [] for key in (
+            "train/ent_coef", "train/actor_loss", "train/critic_loss", "train/ent_coef_loss",
+            "train/reengage_loss", "train/reengage_masked_fraction")}
+        buffer = self.replay_buffer
+        assert buffer is not None
+        for gradient_step in range(gradient_steps):
+            batch = buffer.sample(batch_size, env=self._vec_normalize_env)
+            if self.use_sde:
+                self.actor.reset_noise()
+            self._log_diagnostics(batch, self._n_updates + gradient_step)
+            # sb3-contrib's order of draws: the policy's action first, then the target's
+            actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
+            log_prob = log_prob.reshape(-1, 1)
+            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                ent_coef, ent_coef_loss = entropy_coefficient_step(
+                    self.log_ent_coef, self.ent_coef_optimizer, log_prob, float(self.target_entropy)
+                )
+                logged["train/ent_coef_loss"].append(ent_coef_loss)
+            else:
+                ent_coef = self.ent_coef_tensor
+            logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
+            critic_update(self.critic.optimizer, *self.critic_loss(batch, ent_coef), self.reengage_alpha, logged)
+            logged["train/actor_loss"].append(
+                tqc_actor_update(self.actor, self.critic, batch.observations, actions_pi, log_prob, ent_coef,
+                                 actor_params)
+            )
+            if gradient_step % self.target_update_interval == 0:
+                self._polyak_update()
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        record_losses(self.logger, logged)
