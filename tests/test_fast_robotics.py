@@ -113,7 +113,7 @@ def _clip_shares(agent, batch):
 
 
 def test_the_normalisers_chain_rule_is_autograd_through_its_forward():
-    """RunningNormalizer.backward: the raw-value gradient autograd takes through forward, clips included."""
+    """RunningNormalizer.raw_gradient: the raw-value gradient autograd takes through forward, clips included."""
     normaliser = RunningNormalizer(6, clip_obs=3.0, clip_normalized=1.2, std_floor=0.5)
     generator = torch.Generator().manual_seed(1)
     normaliser.update(2 * torch.randn(500, 6, generator=generator) + 0.3)
@@ -122,7 +122,7 @@ def test_the_normalisers_chain_rule_is_autograd_through_its_forward():
     leaf = values.clone().requires_grad_(True)
     output_grad = torch.randn(200, 6, generator=generator)
     (expected,) = torch.autograd.grad((normaliser(leaf) * output_grad).sum(), leaf)
-    got = normaliser.backward(values, output_grad)
+    got = normaliser.raw_gradient(values, output_grad)
     assert torch.equal(got, expected)
     # the factor is 1/std where no clip is active: not the identity, and 0 on a share of the clipped entries
     assert not torch.allclose(got, output_grad) and 0 < float((got == 0).float().mean()) < 1

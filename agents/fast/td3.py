@@ -54,7 +54,9 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
     # ------------------------------------------------------------------ the recipe's options
     def _value_range(self) -> tuple[float, float] | None:
         """The target clip's range when ``target_value_clip`` is on (the recipe mixin), else None."""
-        return self.target_value_range() if getattr(self, "target_value_clip", False) else None  # type: ignore[attr-defined]
+        if not getattr(self, "target_value_clip", False):
+            return None
+        return self.target_value_range()  # type: ignore[attr-defined]
 
     def _action_l2(self) -> float:
         """The actor loss's action L2 weight (the recipe mixin's ``action_l2``; 0 without it)."""

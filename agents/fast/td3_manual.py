@@ -16,7 +16,7 @@ The baselines' robotics recipe runs here too:
 * the observation normaliser (:class:`~reengage.agents.normalizer.NormalizedCombinedExtractor`, each
   network's own copy): every network reads its extractor's output, and every goal gradient is taken with
   respect to the RAW goal by the normaliser's chain rule
-  (:meth:`~reengage.agents.normalizer.RunningNormalizer.backward`: ``/ std``, 0 where a clip is active), as
+  (:meth:`~reengage.agents.normalizer.RunningNormalizer.raw_gradient`: ``/ std``, 0 where a clip is active), as
   autograd takes it through the extractor on the other paths; the term's gradient in the critic's
   raw-goal gradient goes back to its normalised-input gradient through the same (self-adjoint) map;
 * ``value_range``: each target head clipped to ``[c_low / (1 - gamma), 0]`` before the min, passing no
@@ -88,7 +88,7 @@ class ManualTD3Plan:
             return grad
         assert self.goal_key is not None
         raw_goal = observations[self.goal_key].flatten(1).float()
-        return extractor.normalizer_for(self.goal_key).backward(raw_goal, grad)
+        return extractor.normalizer_for(self.goal_key).raw_gradient(raw_goal, grad)
 
     def extractor(self, network: str) -> Any | None:
         """The normaliser in front of ``network`` (a field name of :class:`Normalisers`), None without one."""
@@ -246,8 +246,10 @@ def critic_gradients(
         q_goal_grads: list[Tensor] = []
         if term_inputs is not None:
             assert target_goal_grad is not None and plan.goal_columns is not None
-            q_goal_grads = [plan.raw_goal_gradient(extractor, observations, value_input_gradient(net, us, plan.goal_columns))
-                            for net, us in zip(plan.critics, jacobians)]
+            q_goal_grads = [
+                plan.raw_goal_gradient(extractor, observations, value_input_gradient(net, us, plan.goal_columns))
+                for net, us in zip(plan.critics, jacobians)
+            ]
             term = term_inputs.residuals(q_goal_grads, target_goal_grad)
             term_loss, matched = losses.goal_gradient_loss(term), term.matched
             if alpha > 0:
