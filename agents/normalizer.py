@@ -90,6 +90,23 @@ class RunningNormalizer(nn.Module):
         normalised = (clipped - self.mean) / self.std
         return normalised.clamp(-self.clip_normalized, self.clip_normalized)
 
+    def raw_gradient(self, values: Tensor, output_grad: Tensor) -> Tensor:
+        """The gradient in the raw ``values`` of a function whose gradient in the output of :meth:`forward` is
+        ``output_grad``.
+
+        The chain rule autograd applies through :meth:`forward`, written out for the hand-written updates
+        (:mod:`reengage.agents.fast.td3_manual`): ``output_grad / std`` where neither clip is active and 0
+        where one is. ``torch.clamp`` passes the gradient at its bounds (``low <= x <= high``), and so does
+        this, so the two agree bit for bit. Being linear in ``output_grad``, it is also its own adjoint: the
+        same call carries a loss's gradient in the raw-goal gradient back to the normalised one.
+        """
+        std = self.std
+        clipped = values.clamp(-self.clip_obs, self.clip_obs)
+        normalised = (clipped - self.mean) / std
+        passes = (values.abs() <= self.clip_obs) & (normalised.abs() <= self.clip_normalized)
+        zero = torch.zeros((), dtype=output_grad.dtype, device=output_grad.device)
+        return torch.where(passes, output_grad / std, zero)
+
     def extra_repr(self) -> str:
         return f"size={self.size}, clip_obs={self.clip_obs}, clip_normalized={self.clip_normalized}"
 

@@ -74,7 +74,8 @@ class BaselinesRecipeMixin:
         # hooks are not saved; _setup_model runs again on load, so they come back with the model
         if self.target_value_clip:
             self.critic_target.register_forward_hook(self._clip_target_values)  # type: ignore[attr-defined]
-        if self.action_l2 > 0:
+        # agents that form the actor loss themselves (the fast trainer's) add the penalty there
+        if self.action_l2 > 0 and not getattr(self, "_actor_penalty_in_update", False):
             self.actor.register_forward_hook(self._penalise_actor_output)  # type: ignore[attr-defined]
 
     # ---------------------------------------------------------------- hooks

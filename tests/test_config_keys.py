@@ -51,7 +51,7 @@ def test_the_agent_options_reach_the_agents_that_take_them() -> None:
             if spec.refusal is not None:
                 continue  # an algorithm that refuses to be built takes no options
             # each trainer's class takes the options the table lets that trainer use
-            classes = ([spec.agent] if key.sb3 else []) + ([spec.fast_agent] if key.fast and spec.fast_agent else [])
+            classes = ([spec.agent] if key.sb3 else []) + ([spec.fast_agent] if key.fast_takes(algo) and spec.fast_agent else [])
             for path in classes:
                 accepted = accepted_arguments(import_object(path))  # type: ignore[arg-type]
                 assert accepted is None or argument in accepted, (key.name, algo, path)
@@ -91,4 +91,5 @@ def test_list_keys_prints_every_key_with_what_is_valid(capsys: pytest.CaptureFix
     by_key = {line.split()[0]: line for line in lines}
     assert "in (0, 1]" in by_key["tau"]
     assert "one of full, one_sided" in by_key["algo_kwargs.reengage_matching"]
-    assert "algos ddpg, td3" in by_key["action_l2"] and "trainer sb3 only" in by_key["action_l2"]
+    assert "algos ddpg, td3" in by_key["action_l2"] and "trainer" not in by_key["action_l2"]
+    assert "trainer fast for ddpg, td3, sb3 for the others" in by_key["obs_normalization"]

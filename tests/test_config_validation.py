@@ -158,22 +158,26 @@ def test_continuous_seek_ddpg_matching_default_per_id(env_id, matching):
     assert chosen["algo_kwargs"]["reengage_matching"] == other
 
 
-@pytest.mark.parametrize("assignment, key", [
-    ("obs_normalization={}", "obs_normalization"),
-    ("target_value_clip=true", "target_value_clip"),
-    ("action_l2=0.5", "action_l2"),
-    ("random_action_prob=0.3", "random_action_prob"),
-])
-def test_fast_path_refuses_the_recipe_options_it_does_not_implement(tmp_path, capsys, assignment, key):
-    """The robotics recipe's options run on the SB3 path only: on the fast path they are exit 2, never ignored."""
-    code, err = _main(capsys, "--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg", "--timesteps", "10",
-                      "--logdir", str(tmp_path / "run"), "--set", assignment, "--no-progress")
+@pytest.mark.parametrize("assignment", ["obs_normalization={}", "target_value_clip=true", "action_l2=0.5",
+                                        "random_action_prob=0.3"])
+def test_fast_path_takes_the_recipe_options_for_ddpg_and_td3(assignment):
+    """The robotics recipe runs on the fast path for DDPG and TD3 (tests/test_fast_robotics.py)."""
+    for algo in ("ddpg", "td3"):
+        config = resolve_config("reengage/ContinuousSeek5-v0", algo, 0.2, assignments=[assignment])
+        assert config["trainer"] == "fast"
+
+
+def test_fast_path_refuses_the_normaliser_for_sac(tmp_path, capsys):
+    """SAC's fast update has no verified normaliser path: exit 2 naming the key and the algorithm, never ignored."""
+    code, err = _main(capsys, "--env", "reengage/ContinuousSeek5-v0", "--algo", "sac", "--timesteps", "10",
+                      "--logdir", str(tmp_path / "run"), "--set", "obs_normalization={}", "--no-progress")
     assert code == 2
-    assert f"{key} is supported on the SB3 training path only" in err and "--trainer sb3" in err, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "obs_normalization is supported on the SB3 training path only for algo 'sac'" in err, err
+    assert "--trainer sb3" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
     # the same setting on the SB3 path resolves (train.py would train it)
-    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.0, assignments=[assignment, "trainer=sb3"])
+    config = resolve_config("reengage/ContinuousSeek5-v0", "sac", 0.0,
+                            assignments=["obs_normalization={}", "trainer=sb3"])
     assert config["trainer"] == "sb3"
 
 

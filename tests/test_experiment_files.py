@@ -222,3 +222,56 @@ def test_sac_td3_matching_grids_train_the_generic_ids_defaults(algo: str, suffix
         if run.alpha > 0:
             assignments.append(f"algo_kwargs.reengage_matching={run.config['algo_kwargs']['reengage_matching']}")
         assert run.config == resolve_config("reengage/ContinuousSeek-v0", run.algo, run.alpha, budget, assignments)
+
+SCHEDULE_50_EPOCHS = {"trainer": "fast", "timesteps": 250_000, "n_envs": 2, "train_freq": 50, "gradient_steps": 40,
+                      "batch_size": 256, "eval_freq": 5000, "eval_episodes": 10, "learning_rate": 1e-3, "gamma": 0.98,
+                      "net_arch": [256, 256, 256], "action_l2": 1.0, "random_action_prob": 0.3,
+                      "target_value_clip": True, "action_noise_std": 0.2}
+
+
+@pytest.mark.parametrize("name, env_id, runs", [
+    ("robotics_handreach_50epochs", "HandReach-v3", {("DDPG+HER", 0.0): [0, 1, 2, 3, 4], ("ReenGAGE", 1e-3): [0, 1, 2, 3, 4]}),
+    ("robotics_block_50epochs", "HandManipulateBlock-v1",
+     {("DDPG+HER", 0.0): [0, 1], ("ReenGAGE", 1e-3): [0, 1], ("ReenGAGE G.4 weights", 1e-3): [0, 1]}),
+])
+def test_50_epoch_robotics_files_run_one_baselines_workers_schedule_on_the_fast_trainer(name, env_id, runs) -> None:
+    """50 epochs of 50 cycles x 2 episodes x 50 steps, 40 gradient steps per cycle, evaluated every epoch."""
+    experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
+    found: dict[tuple[str, float], list[int]] = {}
+    for run in experiment.runs:
+        assert run.env_id == env_id and run.algo == "ddpg"
+        assert {key: run.config[key] for key in SCHEDULE_50_EPOCHS} == SCHEDULE_50_EPOCHS
+        assert run.config["obs_normalization"] is not None and run.config["her"]["n_sampled_goal"] == 4
+        found.setdefault((run.variant, run.alpha), []).append(run.seed)
+        weights = run.config["algo_kwargs"].get("reengage_dim_weights", "none")
+        assert weights == ("normalised" if "G.4" in run.variant else "none")
+    assert found == runs and experiment.metric == "eval/success_final"
+    # the 5,000-step epoch: 50 cycles of 100 transitions, 40 gradient steps each
+    config = experiment.runs[0].config
+    cycle = config["train_freq"] * config["n_envs"]
+    assert config["eval_freq"] == 50 * cycle == 5000 and config["timesteps"] // cycle * 40 == 100_000
+
+
+def test_50_epoch_handreach_sweep_crosses_alpha_with_the_matching_form_on_its_own_seeds() -> None:
+    experiment = load_experiment(EXPERIMENTS / "robotics_handreach_50epochs_sweep.yaml")
+    points = {(run.alpha, run.config["algo_kwargs"].get("reengage_matching", "full")) for run in experiment.runs
+              if run.variant == "ReenGAGE"}
+    assert points == {(a, m) for a in (1e-4, 1e-3, 1e-2) for m in ("full", "one_sided")}
+    assert len(experiment.runs) == 3 + 6 * 3 and {run.seed for run in experiment.runs} == {100, 101, 102}
+    for run in experiment.runs:
+        assert {key: run.config[key] for key in SCHEDULE_50_EPOCHS} == SCHEDULE_50_EPOCHS
+    baseline = [run for run in experiment.runs if run.variant == "DDPG+HER"]
+    assert len(baseline) == 3 and all(run.alpha == 0 for run in baseline)
+
+
+def test_full_scale_handreach_file_keeps_the_baselines_cycle_with_19_environments() -> None:
+    """4.75M steps = 50 epochs x 19 workers x 5,000; 2 episodes per environment then 40 gradient steps."""
+    experiment = load_experiment(EXPERIMENTS / "robotics_handreach_full.yaml")
+    assert len(experiment.runs) == 10
+    for run in experiment.runs:
+        config = run.config
+        assert config["trainer"] == "fast" and config["n_envs"] == 19 and config["batch_size"] == 19 * 256
+        cycle = config["train_freq"] * config["n_envs"]
+        assert cycle == 19 * 2 * 50 and config["gradient_steps"] == 40
+        assert config["timesteps"] == 50 * 19 * 5000 and config["eval_freq"] == 50 * cycle
+        assert config["timesteps"] // cycle * 40 == 100_000

@@ -87,9 +87,10 @@ def test_recipe_options_are_refused_for_algorithms_without_them(tmp_path, capsys
     assert ROBOTICS_IDS == ("FetchReach-v4", "HandReach-v3", "HandManipulateBlock-v1")
 
 
-def test_two_environments_train_and_resume_to_the_uninterrupted_result(tmp_path):
-    """n_envs = 2 (subprocesses) with the normaliser and the recipe: a killed run resumes exactly."""
-    settings = ["trainer=sb3", "net_arch=[16,16]", "batch_size=16", "learning_starts=50", "buffer_size=2000", "n_envs=2",
+@pytest.mark.parametrize("trainer", ["sb3", "fast"])
+def test_two_environments_train_and_resume_to_the_uninterrupted_result(tmp_path, trainer):
+    """n_envs = 2 (subprocesses) with the normaliser and the recipe, on either trainer: a killed run resumes exactly."""
+    settings = [f"trainer={trainer}", "net_arch=[16,16]", "batch_size=16", "learning_starts=50", "buffer_size=2000", "n_envs=2",
                 "train_freq=5", "gradient_steps=2", "checkpoint_every=120", "eval_freq=120", "eval_episodes=2",
                 "obs_normalization={}", "target_value_clip=true", "action_l2=1.0", "random_action_prob=0.3"]
     config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, 240, settings)

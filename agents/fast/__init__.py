@@ -32,7 +32,9 @@ the term's target goal gradient uses **the same** target-policy noise sample as 
 target forward), where the SB3 path's mixin draws a second sample of its own. The fused Multi-ReenGAGE
 step keeps SB3's optimiser, Polyak arithmetic and both noise draws.
 
-Options that this path does not implement refuse with a message naming ``trainer: sb3``.
+The baselines' robotics recipe (observation normaliser, target clipping, action L2, random actions) runs on
+the TD3/DDPG agents of this path, in both forms (:mod:`.td3`). Options that this path does not implement refuse
+with a message naming ``trainer: sb3``.
 """
 
 from .dqn import FastReenGAGEDQN

@@ -6,6 +6,18 @@ it is the autograd form (:func:`.common.actor_critic_losses`). Both form TD3's t
 :func:`reengage.agents.targets.td3_target_value` and the term with
 :func:`reengage.losses.goal_gradient_residuals`, and both draw TD3's target-policy noise from torch's
 global generator as SB3 does, the term reusing the TD target's sample (one shared target forward).
+
+The baselines' robotics recipe (:mod:`reengage.agents.recipe`, :mod:`reengage.agents.normalizer`, mixed in
+by :func:`reengage.agents.compose.extended_agent_class`) runs on both forms:
+
+* observation normaliser: the autograd form differentiates through the networks' extractors, the
+  hand-written form applies the normaliser's chain rule itself; either way the goal gradients are raw-goal
+  gradients, as on the SB3 path;
+* ``target_value_clip``: the autograd form calls the target critic, whose forward hook clips; the
+  hand-written form clips each target head itself (:func:`.td3_manual.target_and_goal_gradient`);
+* ``action_l2``: both forms add ``action_l2 * mean(pi(s)^2)`` to the actor loss they form (the SB3 path's
+  gradient hook is not registered on these agents: the fast step's actor pass runs in evaluation mode);
+* ``random_action_prob``: the mixin's ``_sample_action``, as on the SB3 path.
 """
 
 from __future__ import annotations
@@ -35,6 +47,20 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
     #: is a plain ReLU MLP on flattened boxes; otherwise (or False) the autograd form
     manual_update: bool = True
     _fast_excluded = [*FastTrainer._fast_excluded, "_manual_plan_cache"]
+    #: read by :class:`~reengage.agents.recipe.BaselinesRecipeMixin`: the action L2 penalty is part of the
+    #: actor loss formed here, so the mixin registers no gradient hook for it
+    _actor_penalty_in_update = True
+
+    # ------------------------------------------------------------------ the recipe's options
+    def _value_range(self) -> tuple[float, float] | None:
+        """The target clip's range when ``target_value_clip`` is on (the recipe mixin), else None."""
+        if not getattr(self, "target_value_clip", False):
+            return None
+        return self.target_value_range()  # type: ignore[attr-defined]
+
+    def _action_l2(self) -> float:
+        """The actor loss's action L2 weight (the recipe mixin's ``action_l2``; 0 without it)."""
+        return float(getattr(self, "action_l2", 0.0))
 
     def _fast_target_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.critic, self.critic_target), (self.actor, self.actor_target)]
@@ -102,7 +128,7 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
         term_inputs: TermInputs | None = self._fast_term_inputs(batch)
         target_q, target_goal_grad = td3_manual.target_and_goal_gradient(
             plan, batch, self.gamma, noise, self.target_noise_clip, term_inputs is not None,
-            self.reengage_hold_target_action,
+            self.reengage_hold_target_action, self._value_range(),
         )
         step = td3_manual.critic_gradients(plan, batch, target_q, target_goal_grad, term_inputs, self.reengage_alpha)
         if step.term_loss is not None:
@@ -115,6 +141,20 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
             unmatched = 1.0 - step.matched.mean() if step.matched is not None else step.td_loss.new_zeros(())
             logged["train/reengage_masked_fraction"].append(unmatched)
         return step.features
+
+    def _manual_actor_step(self, plan: td3_manual.ManualTD3Plan, batch: Any, features: Tensor) -> Tensor:
+        """The hand-written actor gradients (``features``: the critic's input on the batch); returns the loss."""
+        actor_features = None
+        if plan.normalisers is not None:  # the actor reads its own normaliser's output
+            actor_features = plan.features(plan.normalisers.actor, batch.observations)
+        return td3_manual.actor_gradients(plan, features, actor_features, self._action_l2())
+
+    def _actor_loss(self, observations: Any) -> tuple[Tensor, Tensor]:
+        """The autograd form's actor loss ``-mean Q_1(s, pi(s)) + action_l2 * mean(pi(s)^2)`` and its ``-Q`` part."""
+        actions = self.actor(observations)
+        q_part = -self.critic.q1_forward(observations, actions).mean()
+        l2 = self._action_l2()
+        return (q_part + l2 * actions.pow(2).mean() if l2 > 0 else q_part), q_part
 
     # ------------------------------------------------------------------ the loop
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -133,21 +173,22 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
             self._log_diagnostics(batch, self._n_updates)
             update_actor = self._n_updates % self.policy_delay == 0
             if plan is not None:
-                # (the actor's features are the critic's: both extractors only flatten the same keys)
+                # (the critic's input on the batch is the actor's too unless a normaliser sits in front)
                 features = self._manual_critic_step(plan, batch, logged)
                 if update_actor:
-                    logged["train/actor_loss"].append(td3_manual.actor_gradients(plan, features))
+                    logged["train/actor_loss"].append(self._manual_actor_step(plan, batch, features))
                     self.actor.optimizer.step()
                     self._polyak_update()
                 continue
             critic_update(self.critic.optimizer, *self.critic_loss(batch), self.reengage_alpha, logged)
             if update_actor:
-                actor_loss = -self.critic.q1_forward(batch.observations, self.actor(batch.observations)).mean()
+                actor_loss, q_part = self._actor_loss(batch.observations)
                 self.actor.optimizer.zero_grad()
                 # into the actor only: the critic's weight gradients would be thrown away
                 actor_loss.backward(inputs=actor_params)
                 self.actor.optimizer.step()
-                logged["train/actor_loss"].append(actor_loss.detach())
+                # SB3 logs -Q (its penalty is a gradient hook): the same quantity on both paths
+                logged["train/actor_loss"].append(q_part.detach())
                 self._polyak_update()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         record_losses(self.logger, logged)

@@ -71,7 +71,9 @@ class ConfigKey:
     choices: tuple[str, ...] | None = None  # the valid strings (a key that also takes a list takes any list)
     layers: bool = False  # a list of hidden-layer sizes, each a positive integer
     algos: tuple[str, ...] | None = None  # the algorithms that take it; None: every algorithm
-    fast: bool = True  # False: the fast trainer refuses the key while it is in use (trainer: sb3 takes it)
+    # False: the fast trainer refuses the key while it is in use (trainer: sb3 takes it); a tuple: only these
+    # algorithms take it on the fast trainer
+    fast: bool | tuple[str, ...] = True
     sb3: bool = True  # False: an option of the fast trainer's own update (trainer: sb3 refuses it)
     off: Any = None  # top-level: the value at which the option is not in use (a set dotted key is always in use)
     closed: bool = False  # a mapping whose keys are exactly this table's dotted rows under it
@@ -79,6 +81,10 @@ class ConfigKey:
     @property
     def dotted(self) -> bool:
         return "." in self.name
+
+    def fast_takes(self, algo: str) -> bool:
+        """Whether the fast trainer supports this key for ``algo``."""
+        return self.fast if isinstance(self.fast, bool) else algo in self.fast
 
     def in_use(self, value: Any) -> bool:
         """Whether ``value`` turns the option on (what the algorithm and trainer checks look at)."""
@@ -128,8 +134,10 @@ class ConfigKey:
             parts.append("a list of positive integers")
         if self.algos is not None:
             parts.append(f"algos {', '.join(self.algos)}")
-        if not self.fast:
+        if self.fast is False:
             parts.append("trainer sb3 only")
+        elif self.fast is not True:
+            parts.append(f"trainer fast for {', '.join(self.fast)}, sb3 for the others")
         if not self.sb3:
             parts.append("trainer fast only")
         return "; ".join(parts)
@@ -218,18 +226,18 @@ KEYS: dict[str, ConfigKey] = _keys(
     ConfigKey("n_envs", (int,), 1, "parallel training environments (SubprocVecEnv when > 1)", Range(1)),
     ConfigKey("obs_normalization", (dict, NULL), None,
               "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null",
-              algos=("ddpg", "td3", "sac", "tqc"), fast=False, off=None, closed=True),
+              algos=("ddpg", "td3", "sac", "tqc"), fast=_RECIPE_ALGOS, off=None, closed=True),
     ConfigKey("obs_normalization.clip_obs", NUMBER, 200.0, "clip of raw observations", Range(0, low_open=True)),
     ConfigKey("obs_normalization.clip_normalized", NUMBER, 5.0, "clip of normalised observations",
               Range(0, low_open=True)),
     ConfigKey("obs_normalization.std_floor", NUMBER, 1e-2, "smallest standard deviation divided by",
               Range(0, low_open=True)),
     ConfigKey("target_value_clip", (bool,), False, "clip the target critic's value to [c_low/(1-gamma), 0]",
-              algos=_RECIPE_ALGOS, fast=False, off=False),
+              algos=_RECIPE_ALGOS, off=False),
     ConfigKey("action_l2", NUMBER, 0.0, "weight of the actor's action L2 penalty", Range(0),
-              algos=_RECIPE_ALGOS, fast=False, off=0.0),
+              algos=_RECIPE_ALGOS, off=0.0),
     ConfigKey("random_action_prob", NUMBER, 0.0, "probability of a uniform random action after learning_starts",
-              Range(0, 1), algos=_RECIPE_ALGOS, fast=False, off=0.0),
+              Range(0, 1), algos=_RECIPE_ALGOS, off=0.0),
     ConfigKey("trainer", (str,), "fast", "fast (lean update, the default) or sb3 (stock stable-baselines3 train())",
               choices=("fast", "sb3")),
 )
@@ -315,11 +323,13 @@ def _check_algorithm(config: dict[str, Any]) -> None:
         return
     # the fast path refuses what it does not implement rather than train something that could silently
     # differ from the SB3 path
-    used = [key.name for key in KEYS.values() if not key.fast and is_in_use(config, key.name)]
+    used = [key.name for key in KEYS.values() if not key.fast_takes(algo) and is_in_use(config, key.name)]
     if used:
+        # a key the fast trainer takes for other algorithms names this one
+        for_algo = f" for algo {algo!r}" if any(KEYS[name].fast is not False for name in used) else ""
         raise ValueError(
-            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} supported on the SB3 training path only; "
-            "add --trainer sb3 (or --set trainer=sb3)"
+            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} supported on the SB3 training path only"
+            f"{for_algo}; add --trainer sb3 (or --set trainer=sb3)"
         )
 
 
