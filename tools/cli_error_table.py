@@ -30,17 +30,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECT = "tools/inject_fault.py"
 DEFAULT_OUT = ROOT / "docs" / "cli_errors.md"
 REGENERATE = "python tools/cli_error_table.py"
 WORK = "$WORK"  # how the scratch folder is written in the table
-TINY = ["--no-progress", "--set", "net_arch=[16,16]", "--set", "batch_size=32", "--set", "learning_starts=50",
-        "--set", "buffer_size=2000", "--set", "eval_episodes=2"]
+TINY = [
+    "--no-progress",
+    "--set",
+    "net_arch=[16,16]",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "learning_starts=50",
+    "--set",
+    "buffer_size=2000",
+    "--set",
+    "eval_episodes=2",
+]
 LONG_NAME = "n" * 300  # longer than the 255 bytes a name may have on the usual file systems
 CASE_TIMEOUT_S = 180
 
@@ -71,15 +82,20 @@ def _write_file(relative: str) -> Callable[[Path], None]:
     def setup(work: Path) -> None:
         (work / relative).parent.mkdir(parents=True, exist_ok=True)
         (work / relative).write_text("a file, not a folder\n")
+
     return setup
 
 
 def _busy_folder(work: Path) -> Callable[[], None]:
     """A train.py that owns ``{work}/busy`` while the case runs; stopped (SIGTERM) afterwards."""
     folder = work / "busy"
-    process = subprocess.Popen([sys.executable, "train.py", "--timesteps", "1000000", "--logdir", str(folder), *TINY],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "train.py", "--timesteps", "1000000", "--logdir", str(folder), *TINY],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -97,6 +113,7 @@ def _busy_folder(work: Path) -> Callable[[], None]:
             process.wait(timeout=120)
         except subprocess.TimeoutExpired:
             process.kill()
+
     return stop
 
 
@@ -123,77 +140,191 @@ def cases() -> list[Case]:
         Case("wrong type (policy_kwargs.net_arch)", train(*seek, "--set", "policy_kwargs.net_arch=abc"), 2),
         Case("wrong type (her)", train(*seek, "--set", "her.copy_info_dict=abc"), 2),
         Case("wrong type (env_kwargs)", train(*seek, "--set", "env_kwargs.d=abc"), 2),
+        Case(
+            "a combination stable-baselines3 refuses",
+            train(*seek, "--set", "algo_kwargs.optimize_memory_usage=true"),
+            2,
+        ),
         Case("a class option given as a name", train(*seek, "--set", "policy_kwargs.activation_fn=foo"), 2),
         Case("unknown optimizer argument", train(*seek, "--set", "policy_kwargs.optimizer_kwargs={bogus: 1}"), 2),
-        Case("replay buffer larger than the memory", train(*seek, "--set", "buffer_size=100000000000"), 2,
-             absent=["{work}/bad"]),
-        Case("--logdir inside a file", train("--timesteps", "10", "--logdir", "{work}/file.txt/run"), 2,
-             before=_write_file("file.txt")),
-        Case("run folder trained by another process", train("--timesteps", "10", "--logdir", "{work}/busy"), 2,
-             before=_busy_folder),
-        Case("--resume of a missing folder", train("--logdir", "{work}/missing", "--resume"), 2,
-             absent=["{work}/missing"]),
+        Case(
+            "replay buffer larger than the memory",
+            train(*seek, "--set", "buffer_size=100000000000"),
+            2,
+            absent=["{work}/bad"],
+        ),
+        Case(
+            "--logdir inside a file",
+            train("--timesteps", "10", "--logdir", "{work}/file.txt/run"),
+            2,
+            before=_write_file("file.txt"),
+        ),
+        Case(
+            "run folder trained by another process",
+            train("--timesteps", "10", "--logdir", "{work}/busy"),
+            2,
+            before=_busy_folder,
+        ),
+        Case(
+            "--resume of a missing folder",
+            train("--logdir", "{work}/missing", "--resume"),
+            2,
+            absent=["{work}/missing"],
+        ),
         Case("--resume with a changed setting", train("--logdir", base, "--resume", "--set", "batch_size=64"), 2),
         # -- train.py: faults of the file system ------------------------------------------------------------
-        Case("run folder's parent is read-only", train(*run_tiny, "--logdir", "{work}/ro/run"), 2,
-             fault=["--errno", "EACCES", "--path", "{work}/ro/*"], absent=["{work}/ro/run"]),
-        Case("run folder on a read-only file system", train(*run_tiny, "--logdir", "{work}/rofs/run"), 2,
-             fault=["--errno", "EROFS", "--path", "{work}/rofs/*"], absent=["{work}/rofs/run"]),
-        Case("a name in --logdir longer than 255 bytes",
-             train(*run_tiny, "--logdir", f"{{work}}/new/{LONG_NAME}/run"), 2, absent=["{work}/new"]),
-        Case("disk full when the run starts", train(*run_tiny, "--logdir", "{work}/full0/run"), 1,
-             fault=["--errno", "ENOSPC", "--path", "{work}/full0/run/*"]),
-        Case("disk full at a later checkpoint", train(*run_tiny, "--logdir", "{work}/full1"), 1,
-             fault=["--errno", "ENOSPC", "--path", "*/full1/checkpoint.tmp/state.pkl", "--skip", "2"],
-             absent=["{work}/full1/checkpoint.tmp"]),
-        Case("checkpoint folder made unwritable mid-run", train(*run_tiny, "--logdir", "{work}/ro1"), 2,
-             fault=["--errno", "EACCES", "--path", "*/ro1/checkpoint.tmp", "--skip", "1"]),
-        Case("Ctrl-C whose checkpoint cannot be written (disk full)", train(*run_tiny, "--logdir", "{work}/stop"),
-             130, fault=["--errno", "ENOSPC", "--path", "*/stop/checkpoint.tmp", "--skip", "1",
-                         "--sigint-on", "*/stop/evaluations.csv.tmp"],
-             note="Ctrl-C at step 300, after the step-200 checkpoint"),
+        Case(
+            "run folder's parent is read-only",
+            train(*run_tiny, "--logdir", "{work}/ro/run"),
+            2,
+            fault=["--errno", "EACCES", "--path", "{work}/ro/*"],
+            absent=["{work}/ro/run"],
+        ),
+        Case(
+            "run folder on a read-only file system",
+            train(*run_tiny, "--logdir", "{work}/rofs/run"),
+            2,
+            fault=["--errno", "EROFS", "--path", "{work}/rofs/*"],
+            absent=["{work}/rofs/run"],
+        ),
+        Case(
+            "a name in --logdir longer than 255 bytes",
+            train(*run_tiny, "--logdir", f"{{work}}/new/{LONG_NAME}/run"),
+            2,
+            absent=["{work}/new"],
+        ),
+        Case(
+            "disk full when the run starts",
+            train(*run_tiny, "--logdir", "{work}/full0/run"),
+            1,
+            fault=["--errno", "ENOSPC", "--path", "{work}/full0/run/*"],
+        ),
+        Case(
+            "disk full at a later checkpoint",
+            train(*run_tiny, "--logdir", "{work}/full1"),
+            1,
+            fault=["--errno", "ENOSPC", "--path", "*/full1/checkpoint.tmp/state.pkl", "--skip", "2"],
+            absent=["{work}/full1/checkpoint.tmp"],
+        ),
+        Case(
+            "checkpoint folder made unwritable mid-run",
+            train(*run_tiny, "--logdir", "{work}/ro1"),
+            2,
+            fault=["--errno", "EACCES", "--path", "*/ro1/checkpoint.tmp", "--skip", "1"],
+        ),
+        Case(
+            "Ctrl-C whose checkpoint cannot be written (disk full)",
+            train(*run_tiny, "--logdir", "{work}/stop"),
+            130,
+            fault=[
+                "--errno",
+                "ENOSPC",
+                "--path",
+                "*/stop/checkpoint.tmp",
+                "--skip",
+                "1",
+                "--sigint-on",
+                "*/stop/evaluations.csv.tmp",
+            ],
+            note="Ctrl-C at step 300, after the step-200 checkpoint",
+        ),
         # -- python -m reengage.evaluate --------------------------------------------------------------------
         Case("evaluate: missing run folder", module("reengage.evaluate", "{work}/nowhere"), 2),
         Case("evaluate: --episodes 0", module("reengage.evaluate", base, "--episodes", "0"), 2),
         Case("evaluate: unknown video format", module("reengage.evaluate", base, "--video", "{work}/v.avi2"), 2),
-        Case("evaluate: video into a missing folder", module("reengage.evaluate", base, "--video", "/nonexistent/x.gif"),
-             2, absent=["/nonexistent"]),
-        Case("evaluate: video into a read-only folder",
-             module("reengage.evaluate", base, "--video", "{work}/videos/x.gif"), 2,
-             fault=["--errno", "EACCES", "--path", "{work}/videos/*"], absent=["{work}/videos/x.gif"],
-             before=lambda work: (work / "videos").mkdir()),
-        Case("evaluate: picture on a full disk",
-             module("reengage.evaluate", base, "--picture", "{work}/videos/x.png"), 1,
-             fault=["--errno", "ENOSPC", "--path", "{work}/videos/*"], absent=["{work}/videos/x.png"]),
+        Case(
+            "evaluate: video into a missing folder",
+            module("reengage.evaluate", base, "--video", "/nonexistent/x.gif"),
+            2,
+            absent=["/nonexistent"],
+        ),
+        Case(
+            "evaluate: video into a read-only folder",
+            module("reengage.evaluate", base, "--video", "{work}/videos/x.gif"),
+            2,
+            fault=["--errno", "EACCES", "--path", "{work}/videos/*"],
+            absent=["{work}/videos/x.gif"],
+            before=lambda work: (work / "videos").mkdir(),
+        ),
+        Case(
+            "evaluate: picture on a full disk",
+            module("reengage.evaluate", base, "--picture", "{work}/videos/x.png"),
+            1,
+            fault=["--errno", "ENOSPC", "--path", "{work}/videos/*"],
+            absent=["{work}/videos/x.png"],
+        ),
         # -- python -m reengage.certify ---------------------------------------------------------------------
-        Case("certify: a flag that contradicts the saved smoothing",
-             module("reengage.certify", "--run", base, "--sigma", "0.3", *certify, "--out", "{work}/cert0"), 2,
-             absent=["{work}/cert0"]),
-        Case("certify: --out is a file", module("reengage.certify", "--run", base, *certify, "--out", "{work}/file2.txt"),
-             2, before=_write_file("file2.txt")),
-        Case("certify: --out in a read-only folder",
-             module("reengage.certify", "--run", base, *certify, "--out", "{work}/cert/out"), 2,
-             fault=["--errno", "EACCES", "--path", "{work}/cert*"], absent=["{work}/cert"]),
-        Case("certify: disk full while writing the report",
-             module("reengage.certify", "--run", base, *certify, "--out", "{work}/cert2"), 1,
-             fault=["--errno", "ENOSPC", "--path", "{work}/cert2/*.json"]),
+        Case(
+            "certify: a flag that contradicts the saved smoothing",
+            module("reengage.certify", "--run", base, "--sigma", "0.3", *certify, "--out", "{work}/cert0"),
+            2,
+            absent=["{work}/cert0"],
+        ),
+        Case(
+            "certify: --out is a file",
+            module("reengage.certify", "--run", base, *certify, "--out", "{work}/file2.txt"),
+            2,
+            before=_write_file("file2.txt"),
+        ),
+        Case(
+            "certify: --out in a read-only folder",
+            module("reengage.certify", "--run", base, *certify, "--out", "{work}/cert/out"),
+            2,
+            fault=["--errno", "EACCES", "--path", "{work}/cert*"],
+            absent=["{work}/cert"],
+        ),
+        Case(
+            "certify: disk full while writing the report",
+            module("reengage.certify", "--run", base, *certify, "--out", "{work}/cert2"),
+            1,
+            fault=["--errno", "ENOSPC", "--path", "{work}/cert2/*.json"],
+        ),
         # -- python -m reengage.experiment ------------------------------------------------------------------
         Case("experiment run: unreadable experiment file", module("reengage.experiment", "run", "{work}/file.txt"), 2),
-        Case("experiment run: --results in a read-only folder",
-             module("reengage.experiment", "run", "configs/experiments/smoke.yaml", "--results", "{work}/rores/smoke"),
-             2, fault=["--errno", "EACCES", "--path", "{work}/rores*"], absent=["{work}/rores"]),
-        Case("experiment report: missing results folder", module("reengage.experiment", "report", "{work}/noresults"), 2),
-        Case("experiment report: --out in a read-only folder",
-             module("reengage.experiment", "report", "results/fig8_2_reduced", "--reps", "10", "--out",
-                    "{work}/rep/out"), 2, fault=["--errno", "EACCES", "--path", "{work}/rep*"], absent=["{work}/rep"]),
-        Case("experiment report: disk full", module("reengage.experiment", "report", "results/fig8_2_reduced",
-                                                    "--reps", "10", "--out", "{work}/rep2"), 1,
-             fault=["--errno", "ENOSPC", "--path", "{work}/rep2/*.md"]),
-        Case("experiment report: a name longer than 255 bytes",
-             module("reengage.experiment", "report", "results/fig8_2_reduced", "--reps", "10", "--out",
-                    f"{{work}}/rep3/{LONG_NAME}"), 2, absent=["{work}/rep3"]),
-        Case("experiment records: missing results folder", module("reengage.experiment", "records", "{work}/noresults"),
-             2),
+        Case(
+            "experiment run: --results in a read-only folder",
+            module("reengage.experiment", "run", "configs/experiments/smoke.yaml", "--results", "{work}/rores/smoke"),
+            2,
+            fault=["--errno", "EACCES", "--path", "{work}/rores*"],
+            absent=["{work}/rores"],
+        ),
+        Case(
+            "experiment report: missing results folder", module("reengage.experiment", "report", "{work}/noresults"), 2
+        ),
+        Case(
+            "experiment report: --out in a read-only folder",
+            module(
+                "reengage.experiment", "report", "results/fig8_2_reduced", "--reps", "10", "--out", "{work}/rep/out"
+            ),
+            2,
+            fault=["--errno", "EACCES", "--path", "{work}/rep*"],
+            absent=["{work}/rep"],
+        ),
+        Case(
+            "experiment report: disk full",
+            module("reengage.experiment", "report", "results/fig8_2_reduced", "--reps", "10", "--out", "{work}/rep2"),
+            1,
+            fault=["--errno", "ENOSPC", "--path", "{work}/rep2/*.md"],
+        ),
+        Case(
+            "experiment report: a name longer than 255 bytes",
+            module(
+                "reengage.experiment",
+                "report",
+                "results/fig8_2_reduced",
+                "--reps",
+                "10",
+                "--out",
+                f"{{work}}/rep3/{LONG_NAME}",
+            ),
+            2,
+            absent=["{work}/rep3"],
+        ),
+        Case(
+            "experiment records: missing results folder",
+            module("reengage.experiment", "records", "{work}/noresults"),
+            2,
+        ),
     ]
 
 
@@ -211,10 +342,26 @@ def _fill(text: str, work: Path) -> str:
 
 def _prepare(work: Path) -> None:
     """The finished run the evaluate, certify and resume cases use: tiny, trained under smoothing noise."""
-    result = subprocess.run([sys.executable, "train.py", "--timesteps", "200", "--logdir", str(work / "base"),
-                             "--set", "eval_freq=200", "--set", "observation_noise={kind: gaussian, sigma: 0.1}",
-                             *TINY], cwd=ROOT, capture_output=True, text=True, timeout=CASE_TIMEOUT_S,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--timesteps",
+            "200",
+            "--logdir",
+            str(work / "base"),
+            "--set",
+            "eval_freq=200",
+            "--set",
+            "observation_noise={kind: gaussian, sigma: 0.1}",
+            *TINY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CASE_TIMEOUT_S,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     if result.returncode != 0:
         raise RuntimeError(f"training the base run failed:\n{result.stderr[-3000:]}")
 
@@ -224,8 +371,14 @@ def run_case(case: Case, work: Path) -> Outcome:
     argv = [_fill(part, work) for part in case.argv]
     prefix = [INJECT, *[_fill(part, work) for part in case.fault], "--"] if case.fault else []
     try:
-        result = subprocess.run([sys.executable, *prefix, *argv], cwd=ROOT, capture_output=True, text=True,
-                                timeout=CASE_TIMEOUT_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        result = subprocess.run(
+            [sys.executable, *prefix, *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=CASE_TIMEOUT_S,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     finally:
         if cleanup is not None:
             cleanup()
@@ -253,8 +406,10 @@ def _shown(text: str, work: Path) -> str:
 
 def _command(case: Case) -> str:
     parts = ["python", *case.argv]
-    quoted = [part if part and re.fullmatch(r"[\w./{}=,:$+-]+", part) else "'" + part.replace("'", "'\\''") + "'"
-              for part in parts]
+    quoted = [
+        part if part and re.fullmatch(r"[\w./{}=,:$+-]+", part) else "'" + part.replace("'", "'\\''") + "'"
+        for part in parts
+    ]
     return " ".join(quoted).replace("{work}", WORK).replace(LONG_NAME, "n" * 8 + "...(300 bytes)")
 
 
@@ -292,11 +447,15 @@ def markdown(outcomes: list[Outcome], work: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tools/cli_error_table.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tools/cli_error_table.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=None, help=f"markdown file to write (default {DEFAULT_OUT.relative_to(ROOT)})")
-    parser.add_argument("--only", default=None, help="run only the cases whose name contains this (writes nothing "
-                                                     "unless --out is given)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only the cases whose name contains this (writes nothing unless --out is given)",
+    )
     args = parser.parse_args(argv)
     selected = [case for case in cases() if args.only is None or args.only in case.name]
     if not selected:
@@ -321,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out} ({len(outcomes)} cases, {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     broken = [outcome for outcome in outcomes if outcome.problems]
     for outcome in broken:
-        print(f"broken: {outcome.case.name}: {'; '.join(outcome.problems)}\n  stderr: {outcome.stderr[-2000:]}",
-              file=sys.stderr)
+        print(
+            f"broken: {outcome.case.name}: {'; '.join(outcome.problems)}\n  stderr: {outcome.stderr[-2000:]}",
+            file=sys.stderr,
+        )
     return 1 if broken else 0
 
 

@@ -8,7 +8,6 @@ of them alone (loading a saved model, the benchmarks).
 from __future__ import annotations
 
 import os
-
 import warnings
 from typing import Any
 
@@ -65,6 +64,7 @@ def physical_memory_bytes() -> int | None:
 def replay_memory_bytes(config: dict[str, Any], env: gym.Env) -> int:
     """A lower bound of the replay buffer's memory: ``buffer_size`` transitions of an observation, the next
     observation and an action (rewards, flags and any relabelling index come on top)."""
+
     def nbytes(space: gym.Space) -> int:
         if isinstance(space, gym.spaces.Dict):
             return sum(nbytes(child) for child in space.spaces.values())
@@ -133,8 +133,9 @@ def _agent_class(config: dict[str, Any], spec: AlgoSpec, extensions: Extensions)
         base = import_object(spec.fast_agent)
     else:
         if config.get("trainer", "fast") == "fast":
-            warnings.warn(f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path",
-                          stacklevel=3)
+            warnings.warn(
+                f"the fast trainer has no {config['algo']!r} agent yet; training on the stock SB3 path", stacklevel=3
+            )
         base = import_object(spec.agent)
     return extensions.agent_class(base)  # type: ignore[arg-type]
 
@@ -145,8 +146,9 @@ def sb3_arguments(config: dict[str, Any], env: VecEnv, seed: int, device: str = 
     return _sb3_arguments(config, algo_spec(config["algo"]), env, seed, device)
 
 
-def _sb3_arguments(config: dict[str, Any], spec: AlgoSpec, env: VecEnv, seed: int,
-                   device: str) -> tuple[Any, dict[str, Any]]:
+def _sb3_arguments(
+    config: dict[str, Any], spec: AlgoSpec, env: VecEnv, seed: int, device: str
+) -> tuple[Any, dict[str, Any]]:
     policy_kwargs = {"net_arch": list(config["net_arch"]), **config["policy_kwargs"]}
     kwargs: dict[str, Any] = {
         "learning_rate": config["learning_rate"],
@@ -200,4 +202,12 @@ def build_agent(config: dict[str, Any], env: VecEnv, seed: int, device: str = "c
     policy, kwargs = _sb3_arguments(config, spec, env, seed, device)
     kwargs["policy_kwargs"].update(extensions.policy_kwargs())
     agent = _agent_class(config, spec, extensions)
-    return agent(policy, env, **reengage_arguments(config), **kwargs, **extensions.agent_kwargs())
+    try:
+        return agent(policy, env, **reengage_arguments(config), **kwargs, **extensions.agent_kwargs())
+    except AssertionError as error:
+        # stable-baselines3 checks combinations of settings with assertions (optimize_memory_usage with a
+        # dictionary replay buffer, ...): they are the user's settings, answered like every other bad setting
+        raise ValueError(
+            f"{agent.__name__} refuses these settings: {error or 'an assertion of its constructor failed'} "
+            "(python train.py --list-keys describes every key)"
+        ) from error

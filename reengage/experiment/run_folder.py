@@ -34,10 +34,11 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -166,6 +167,13 @@ def own_run_folder(path: str | Path, create: bool = True) -> Iterator[None]:
         _OWNED[key] = [handle, 1]
         try:
             yield
+        except ValueError:
+            # a start refused after the folder was made for it (stable-baselines3 refusing a combination of
+            # settings) leaves nothing behind, so the corrected command starts as if this one had not run
+            if made and [entry.name for entry in path.iterdir()] == [LOCK_FILE]:
+                (path / LOCK_FILE).unlink()
+                remove_made_folders(made)
+            raise
         finally:
             del _OWNED[key]
     finally:
@@ -380,8 +388,12 @@ class RunFolder:
         removed: list[Path] = []
         if not self.path.is_dir():
             return removed
-        for folder in (self.checkpoint_dir, staging_checkpoint(self.checkpoint_dir),
-                       previous_checkpoint(self.checkpoint_dir), self.path / _OLD_CHECKPOINT_DIR):
+        for folder in (
+            self.checkpoint_dir,
+            staging_checkpoint(self.checkpoint_dir),
+            previous_checkpoint(self.checkpoint_dir),
+            self.path / _OLD_CHECKPOINT_DIR,
+        ):
             if folder.exists():
                 shutil.rmtree(folder)
                 removed.append(folder)
