@@ -8,6 +8,7 @@ mixin draws a second one from its private generator).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,6 +18,10 @@ from ..goal_autograd import ObsDict
 from ..sac import ReenGAGESAC
 from .common import GoalGradientTerm, Logged, actor_critic_losses, critic_update, prepare_optimisers, record_losses
 from .trainer import FastTrainer
+
+# (actor, critic, observations, policy actions, their log-probabilities, entropy coefficient, actor parameters)
+# -> the actor loss, after the actor's optimiser step
+ActorUpdate = Callable[[Any, Any, ObsDict, Tensor, Tensor, Tensor, list[Tensor]], Tensor]
 
 
 def entropy_coefficient_step(
@@ -40,7 +45,12 @@ def sac_target_value(actor: Any, critic_target: Any, next_obs: ObsDict, ent_coef
 
 
 def actor_update(
-    actor: Any, critic: Any, observations: Any, actions_pi: Tensor, log_prob: Tensor, ent_coef: Tensor,
+    actor: Any,
+    critic: Any,
+    observations: Any,
+    actions_pi: Tensor,
+    log_prob: Tensor,
+    ent_coef: Tensor,
     parameters: list[Tensor],
 ) -> Tensor:
     """SAC's actor step on ``mean(ent_coef * log pi - min_j Q_j(s, a_pi))``, back-propagated into the actor only."""
@@ -50,6 +60,58 @@ def actor_update(
     actor_loss.backward(inputs=parameters)  # the critic's weight gradients would be thrown away
     actor.optimizer.step()
     return actor_loss.detach()
+
+
+def train_entropy_regularised(agent: Any, gradient_steps: int, batch_size: int, update_actor: ActorUpdate) -> None:
+    """The gradient steps of SAC and of TQC (sb3-contrib follows SAC's order of draws and optimiser steps): per step,
+    the policy's action and log-probability, the entropy coefficient's step, the critic's step through
+    ``agent.critic_loss`` (the algorithm's TD loss and its ReenGAGE term), ``update_actor``, the Polyak update."""
+    optimisers = [agent.actor.optimizer, agent.critic.optimizer]
+    if agent.ent_coef_optimizer is not None:
+        optimisers.append(agent.ent_coef_optimizer)
+    prepare_optimisers(optimisers)
+    agent._update_learning_rate(optimisers)
+    actor_params: list[Tensor] = list(agent.actor.parameters())
+    logged: Logged = {
+        key: []
+        for key in (
+            "train/ent_coef",
+            "train/actor_loss",
+            "train/critic_loss",
+            "train/ent_coef_loss",
+            "train/reengage_loss",
+            "train/reengage_masked_fraction",
+        )
+    }
+    buffer = agent.replay_buffer
+    assert buffer is not None
+    for gradient_step in range(gradient_steps):
+        batch = buffer.sample(batch_size, env=agent._vec_normalize_env)
+        if agent.use_sde:
+            # gSDE: a fresh exploration matrix for this step, as SB3 draws it (the term's target uses it too)
+            agent.actor.reset_noise()
+        agent._log_diagnostics(batch, agent._n_updates + gradient_step)
+        # the same draws in the same order as SB3: the policy's action first, then the target's
+        actions_pi, log_prob = agent.actor.action_log_prob(batch.observations)
+        log_prob = log_prob.reshape(-1, 1)
+        if agent.ent_coef_optimizer is not None and agent.log_ent_coef is not None:
+            ent_coef, ent_coef_loss = entropy_coefficient_step(
+                agent.log_ent_coef, agent.ent_coef_optimizer, log_prob, float(agent.target_entropy)
+            )
+            logged["train/ent_coef_loss"].append(ent_coef_loss)
+        else:
+            ent_coef = agent.ent_coef_tensor
+        logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
+        td_loss, term = agent.critic_loss(batch, ent_coef)
+        critic_update(agent.critic.optimizer, td_loss, term, agent.reengage_alpha, logged)
+        logged["train/actor_loss"].append(
+            update_actor(agent.actor, agent.critic, batch.observations, actions_pi, log_prob, ent_coef, actor_params)
+        )
+        if gradient_step % agent.target_update_interval == 0:
+            agent._polyak_update()
+    agent._n_updates += gradient_steps
+    agent.logger.record("train/n_updates", agent._n_updates, exclude="tensorboard")
+    record_losses(agent.logger, logged)
 
 
 class FastReenGAGESAC(FastTrainer, ReenGAGESAC):
@@ -69,8 +131,13 @@ class FastReenGAGESAC(FastTrainer, ReenGAGESAC):
     def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
         """SAC's TD loss (with SB3's factor 1/2) and, when active, the unweighted ReenGAGE term; one target forward."""
         result = actor_critic_losses(
-            self.critic, lambda obs: sac_target_value(self.actor, self.critic_target, obs, ent_coef), batch,
-            self.gamma, 0.5, self.reengage_goal_key, self._fast_term_inputs(batch),
+            self.critic,
+            lambda obs: sac_target_value(self.actor, self.critic_target, obs, ent_coef),
+            batch,
+            self.gamma,
+            0.5,
+            self.reengage_goal_key,
+            self._fast_term_inputs(batch),
         )
         if result.term is not None:
             term = result.term
@@ -78,40 +145,4 @@ class FastReenGAGESAC(FastTrainer, ReenGAGESAC):
         return result.td_loss, result.term
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        optimisers = [self.actor.optimizer, self.critic.optimizer]
-        if self.ent_coef_optimizer is not None:
-            optimisers.append(self.ent_coef_optimizer)
-        prepare_optimisers(optimisers)
-        self._update_learning_rate(optimisers)
-        actor_params: list[Tensor] = list(self.actor.parameters())
-        logged: Logged = {key: [] for key in (
-            "train/ent_coef", "train/actor_loss", "train/critic_loss", "train/ent_coef_loss",
-            "train/reengage_loss", "train/reengage_masked_fraction")}
-        buffer = self.replay_buffer
-        assert buffer is not None
-        for gradient_step in range(gradient_steps):
-            batch = buffer.sample(batch_size, env=self._vec_normalize_env)
-            if self.use_sde:
-                # gSDE: a fresh exploration matrix for this step, as SB3 draws it (the term's target uses it too)
-                self.actor.reset_noise()
-            self._log_diagnostics(batch, self._n_updates + gradient_step)
-            # the same draws in the same order as SB3: the policy's action first, then the target's
-            actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
-            log_prob = log_prob.reshape(-1, 1)
-            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                ent_coef, ent_coef_loss = entropy_coefficient_step(
-                    self.log_ent_coef, self.ent_coef_optimizer, log_prob, float(self.target_entropy)
-                )
-                logged["train/ent_coef_loss"].append(ent_coef_loss)
-            else:
-                ent_coef = self.ent_coef_tensor
-            logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
-            critic_update(self.critic.optimizer, *self.critic_loss(batch, ent_coef), self.reengage_alpha, logged)
-            logged["train/actor_loss"].append(
-                actor_update(self.actor, self.critic, batch.observations, actions_pi, log_prob, ent_coef, actor_params)
-            )
-            if gradient_step % self.target_update_interval == 0:
-                self._polyak_update()
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        record_losses(self.logger, logged)
+        train_entropy_regularised(self, gradient_steps, batch_size, actor_update)

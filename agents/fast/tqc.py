@@ -21,9 +21,11 @@ from ..goal_gradient import TermInputs
 from ..targets import td_target
 from ..tqc import ReenGAGETQC, quantile_means, truncated_quantiles
 from .common import (
-    CriticLosses, GoalGradientTerm, Logged, critic_heads, critic_update, prepare_optimisers, record_losses,
+    CriticLosses,
+    GoalGradientTerm,
+    critic_heads,
 )
-from .sac import entropy_coefficient_step
+from .sac import train_entropy_regularised
 from .trainer import FastTrainer
 
 
@@ -81,7 +83,12 @@ def tqc_critic_losses(
 
 
 def tqc_actor_update(
-    actor: Any, critic: Any, observations: Any, actions_pi: Tensor, log_prob: Tensor, ent_coef: Tensor,
+    actor: Any,
+    critic: Any,
+    observations: Any,
+    actions_pi: Tensor,
+    log_prob: Tensor,
+    ent_coef: Tensor,
     parameters: list[Tensor],
 ) -> Tensor:
     """TQC's actor step on ``mean(ent_coef * log pi - mean over nets and quantiles of Z(s, a_pi))``."""
@@ -105,8 +112,15 @@ class FastReenGAGETQC(FastTrainer, ReenGAGETQC):
     def critic_loss(self, batch: Any, ent_coef: Tensor) -> tuple[Tensor, GoalGradientTerm | None]:
         """The quantile Huber loss and, when active, the unweighted ReenGAGE term; one target forward."""
         result = tqc_critic_losses(
-            self.actor, self.critic, self.critic_target, batch, ent_coef, self.top_quantiles_to_drop_per_net,
-            self.gamma, self.reengage_goal_key, self._fast_term_inputs(batch),
+            self.actor,
+            self.critic,
+            self.critic_target,
+            batch,
+            ent_coef,
+            self.top_quantiles_to_drop_per_net,
+            self.gamma,
+            self.reengage_goal_key,
+            self._fast_term_inputs(batch),
         )
         if result.term is not None:
             term = result.term
@@ -114,40 +128,4 @@ class FastReenGAGETQC(FastTrainer, ReenGAGETQC):
         return result.td_loss, result.term
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        optimisers = [self.actor.optimizer, self.critic.optimizer]
-        if self.ent_coef_optimizer is not None:
-            optimisers.append(self.ent_coef_optimizer)
-        prepare_optimisers(optimisers)
-        self._update_learning_rate(optimisers)
-        actor_params: list[Tensor] = list(self.actor.parameters())
-        logged: Logged = {key: [] for key in (
-            "train/ent_coef", "train/actor_loss", "train/critic_loss", "train/ent_coef_loss",
-            "train/reengage_loss", "train/reengage_masked_fraction")}
-        buffer = self.replay_buffer
-        assert buffer is not None
-        for gradient_step in range(gradient_steps):
-            batch = buffer.sample(batch_size, env=self._vec_normalize_env)
-            if self.use_sde:
-                self.actor.reset_noise()
-            self._log_diagnostics(batch, self._n_updates + gradient_step)
-            # sb3-contrib's order of draws: the policy's action first, then the target's
-            actions_pi, log_prob = self.actor.action_log_prob(batch.observations)
-            log_prob = log_prob.reshape(-1, 1)
-            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                ent_coef, ent_coef_loss = entropy_coefficient_step(
-                    self.log_ent_coef, self.ent_coef_optimizer, log_prob, float(self.target_entropy)
-                )
-                logged["train/ent_coef_loss"].append(ent_coef_loss)
-            else:
-                ent_coef = self.ent_coef_tensor
-            logged["train/ent_coef"].append(ent_coef.detach().reshape(()))
-            critic_update(self.critic.optimizer, *self.critic_loss(batch, ent_coef), self.reengage_alpha, logged)
-            logged["train/actor_loss"].append(
-                tqc_actor_update(self.actor, self.critic, batch.observations, actions_pi, log_prob, ent_coef,
-                                 actor_params)
-            )
-            if gradient_step % self.target_update_interval == 0:
-                self._polyak_update()
-        self._n_updates += gradient_steps
-        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        record_losses(self.logger, logged)
+        train_entropy_regularised(self, gradient_steps, batch_size, tqc_actor_update)
