@@ -33,23 +33,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument("--timesteps", type=int, default=None, help="environment steps (default: config)")
     parser.add_argument("--logdir", default=None, help="run folder (default: runs/<env>/<algo>_a<alpha>_s<seed>)")
-    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key; dotted keys reach into mappings (her.n_sampled_goal=8)")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key; dotted keys reach into mappings (her.n_sampled_goal=8)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: 256-wide networks gain little from more, and "
-                             "parallel runs oversubscribe the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: 256-wide networks gain little from more, and "
+        "parallel runs oversubscribe the cores)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (0: none)")
-    parser.add_argument("--trainer", choices=("fast", "sb3"), default=None,
-                        help="training path: fast (default: lean update) or sb3 (stock stable-baselines3 train())")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --logdir from its checkpoint, with its saved settings")
-    parser.add_argument("--restart", action="store_true",
-                        help="delete what a run wrote in --logdir (config, logs, checkpoints, model) and start over")
+    parser.add_argument(
+        "--trainer",
+        choices=("fast", "sb3"),
+        default=None,
+        help="training path: fast (default: lean update) or sb3 (stock stable-baselines3 train())",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --logdir from its checkpoint, with its saved settings",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="delete what a run wrote in --logdir (config, logs, checkpoints, model) and start over",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--list-envs", action="store_true", help="print the configured env ids and exit")
-    parser.add_argument("--list-keys", action="store_true",
-                        help="print the config keys (meaning, default, valid values, algorithms) and exit")
+    parser.add_argument(
+        "--list-keys",
+        action="store_true",
+        help="print the config keys (meaning, default, valid values, algorithms) and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_stop_at_once() -> None:
     ignore_stop_signals()
-    print("train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
-          "(continue with --resume, or start over with --restart)", file=sys.stderr)
+    print(
+        "train.py: stopped at once; the run folder keeps its newest complete checkpoint, if it has one "
+        "(continue with --resume, or start over with --restart)",
+        file=sys.stderr,
+    )
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -93,8 +119,12 @@ def _main(argv: list[str] | None = None) -> int:
 
         print("\n".join(describe_keys()))
         return 0
-    for option, value in (("--env", args.env), ("--algo", args.algo), ("--logdir", args.logdir),
-                          ("--device", args.device)):
+    for option, value in (
+        ("--env", args.env),
+        ("--algo", args.algo),
+        ("--logdir", args.logdir),
+        ("--device", args.device),
+    ):
         if value is not None and not value.strip():
             # an empty value would silently fall back to the default
             return _error(f"{option} is empty; give a value or leave {option} out for the default")
@@ -118,21 +148,24 @@ def _main(argv: list[str] | None = None) -> int:
     logdir = args.logdir
     try:
         if not args.resume or logdir is None:
-            config = resolve_config(args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, args.alpha, args.timesteps,
-                                    assignments)
+            config = resolve_config(
+                args.env or DEFAULT_ENV, args.algo or DEFAULT_ALGO, args.alpha, args.timesteps, assignments
+            )
             seed = DEFAULT_SEED if args.seed is None else args.seed
             logdir = logdir or (
                 f"runs/{config['env_id'].replace('/', '_')}/{config['algo']}_a{config['reengage_alpha']:g}_s{seed}"
             )
         if args.resume:
             check_logdir_path(logdir)
-            config, seed = config_for_resume(read_saved_config(logdir), args.env, args.algo, args.alpha,
-                                             args.timesteps, assignments)
+            config, seed = config_for_resume(
+                read_saved_config(logdir), args.env, args.algo, args.alpha, args.timesteps, assignments
+            )
             if args.seed is not None and args.seed != seed:
-                return _error(f"--resume with --seed {args.seed} would not continue the run in {logdir} "
-                              f"(saved seed {seed}); leave --seed out")
-        train_run(config, seed, logdir, args.device, args.resume, progress=not args.no_progress,
-                  restart=args.restart)
+                return _error(
+                    f"--resume with --seed {args.seed} would not continue the run in {logdir} "
+                    f"(saved seed {seed}); leave --seed out"
+                )
+        train_run(config, seed, logdir, args.device, args.resume, progress=not args.no_progress, restart=args.restart)
     except ValueError as error:
         return _error(str(error))
     except OSError as fault:

@@ -9,12 +9,12 @@ reference (``trainer: sb3``). ``ReenGAGECrossQ`` refuses to be built (see :mod:`
 """
 
 from .crossq import ReenGAGECrossQ
-from .dqn import DQNGoalGradient, ReenGAGEDQN
 from .deep_sets import DeepSetsActor, DeepSetsCritic, DeepSetsEncoder, DeepSetsTD3Policy
+from .dqn import DQNGoalGradient, ReenGAGEDQN
+from .fast import MultiReenGAGEDDPG, MultiReenGAGETD3
 from .goal_gradient import GoalGradientMixin
 from .goal_set_replay import GoalSetReplayBuffer, GoalSetReplaySamples
 from .her_replay import FastHerReplayBuffer
-from .fast import MultiReenGAGEDDPG, MultiReenGAGETD3
 from .multi_goal import GateGradientMixin, ReferenceMultiReenGAGEDDPG, ReferenceMultiReenGAGETD3
 from .sac import ReenGAGESAC, SACGoalGradient
 from .td3 import ReenGAGEDDPG, ReenGAGETD3, TD3GoalGradient

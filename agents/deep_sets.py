@@ -277,7 +277,10 @@ class DeepSetsTD3Policy(TD3Policy):
             raise ValueError("share_features_extractor is not used here; share the set encoder with share_encoder=True")
         # SB3 and the project's builder pass these generic policy arguments; they do not apply here
         ignored = {
-            "share_features_extractor", "features_extractor_class", "features_extractor_kwargs", "normalize_images"
+            "share_features_extractor",
+            "features_extractor_class",
+            "features_extractor_kwargs",
+            "normalize_images",
         }
         unknown = set(unused) - ignored
         if unknown:

@@ -213,11 +213,11 @@ def collect_goal_gradient_diagnostics(agent: DiagnosedAgent, batch: Any, context
         # TD3-family agents (TD3GoalGradient) can hold the target action fixed: the partial derivative
         held = getattr(agent, "reengage_hold_target_action", None)
         if held is not None:
-            setattr(agent, "reengage_hold_target_action", True)
+            agent.reengage_hold_target_action = True
             try:
                 partial_grad = agent.target_goal_gradient(batch, context)
             finally:
-                setattr(agent, "reengage_hold_target_action", held)
+                agent.reengage_hold_target_action = held
     finally:
         agent.set_reengage_rng_state(state)
 
@@ -263,7 +263,5 @@ def collect_goal_gradient_diagnostics(agent: DiagnosedAgent, batch: Any, context
 def critic_gradients(optimizer: torch.optim.Optimizer) -> list[Tensor | None]:
     """Copies of the ``.grad`` of every parameter the optimiser steps (``None`` where there is none)."""
     return [
-        None if p.grad is None else p.grad.detach().clone()
-        for group in optimizer.param_groups
-        for p in group["params"]
+        None if p.grad is None else p.grad.detach().clone() for group in optimizer.param_groups for p in group["params"]
     ]

@@ -362,7 +362,9 @@ def bounds_goal_weights(goal_space: Any) -> Tensor:
     """App. G.4's sigma_i^2 for a goal spread uniformly over its declared Box bounds: ``(high - low)^2 / 12``."""
     low, high = np.asarray(goal_space.low, dtype=np.float64), np.asarray(goal_space.high, dtype=np.float64)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-        raise ValueError("reengage_dim_weights='bounds' needs a goal space with finite bounds; use 'none' or 'normalised'")
+        raise ValueError(
+            "reengage_dim_weights='bounds' needs a goal space with finite bounds; use 'none' or 'normalised'"
+        )
     return losses.normalised_goal_weights(torch.as_tensor((high - low) / np.sqrt(12.0), dtype=torch.float32))
 
 

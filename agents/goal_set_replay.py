@@ -98,9 +98,7 @@ class GoalSetReplayBuffer(BaseBuffer):
         goal_shape = observation_space.spaces[goals_key].shape
         gate_shape = observation_space.spaces[gates_key].shape
         if len(goal_shape) != 2 or gate_shape != goal_shape[:1]:
-            raise ValueError(
-                f"goals must be (n_max, goal_dim) and gates (n_max,); got {goal_shape} and {gate_shape}"
-            )
+            raise ValueError(f"goals must be (n_max, goal_dim) and gates (n_max,); got {goal_shape} and {gate_shape}")
         self.n_max = int(goal_shape[0])
         self.step_keys = [key for key in observation_space.spaces if key not in (goals_key, gates_key)]
         size = (self.buffer_size, self.n_envs)

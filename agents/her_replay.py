@@ -40,7 +40,8 @@ It subclasses SB3's class so that SB3's algorithms pass it the env and re-attach
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -190,8 +191,10 @@ class FastHerReplayBuffer(HerReplayBuffer):
                     setattr(self, name, self._full_capacity(getattr(self, name)))
 
     def _full_capacity(self, rows: np.ndarray) -> np.ndarray:
-        full = np.zeros((self.buffer_size,) + rows.shape[1:], dtype=rows.dtype) if rows.dtype != object else (
-            np.empty((self.buffer_size,) + rows.shape[1:], dtype=object)
+        full = (
+            np.zeros((self.buffer_size,) + rows.shape[1:], dtype=rows.dtype)
+            if rows.dtype != object
+            else (np.empty((self.buffer_size,) + rows.shape[1:], dtype=object))
         )
         full[: len(rows)] = rows
         return full
@@ -289,9 +292,9 @@ class FastHerReplayBuffer(HerReplayBuffer):
 
     def _reward_function(self) -> RewardFunction:
         if self._reward_fn is None:
-            assert (
-                self.env is not None
-            ), "You must initialize HerReplayBuffer with a VecEnv so it can compute rewards for virtual transitions"
+            assert self.env is not None, (
+                "You must initialize HerReplayBuffer with a VecEnv so it can compute rewards for virtual transitions"
+            )
             self._reward_fn = batch_reward_function(self.env)
         return self._reward_fn
 

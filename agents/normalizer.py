@@ -42,7 +42,9 @@ class RunningNormalizer(nn.Module):
     target networks as batch-norm statistics.
     """
 
-    def __init__(self, size: int, clip_obs: float = 200.0, clip_normalized: float = 5.0, std_floor: float = 1e-2) -> None:
+    def __init__(
+        self, size: int, clip_obs: float = 200.0, clip_normalized: float = 5.0, std_floor: float = 1e-2
+    ) -> None:
         super().__init__()
         if clip_obs <= 0 or clip_normalized <= 0 or std_floor <= 0:
             raise ValueError(
@@ -150,7 +152,10 @@ class NormalizedCombinedExtractor(BaseFeaturesExtractor):
             if group_sizes.setdefault(group, sizes[key]) != sizes[key]:
                 raise ValueError(f"goal keys {goal_keys} must have the same size to share statistics")
         self.normalizers = nn.ModuleDict(
-            {group: RunningNormalizer(size, clip_obs, clip_normalized, std_floor) for group, size in group_sizes.items()}
+            {
+                group: RunningNormalizer(size, clip_obs, clip_normalized, std_floor)
+                for group, size in group_sizes.items()
+            }
         )
 
     def normalizer_for(self, key: str) -> RunningNormalizer:
@@ -186,7 +191,9 @@ def goal_std(policy: nn.Module, goal_key: str = "desired_goal") -> Tensor | None
     return extractors[0].normalizer_for(goal_key).std
 
 
-def normalizer_policy_kwargs(clip_obs: float = 200.0, clip_normalized: float = 5.0, std_floor: float = 1e-2) -> dict[str, Any]:
+def normalizer_policy_kwargs(
+    clip_obs: float = 200.0, clip_normalized: float = 5.0, std_floor: float = 1e-2
+) -> dict[str, Any]:
     """``policy_kwargs`` entries that put the normaliser in front of every network of the policy."""
     return {
         "features_extractor_class": NormalizedCombinedExtractor,
@@ -212,8 +219,15 @@ class ObservationNormalizerMixin:
         if getattr(self, "_vec_normalize_env", None) is not None:
             raise ValueError("observation normalisation inside the policy and VecNormalize are exclusive: use one")
 
-    def _store_transition(self, replay_buffer: Any, buffer_action: np.ndarray, new_obs: Any, reward: np.ndarray,
-                          dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+    def _store_transition(
+        self,
+        replay_buffer: Any,
+        buffer_action: np.ndarray,
+        new_obs: Any,
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
         # new_obs: the raw observation each environment now shows (the reset one after an episode ends)
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)  # type: ignore[misc]
         for extractor in normalizing_extractors(self.policy):  # type: ignore[attr-defined]

@@ -92,7 +92,9 @@ class BaselinesRecipeMixin:
         return actions
 
     # ---------------------------------------------------------------- exploration
-    def _sample_action(self, learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
         if self.random_action_prob > 0 and self.num_timesteps >= learning_starts:  # type: ignore[attr-defined]
             replace = np.random.random_sample(n_envs) < self.random_action_prob

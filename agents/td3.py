@@ -10,7 +10,6 @@ from torch import Tensor
 from .goal_gradient import GoalGradientMixin, ObsDict
 from .targets import td3_target_value
 
-
 TARGET_DERIVATIVES = ("total", "partial")
 
 
@@ -47,7 +46,9 @@ class TD3GoalGradient(GoalGradientMixin):
         if self.reengage_hold_target_action:
             actor_obs = {key: value.detach() for key, value in next_obs.items()}
         return td3_target_value(
-            self.actor_target(actor_obs), noise, self.target_noise_clip,
+            self.actor_target(actor_obs),
+            noise,
+            self.target_noise_clip,
             lambda action: self.critic_target(next_obs, action),
         ).value
 

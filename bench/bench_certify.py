@@ -13,10 +13,10 @@ import time
 
 import gymnasium as gym
 import numpy as np
+import reengage.envs  # noqa: F401
 import torch
 from stable_baselines3 import DQN, TD3
 
-import reengage.envs  # noqa: F401
 from reengage.robustness import SmoothedPolicy, SmoothingConfig, certify_continuous_l2, certify_discrete_l2
 
 
@@ -62,8 +62,10 @@ def main() -> None:
         t_bare = timed(lambda: td3.policy.actor(x), args.repeats)
     rows.append(("floor: bare TD3 actor forward on 10,000 inputs", t_bare))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}, torch threads {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}, torch threads {torch.get_num_threads()}"
+    )
     print(f"{'certificate':72s} {'median s':>9s} {'target':>7s}")
     for name, t in rows:
         print(f"{name:72s} {t:9.3f} {'<0.2 s':>7s} {'OK' if t < 0.2 else 'MISS'}")

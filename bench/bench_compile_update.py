@@ -26,8 +26,19 @@ from torch import Tensor
 BATCH, INPUTS, HIDDEN, GOAL = 256, 80, 256, slice(20, 40)
 
 
-def critic_step(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor, b3: Tensor, z: Tensor,
-                target_q: Tensor, target_goal_grad: Tensor, mask: Tensor, alpha: float) -> tuple[Tensor, ...]:
+def critic_step(
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    w3: Tensor,
+    b3: Tensor,
+    z: Tensor,
+    target_q: Tensor,
+    target_goal_grad: Tensor,
+    mask: Tensor,
+    alpha: float,
+) -> tuple[Tensor, ...]:
     """TD loss, term loss and the critic's parameter gradients of ``L_TD + alpha * L_term`` (hand-written)."""
     relu_backward = torch.ops.aten.threshold_backward
     h1 = torch.relu(torch.addmm(b1, z, w1.t()))
@@ -39,7 +50,7 @@ def critic_step(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor, b3: 
     residual = mask * (u1 @ w1[:, GOAL]) - mask * target_goal_grad
     e = (2.0 * alpha / residual.numel()) * residual
     rhs = dq * z
-    rhs = torch.cat([rhs[:, : GOAL.start], rhs[:, GOAL] + e, rhs[:, GOAL.stop:]], dim=1)
+    rhs = torch.cat([rhs[:, : GOAL.start], rhs[:, GOAL] + e, rhs[:, GOAL.stop :]], dim=1)
     dw1, db1 = u1.t() @ rhs, (dq.t() @ u1).view(-1)
     products = m2.t() @ (relu_backward(e @ w1[:, GOAL].t(), h1, 0) + dq * h1)
     active = dq.t() @ m2
@@ -69,27 +80,41 @@ def main(argv: list[str] | None = None) -> int:
     def randn(*shape: int, scale: float = 1.0) -> Tensor:
         return scale * torch.randn(*shape, generator=generator)
 
-    arguments = [randn(HIDDEN, INPUTS, scale=0.1), randn(HIDDEN, scale=0.1), randn(HIDDEN, HIDDEN, scale=0.06),
-                 randn(HIDDEN, scale=0.1), randn(1, HIDDEN, scale=0.06), randn(1), randn(BATCH, INPUTS),
-                 randn(BATCH, 1), randn(BATCH, GOAL.stop - GOAL.start),
-                 (torch.rand(BATCH, 1, generator=generator) > 0.5).float(), 0.2]
+    arguments = [
+        randn(HIDDEN, INPUTS, scale=0.1),
+        randn(HIDDEN, scale=0.1),
+        randn(HIDDEN, HIDDEN, scale=0.06),
+        randn(HIDDEN, scale=0.1),
+        randn(1, HIDDEN, scale=0.06),
+        randn(1),
+        randn(BATCH, INPUTS),
+        randn(BATCH, 1),
+        randn(BATCH, GOAL.stop - GOAL.start),
+        (torch.rand(BATCH, 1, generator=generator) > 0.5).float(),
+        0.2,
+    ]
     start = time.perf_counter()
     compiled = torch.compile(critic_step, dynamic=False)
     compiled_result = compiled(*arguments)
     compile_seconds = time.perf_counter() - start
     eager_result = critic_step(*arguments)
-    difference = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-                     for a, b in zip(compiled_result, eager_result))
+    difference = max(
+        float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(compiled_result, eager_result)
+    )
     eager, fused = [], []
     for _ in range(args.rounds):
         eager.append(cpu_ms_per_call(critic_step, arguments, args.calls))
         fused.append(cpu_ms_per_call(compiled, arguments, args.calls))
-    print(f"critic step with the term, 2x256, batch {BATCH}, {args.threads} thread(s), {args.rounds} interleaved rounds "
-          f"of {args.calls} calls")
+    print(
+        f"critic step with the term, 2x256, batch {BATCH}, {args.threads} thread(s), {args.rounds} interleaved rounds "
+        f"of {args.calls} calls"
+    )
     print(f"  compile time {compile_seconds:.1f} s; largest relative difference compiled vs eager {difference:.1e}")
     print(f"  eager    {statistics.median(eager):.3f} ms/call (range {min(eager):.3f}-{max(eager):.3f})")
-    print(f"  compiled {statistics.median(fused):.3f} ms/call (range {min(fused):.3f}-{max(fused):.3f}); "
-          f"eager / compiled {statistics.median(eager) / statistics.median(fused):.2f}x")
+    print(
+        f"  compiled {statistics.median(fused):.3f} ms/call (range {min(fused):.3f}-{max(fused):.3f}); "
+        f"eager / compiled {statistics.median(eager) / statistics.median(fused):.2f}x"
+    )
     return 0
 
 

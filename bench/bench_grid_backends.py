@@ -32,8 +32,21 @@ from reengage.experiment.spec import ExperimentError, load_experiment  # noqa: E
 def time_grid(experiment: Path, backend: str, workers: int) -> float:
     """Wall-clock seconds of one fresh execution of the grid."""
     with tempfile.TemporaryDirectory(prefix=f"bench_{backend}_") as results:
-        command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment), "--results", results,
-                   "--backend", backend, "--workers", str(workers), "--progress-every", "3600"]
+        command = [
+            sys.executable,
+            "-m",
+            "reengage.experiment",
+            "run",
+            str(experiment),
+            "--results",
+            results,
+            "--backend",
+            backend,
+            "--workers",
+            str(workers),
+            "--progress-every",
+            "3600",
+        ]
         start = time.perf_counter()
         completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -50,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the measurements here")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.workers < 1:
-        print(f"bench_grid_backends.py: error: --rounds and --workers must be >= 1, got {args.rounds}, {args.workers}",
-              file=sys.stderr)
+        print(
+            f"bench_grid_backends.py: error: --rounds and --workers must be >= 1, got {args.rounds}, {args.workers}",
+            file=sys.stderr,
+        )
         return 2
     try:
         runs = len(load_experiment(args.experiment).runs)
@@ -70,16 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         for backend in order:
             elapsed = time_grid(Path(args.experiment), backend, args.workers)
             seconds[backend].append(elapsed)
-            print(f"round {round_index + 1}: {backend:5s} {elapsed:7.1f} s  ({3600 * runs / elapsed:6.0f} runs/hour)",
-                  flush=True)
+            print(
+                f"round {round_index + 1}: {backend:5s} {elapsed:7.1f} s  ({3600 * runs / elapsed:6.0f} runs/hour)",
+                flush=True,
+            )
     median = {backend: statistics.median(values) for backend, values in seconds.items()}
-    print(f"\n{runs} runs per grid ({Path(args.experiment).name}), {args.workers} workers, {args.rounds} rounds, "
-          f"{platform.machine()} CPU")
+    print(
+        f"\n{runs} runs per grid ({Path(args.experiment).name}), {args.workers} workers, {args.rounds} rounds, "
+        f"{platform.machine()} CPU"
+    )
     print("| backend | median s per grid | runs / hour | runs / hour relative to local |")
     print("|---|---|---|---|")
     for backend in ("local", "ray"):
-        print(f"| {backend} | {median[backend]:.1f} | {3600 * runs / median[backend]:.0f} | "
-              f"{median['local'] / median[backend]:.2f}x |")
+        print(
+            f"| {backend} | {median[backend]:.1f} | {3600 * runs / median[backend]:.0f} | "
+            f"{median['local'] / median[backend]:.2f}x |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": runs, "workers": args.workers, "seconds": seconds}, indent=1))
     return 0

@@ -32,20 +32,31 @@ def _folder_bytes(folder: Path) -> int:
 def measure_checkpoint_sizes(env_id: str, algo: str, steps: int, buffer_size: int, seed: int = 0) -> dict[str, Any]:
     """Bytes of the replay buffer file and of the checkpoint folder after ``steps`` steps, per buffer."""
     # one step more than the checkpoint interval: a checkpoint is written when a rollout starts
-    base = resolve_config(env_id, algo, None, steps + 1, [f"buffer_size={buffer_size}", f"checkpoint_every={steps}",
-                                                      f"eval_freq={steps + 1}", "eval_episodes=1"])
+    base = resolve_config(
+        env_id,
+        algo,
+        None,
+        steps + 1,
+        [f"buffer_size={buffer_size}", f"checkpoint_every={steps}", f"eval_freq={steps + 1}", "eval_episodes=1"],
+    )
     if base["her"] is None:
         raise ValueError(f"the config of {env_id} with {algo} uses no HER buffer; choose an env with goals")
-    fast = dict(base, her=None, replay_buffer_class=FAST_HER_CLASS,
-                replay_buffer_kwargs={**base["her"], **base["replay_buffer_kwargs"]})
+    fast = dict(
+        base,
+        her=None,
+        replay_buffer_class=FAST_HER_CLASS,
+        replay_buffer_kwargs={**base["her"], **base["replay_buffer_kwargs"]},
+    )
     result: dict[str, Any] = {"env": env_id, "algo": algo, "steps": steps, "buffer_size": buffer_size}
     with tempfile.TemporaryDirectory() as scratch:
         for name, config in (("sb3", base), ("fast", fast)):
             run_dir = Path(scratch) / name
             train_run(config, seed, run_dir, progress=False)
             checkpoint = run_dir / CHECKPOINT_DIR
-            result[name] = {"replay_buffer_bytes": (checkpoint / "replay_buffer.pkl").stat().st_size,
-                            "checkpoint_bytes": _folder_bytes(checkpoint)}
+            result[name] = {
+                "replay_buffer_bytes": (checkpoint / "replay_buffer.pkl").stat().st_size,
+                "checkpoint_bytes": _folder_bytes(checkpoint),
+            }
     result["buffer_ratio"] = result["sb3"]["replay_buffer_bytes"] / result["fast"]["replay_buffer_bytes"]
     return result
 
@@ -68,8 +79,10 @@ def main() -> None:
     print(f"{args.env} {args.algo}, checkpoint after {args.steps} steps, buffer capacity {args.buffer_size:,}")
     for name in ("sb3", "fast"):
         sizes = result[name]
-        print(f"  {name:4s}: replay_buffer.pkl {sizes['replay_buffer_bytes'] / mb:9.2f} MB, "
-              f"checkpoint folder {sizes['checkpoint_bytes'] / mb:9.2f} MB")
+        print(
+            f"  {name:4s}: replay_buffer.pkl {sizes['replay_buffer_bytes'] / mb:9.2f} MB, "
+            f"checkpoint folder {sizes['checkpoint_bytes'] / mb:9.2f} MB"
+        )
     print(f"  ratio of replay buffer files SB3/fast: {result['buffer_ratio']:.0f}x")
     if args.json:
         print(json.dumps(result))

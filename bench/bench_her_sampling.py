@@ -21,10 +21,10 @@ import time
 from typing import Any
 
 import numpy as np
+from reengage.agents import FastHerReplayBuffer
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.vec_env import VecEnv
 
-from reengage.agents import FastHerReplayBuffer
 from reengage.experiment.build import make_training_env
 from reengage.experiment.config import resolve_config
 
@@ -79,8 +79,10 @@ def measure_her_sampling(
     np.random.seed(seed)  # SB3's buffer samples from the global generator
     buffers: dict[str, Any] = {}
     construct_seconds: dict[str, float] = {}
-    for name, build in (("sb3", lambda: HerReplayBuffer(*arguments, device="cpu", **her_kwargs)),
-                        ("fast", lambda: FastHerReplayBuffer(*arguments, device="cpu", seed=seed, **her_kwargs))):
+    for name, build in (
+        ("sb3", lambda: HerReplayBuffer(*arguments, device="cpu", **her_kwargs)),
+        ("fast", lambda: FastHerReplayBuffer(*arguments, device="cpu", seed=seed, **her_kwargs)),
+    ):
         start = time.perf_counter()  # SB3's constructor builds one info dict per slot
         buffers[name] = build()
         construct_seconds[name] = time.perf_counter() - start
@@ -98,24 +100,43 @@ def measure_her_sampling(
             for name, buffer in buffers.items():
                 timings[name].append(_batches_per_second(buffer, batch_size, batches))
         sb3, fast = (statistics.median(timings[name]) for name in ("sb3", "fast"))
-        results.append({"fill": fill, "sb3_batches_per_s": sb3, "fast_batches_per_s": fast,
-                        "sb3_rounds": timings["sb3"], "fast_rounds": timings["fast"], "speedup": fast / sb3})
+        results.append(
+            {
+                "fill": fill,
+                "sb3_batches_per_s": sb3,
+                "fast_batches_per_s": fast,
+                "sb3_rounds": timings["sb3"],
+                "fast_rounds": timings["fast"],
+                "speedup": fast / sb3,
+            }
+        )
     env.close()
-    return {"d": d, "batch_size": batch_size, "buffer_size": buffer_size, "rounds": rounds,
-            "batches_per_round": batches, "her": her_kwargs, "construct_seconds": construct_seconds,
-            "fills": results}
+    return {
+        "d": d,
+        "batch_size": batch_size,
+        "buffer_size": buffer_size,
+        "rounds": rounds,
+        "batches_per_round": batches,
+        "her": her_kwargs,
+        "construct_seconds": construct_seconds,
+        "fills": results,
+    }
 
 
 def format_her_sampling(result: dict[str, Any]) -> str:
     """Human-readable lines for a ``measure_her_sampling`` result."""
-    lines = [f"HER sampling, ContinuousSeek d={result['d']}, batch {result['batch_size']}, capacity "
-             f"{result['buffer_size']:,}, {result['her']}, median of {result['rounds']} interleaved rounds "
-             f"of {result['batches_per_round']} batches"]
+    lines = [
+        f"HER sampling, ContinuousSeek d={result['d']}, batch {result['batch_size']}, capacity "
+        f"{result['buffer_size']:,}, {result['her']}, median of {result['rounds']} interleaved rounds "
+        f"of {result['batches_per_round']} batches"
+    ]
     built = result["construct_seconds"]
     lines.append(f"  building the buffer (once each): SB3 {built['sb3']:.2f} s, fast {built['fast']:.3f} s")
     for row in result["fills"]:
-        lines.append(f"  fill {row['fill']:>9,}: SB3 {row['sb3_batches_per_s']:8.0f} batches/s, fast "
-                     f"{row['fast_batches_per_s']:8.0f} batches/s, ratio fast/SB3 {row['speedup']:6.2f}x")
+        lines.append(
+            f"  fill {row['fill']:>9,}: SB3 {row['sb3_batches_per_s']:8.0f} batches/s, fast "
+            f"{row['fast_batches_per_s']:8.0f} batches/s, ratio fast/SB3 {row['speedup']:6.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -135,8 +156,9 @@ def main() -> None:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if sorted(args.fills) != args.fills or args.fills[0] < 1 or args.fills[-1] > args.buffer_size:
         parser.error(f"--fills must be increasing and in [1, --buffer-size={args.buffer_size}], got {args.fills}")
-    result = measure_her_sampling(args.d, tuple(args.fills), args.batch_size, args.buffer_size, args.rounds,
-                                  args.batches, args.seed)
+    result = measure_her_sampling(
+        args.d, tuple(args.fills), args.batch_size, args.buffer_size, args.rounds, args.batches, args.seed
+    )
     print(format_her_sampling(result))
     if args.json:
         print(json.dumps(result))

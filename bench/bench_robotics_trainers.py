@@ -52,8 +52,12 @@ def main() -> None:
     parser.add_argument("--env", default="HandReach-v3")
     parser.add_argument("--alpha", type=float, default=1e-3, help="ReenGAGE's alpha (the HandReach comparisons')")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--train-steps", type=int, default=1000,
-                        help="environment steps per timed training block (0: time the updates only)")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=1000,
+        help="environment steps per timed training block (0: time the updates only)",
+    )
     parser.add_argument("--update-steps", type=int, default=40, help="gradient steps per timed update block")
     parser.add_argument("--update-batch", type=int, default=256, help="batch size of the timed update blocks")
     parser.add_argument("--threads", type=int, default=1)
@@ -85,13 +89,23 @@ def main() -> None:
     for agent in agents.values():
         agent.env.close()
 
-    print(f"{args.env}, DDPG with configs/robotics.yaml's recipe: medians of {args.rounds} interleaved rounds, "
-          f"{args.threads} torch thread(s)")
-    tables = (("training, environment steps/s", training, f"{args.train_steps} steps a block"),
-              (f"update only, gradient steps/s (batch {args.update_batch})", updates,
-               f"{args.update_steps} gradient steps a block"),
-              (f"update only, gradient steps per CPU second (batch {args.update_batch})", updates_cpu,
-               f"{args.update_steps} gradient steps a block"))
+    print(
+        f"{args.env}, DDPG with configs/robotics.yaml's recipe: medians of {args.rounds} interleaved rounds, "
+        f"{args.threads} torch thread(s)"
+    )
+    tables = (
+        ("training, environment steps/s", training, f"{args.train_steps} steps a block"),
+        (
+            f"update only, gradient steps/s (batch {args.update_batch})",
+            updates,
+            f"{args.update_steps} gradient steps a block",
+        ),
+        (
+            f"update only, gradient steps per CPU second (batch {args.update_batch})",
+            updates_cpu,
+            f"{args.update_steps} gradient steps a block",
+        ),
+    )
     for title, rates, unit in tables:
         if not all(rates.values()):
             continue

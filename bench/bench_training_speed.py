@@ -82,7 +82,8 @@ def profile(agent: Any, warm_up: int, steps: int, profiler_name: str = "cprofile
 
     agent.learn(warm_up)
     if profiler_name == "torch":
-        from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+        from torch.profiler import ProfilerActivity, record_function
+        from torch.profiler import profile as torch_profile
 
         train = agent.train
 
@@ -95,7 +96,9 @@ def profile(agent: Any, warm_up: int, steps: int, profiler_name: str = "cprofile
             with record_function("learn() [the whole step]"):
                 agent.learn(steps, reset_num_timesteps=False)
         del agent.train
-        print(f"{type(agent).__name__}: {steps} steps, torch.profiler (self CPU time by operator; profiler overhead included)")
+        print(
+            f"{type(agent).__name__}: {steps} steps, torch.profiler (self CPU time by operator; profiler overhead included)"
+        )
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
         return 0
     profiler = cProfile.Profile()
@@ -125,13 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="clock of the printed ratios")
     parser.add_argument("--with-sb3-path", action="store_true", help="also time ReenGAGE on the stock SB3 path")
-    parser.add_argument("--with-autograd", action="store_true",
-                        help="also time (b) and (c) with the autograd step instead of the hand-written one")
-    parser.add_argument("--her-fills", type=int, nargs="*", default=[10_000, 100_000],
-                        help="buffer fills for bench_her_sampling's throughput comparison (none: skip)")
-    parser.add_argument("--profile", choices=("stock", "twin", "reengage", "sb3 path", "twin autograd", "reengage autograd"),
-                        default=None,
-                        help="instead of timing, cProfile --steps steps of one candidate and print the top functions")
+    parser.add_argument(
+        "--with-autograd",
+        action="store_true",
+        help="also time (b) and (c) with the autograd step instead of the hand-written one",
+    )
+    parser.add_argument(
+        "--her-fills",
+        type=int,
+        nargs="*",
+        default=[10_000, 100_000],
+        help="buffer fills for bench_her_sampling's throughput comparison (none: skip)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("stock", "twin", "reengage", "sb3 path", "twin autograd", "reengage autograd"),
+        default=None,
+        help="instead of timing, cProfile --steps steps of one candidate and print the top functions",
+    )
     parser.add_argument("--profiler", choices=("cprofile", "torch"), default="cprofile", help="profiler of --profile")
     parser.add_argument("--json", action="store_true", help="print the ratios as one JSON object on the last line")
     args = parser.parse_args(argv)
@@ -141,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = [f"batch_size={args.batch_size}", "learning_starts=300", "buffer_size=100000", "net_arch=[256,256]"]
     baseline_config = resolve_config(f"reengage/ContinuousSeek{args.d}-v0", "ddpg", alpha=0.0, assignments=settings)
-    reengage_config = resolve_config(f"reengage/ContinuousSeek{args.d}-v0", "ddpg", alpha=args.alpha,
-                                     assignments=[*settings, f"learning_rate={baseline_config['learning_rate']}"])
+    reengage_config = resolve_config(
+        f"reengage/ContinuousSeek{args.d}-v0",
+        "ddpg",
+        alpha=args.alpha,
+        assignments=[*settings, f"learning_rate={baseline_config['learning_rate']}"],
+    )
     toolkit = agent_class(baseline_config)
     agents = {
         "stock": build(DDPG, baseline_config, 0),
@@ -159,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             agents[name].manual_update = False
     if args.profile is not None:
         if args.profile == "sb3 path" and "sb3 path" not in agents:
-            agents["sb3 path"] = build(agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0,
-                                       reengage_alpha=args.alpha)
+            agents["sb3 path"] = build(
+                agent_class({**reengage_config, "trainer": "sb3"}), reengage_config, 0, reengage_alpha=args.alpha
+            )
         return profile(agents[args.profile], baseline_config["learning_starts"] + 50, args.steps, args.profiler)
     for agent in agents.values():
         agent.learn(baseline_config["learning_starts"] + 50)  # past the random phase, buffers filled alike
@@ -173,16 +192,27 @@ def main(argv: list[str] | None = None) -> int:
             agent.learn(args.steps, reset_num_timesteps=False)
             cpu[name].append(1000 * (time.process_time() - start_cpu) / args.steps)
             wall[name].append(1000 * (time.perf_counter() - start_wall) / args.steps)
-    medians = {clock: {n: statistics.median(v) for n, v in times.items()} for clock, times in (("cpu", cpu), ("wall", wall))}
+    medians = {
+        clock: {n: statistics.median(v) for n, v in times.items()} for clock, times in (("cpu", cpu), ("wall", wall))
+    }
 
-    print(f"ContinuousSeek d={args.d}, batch {args.batch_size}, 2x256, {args.rounds} interleaved rounds of "
-          f"{args.steps} steps, {args.threads} torch thread(s); toolkit class {toolkit.__name__}")
-    labels = {"stock": "(a) stock SB3 DDPG+HER", "twin": "(b) toolkit alpha=0", "reengage": f"(c) toolkit alpha={args.alpha:g}",
-              "sb3 path": f"(d) SB3 path alpha={args.alpha:g}",
-              "twin autograd": "(f) autograd alpha=0", "reengage autograd": f"(g) autograd alpha={args.alpha:g}"}
+    print(
+        f"ContinuousSeek d={args.d}, batch {args.batch_size}, 2x256, {args.rounds} interleaved rounds of "
+        f"{args.steps} steps, {args.threads} torch thread(s); toolkit class {toolkit.__name__}"
+    )
+    labels = {
+        "stock": "(a) stock SB3 DDPG+HER",
+        "twin": "(b) toolkit alpha=0",
+        "reengage": f"(c) toolkit alpha={args.alpha:g}",
+        "sb3 path": f"(d) SB3 path alpha={args.alpha:g}",
+        "twin autograd": "(f) autograd alpha=0",
+        "reengage autograd": f"(g) autograd alpha={args.alpha:g}",
+    }
     for name in agents:
-        print(f"  {labels[name]:28s} cpu {medians['cpu'][name]:7.2f} ms/step (range {min(cpu[name]):.2f}-"
-              f"{max(cpu[name]):.2f})   wall {medians['wall'][name]:7.2f} ms/step")
+        print(
+            f"  {labels[name]:28s} cpu {medians['cpu'][name]:7.2f} ms/step (range {min(cpu[name]):.2f}-"
+            f"{max(cpu[name]):.2f})   wall {medians['wall'][name]:7.2f} ms/step"
+        )
     chosen = medians[args.clock]
     ratios = {
         "twin_over_stock": chosen["stock"] / chosen["twin"],
@@ -192,25 +222,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratios of medians ({args.clock} time):")
     for name, value in ratios.items():
         print(f"  {name:20s} {value:6.3f}  {check(name, value)}")
-    wall_ratios = {"twin_over_stock": medians["wall"]["stock"] / medians["wall"]["twin"],
-                   "reengage_over_twin": medians["wall"]["reengage"] / medians["wall"]["twin"],
-                   "reengage_over_stock": medians["wall"]["reengage"] / medians["wall"]["stock"]}
+    wall_ratios = {
+        "twin_over_stock": medians["wall"]["stock"] / medians["wall"]["twin"],
+        "reengage_over_twin": medians["wall"]["reengage"] / medians["wall"]["twin"],
+        "reengage_over_stock": medians["wall"]["reengage"] / medians["wall"]["stock"],
+    }
     print("  (wall-clock ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in wall_ratios.items()) + ")")
     if args.with_autograd:
-        print(f"  hand-written step against autograd: alpha 0 {chosen['twin autograd'] / chosen['twin']:.3f}x, "
-              f"alpha {args.alpha:g} {chosen['reengage autograd'] / chosen['reengage']:.3f}x; with autograd the "
-              f"ratios were twin_over_stock {chosen['stock'] / chosen['twin autograd']:.3f}, reengage_over_twin "
-              f"{chosen['reengage autograd'] / chosen['twin autograd']:.3f}, reengage_over_stock "
-              f"{chosen['reengage autograd'] / chosen['stock']:.3f}")
+        print(
+            f"  hand-written step against autograd: alpha 0 {chosen['twin autograd'] / chosen['twin']:.3f}x, "
+            f"alpha {args.alpha:g} {chosen['reengage autograd'] / chosen['reengage']:.3f}x; with autograd the "
+            f"ratios were twin_over_stock {chosen['stock'] / chosen['twin autograd']:.3f}, reengage_over_twin "
+            f"{chosen['reengage autograd'] / chosen['twin autograd']:.3f}, reengage_over_stock "
+            f"{chosen['reengage autograd'] / chosen['stock']:.3f}"
+        )
     if args.with_sb3_path:
         print(f"  SB3 path / fast path at alpha {args.alpha:g}: {chosen['sb3 path'] / chosen['reengage']:.3f}")
 
     stock_buffer, fast_buffer = agents["stock"].replay_buffer, agents["twin"].replay_buffer
     stock_rate = sampling_throughput(stock_buffer, args.batch_size)
     fast_rate = sampling_throughput(fast_buffer, args.batch_size)
-    print(f"HER sampling in the timed agents, batch {args.batch_size}, {stock_buffer.size()} stored transitions: "
-          f"{type(stock_buffer).__name__} {stock_rate:,.0f} transitions/s, {type(fast_buffer).__name__} "
-          f"{fast_rate:,.0f} transitions/s ({fast_rate / stock_rate:.2f}x)")
+    print(
+        f"HER sampling in the timed agents, batch {args.batch_size}, {stock_buffer.size()} stored transitions: "
+        f"{type(stock_buffer).__name__} {stock_rate:,.0f} transitions/s, {type(fast_buffer).__name__} "
+        f"{fast_rate:,.0f} transitions/s ({fast_rate / stock_rate:.2f}x)"
+    )
     her_speedups = {}
     if args.her_fills:
         try:  # the buffer's own benchmark (bench_her_sampling.py), at larger fills
@@ -219,20 +255,39 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             measure_her_sampling = None
         if measure_her_sampling is not None:
-            result = measure_her_sampling(d=args.d, fills=tuple(args.her_fills), batch_size=args.batch_size,
-                                          buffer_size=max(args.her_fills), rounds=3, batches=100)
+            result = measure_her_sampling(
+                d=args.d,
+                fills=tuple(args.her_fills),
+                batch_size=args.batch_size,
+                buffer_size=max(args.her_fills),
+                rounds=3,
+                batches=100,
+            )
             for row in result["fills"]:
                 her_speedups[row["fill"]] = row["speedup"]
-                print(f"  bench_her_sampling, fill {row['fill']:,}: SB3 {row['sb3_batches_per_s']:,.0f} batches/s, "
-                      f"fast {row['fast_batches_per_s']:,.0f} batches/s ({row['speedup']:.1f}x)")
-    print(f"memory: replay buffers (capacity 100,000) {type(stock_buffer).__name__} {buffer_bytes(stock_buffer) / 2**20:.1f} MiB, "
-          f"{type(fast_buffer).__name__} {buffer_bytes(fast_buffer) / 2**20:.1f} MiB; peak RSS of this process "
-          f"(all agents) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
+                print(
+                    f"  bench_her_sampling, fill {row['fill']:,}: SB3 {row['sb3_batches_per_s']:,.0f} batches/s, "
+                    f"fast {row['fast_batches_per_s']:,.0f} batches/s ({row['speedup']:.1f}x)"
+                )
+    print(
+        f"memory: replay buffers (capacity 100,000) {type(stock_buffer).__name__} {buffer_bytes(stock_buffer) / 2**20:.1f} MiB, "
+        f"{type(fast_buffer).__name__} {buffer_bytes(fast_buffer) / 2**20:.1f} MiB; peak RSS of this process "
+        f"(all agents) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB"
+    )
     if args.json:
-        print(json.dumps({**ratios, "clock": args.clock, "wall_ratios": wall_ratios,
-                          "ms_per_step_cpu": medians["cpu"], "ms_per_step_wall": medians["wall"],
-                          "her_sampling_speedup": fast_rate / stock_rate,
-                          "her_sampling_speedup_by_fill": her_speedups}))
+        print(
+            json.dumps(
+                {
+                    **ratios,
+                    "clock": args.clock,
+                    "wall_ratios": wall_ratios,
+                    "ms_per_step_cpu": medians["cpu"],
+                    "ms_per_step_wall": medians["wall"],
+                    "her_sampling_speedup": fast_rate / stock_rate,
+                    "her_sampling_speedup_by_fill": her_speedups,
+                }
+            )
+        )
     return 0
 
 

@@ -58,12 +58,11 @@ def _current_rss_mb() -> float:
 def memory_child(transitions: int) -> dict:
     """Runs in a fresh interpreter (``--child-memory``): fill the buffer, report peak RSS."""
     import gymnasium as gym
-    from stable_baselines3.common.buffers import DictReplayBuffer
-
     import reengage.envs  # noqa: F401
     from reengage.agents import GoalSetReplayBuffer
     from reengage.envs.drive_seek import sample_drive_seek_goals
     from reengage.envs.goal_set import pad_goal_set
+    from stable_baselines3.common.buffers import DictReplayBuffer
 
     env = gym.make("reengage/DriveSeek-v0")
     space, action_space = env.observation_space, env.action_space
@@ -94,9 +93,13 @@ def memory_child(transitions: int) -> dict:
         buffer.sample(256)
     sample_ms = (time.perf_counter() - sample_start) / 20 * 1000
     dict_buffer = DictReplayBuffer(transitions, space, action_space, device="cpu")
-    dict_bytes = sum(a.nbytes for a in dict_buffer.observations.values()) + sum(
-        a.nbytes for a in dict_buffer.next_observations.values()
-    ) + dict_buffer.actions.nbytes + dict_buffer.rewards.nbytes + dict_buffer.dones.nbytes
+    dict_bytes = (
+        sum(a.nbytes for a in dict_buffer.observations.values())
+        + sum(a.nbytes for a in dict_buffer.next_observations.values())
+        + dict_buffer.actions.nbytes
+        + dict_buffer.rewards.nbytes
+        + dict_buffer.dones.nbytes
+    )
     return {
         "transitions": transitions,
         "goal_set_rows_in_use": buffer.goal_set_rows_in_use,
@@ -129,7 +132,6 @@ VARIANTS = {
 def make_agent(env_id: str, variant: str, alpha: float, arch: dict, seed: int = 0):
     """A Multi-ReenGAGE DDPG agent past 300 random steps and one training step (the warm-up)."""
     import gymnasium as gym
-
     import reengage.envs  # noqa: F401
     from reengage.agents import MultiReenGAGEDDPG
 
@@ -142,7 +144,9 @@ def make_agent(env_id: str, variant: str, alpha: float, arch: dict, seed: int = 
         buffer_size=100_000,
         seed=seed,
         policy_kwargs={
-            "encoder_arch": arch["encoder_arch"], "net_arch": arch["head_arch"], "embed_dim": arch["embed_dim"]
+            "encoder_arch": arch["encoder_arch"],
+            "net_arch": arch["head_arch"],
+            "embed_dim": arch["embed_dim"],
         },
         **VARIANTS[variant],
     )
@@ -223,12 +227,16 @@ def speed(args: argparse.Namespace) -> dict:
     floor_flops = 3 * flops["forward"] + flops["backward"]  # target fwd, critic fwd + bwd, actor fwd
     # the shared actor encoding drops the actor's forward: a smaller floor for that (different) algorithm
     variant_floor = {v: floor_flops - (flops["forward"] if v == "fused-shared" else 0.0) for v in args.variants}
-    print(f"DriveSeek, Table G.4 networks, batch {arch['batch_size']}, alpha {args.alpha:g}; "
-          f"{args.rounds} interleaved rounds of {args.steps} steps; {os.cpu_count()} CPU cores; {args.clock} clock; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"DriveSeek, Table G.4 networks, batch {arch['batch_size']}, alpha {args.alpha:g}; "
+        f"{args.rounds} interleaved rounds of {args.steps} steps; {os.cpu_count()} CPU cores; {args.clock} clock; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"active (sample, goal) pairs per batch: {pairs:.0f} of {arch['batch_size'] * space['gates'].shape[0]}")
-    print(f"encoder FLOPs per pass over them: forward {flops['forward'] / 1e9:.2f} G, backward "
-          f"{flops['backward'] / 1e9:.2f} G; unavoidable per step (3 forwards + 1 backward): {floor_flops / 1e9:.1f} G")
+    print(
+        f"encoder FLOPs per pass over them: forward {flops['forward'] / 1e9:.2f} G, backward "
+        f"{flops['backward'] / 1e9:.2f} G; unavoidable per step (3 forwards + 1 backward): {floor_flops / 1e9:.1f} G"
+    )
     print()
     print("| variant | threads | s / step (median, range) | steps / s | speed-up over reference | own floor / time |")
     print("|---|---|---|---|---|---|")
@@ -244,23 +252,31 @@ def speed(args: argparse.Namespace) -> dict:
             median = float(np.median(times))
             reference = seconds.get(("reference", threads))
             ratio = f"{np.median(reference) / median:.2f}x" if reference else "-"
-            print(f"| {variant} | {threads} | {median:.3f} ({min(times):.3f}-{max(times):.3f}) | {1 / median:.2f} | "
-                  f"{ratio} | {floor_seconds / median:.2f} |")
+            print(
+                f"| {variant} | {threads} | {median:.3f} ({min(times):.3f}-{max(times):.3f}) | {1 / median:.2f} | "
+                f"{ratio} | {floor_seconds / median:.2f} |"
+            )
             result["variants"][f"{variant}/{threads}t"] = {
-                "s_per_step": median, "steps_per_s": 1 / median, "floor_over_time": floor_seconds / median, "all": times
+                "s_per_step": median,
+                "steps_per_s": 1 / median,
+                "floor_over_time": floor_seconds / median,
+                "all": times,
             }
     print()
     for threads in args.threads:
-        print(f"{threads} thread(s): encoder GEMM ({int(pairs)} x 400 @ 400 x 400) runs at "
-              f"{result[f'gemm_gflops_{threads}t']:.0f} GFLOP/s: floor {result[f'floor_s_per_step_{threads}t']:.3f} s "
-              f"per step ({1 / result[f'floor_s_per_step_{threads}t']:.2f} steps/s; "
-              "fused-shared: 2 forwards + 1 backward)")
+        print(
+            f"{threads} thread(s): encoder GEMM ({int(pairs)} x 400 @ 400 x 400) runs at "
+            f"{result[f'gemm_gflops_{threads}t']:.0f} GFLOP/s: floor {result[f'floor_s_per_step_{threads}t']:.3f} s "
+            f"per step ({1 / result[f'floor_s_per_step_{threads}t']:.2f} steps/s; "
+            "fused-shared: 2 forwards + 1 backward)"
+        )
     return result
 
 
 ALPHA_COST_SIZES = {
     "doc budget (encoder [64,64]->20, head [64], batch 64)": (
-        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64, "embed_dim": 20}, 100
+        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64, "embed_dim": 20},
+        100,
     ),
     "Table G.4 (encoder [400,400]->20, head [400], batch 256)": (TABLE_G4, 5),
 }
@@ -285,7 +301,6 @@ def alpha_cost(args: argparse.Namespace) -> None:
 def precision(args: argparse.Namespace) -> dict:
     """bf16 autocast of the encoder against float32: the losses and the critic's gradient on real batches."""
     import torch
-
     from reengage.agents.fast import multi_goal_update as fused
 
     torch.set_num_threads(args.threads[0])
@@ -308,15 +323,19 @@ def precision(args: argparse.Namespace) -> dict:
             torch.set_rng_state(rng[0])
             agent.set_reengage_rng_state(rng[1])
         (td32, gate32, grad32), (td16, gate16, grad16) = outcome["float32"], outcome["bfloat16"]
-        rows.append({
-            "td_rel_error": abs(td16 - td32) / abs(td32),
-            "gate_rel_error": abs(gate16 - gate32) / abs(gate32),
-            "grad_rel_error": float((grad16 - grad32).norm() / grad32.norm()),
-            "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
-        })
+        rows.append(
+            {
+                "td_rel_error": abs(td16 - td32) / abs(td32),
+                "gate_rel_error": abs(gate16 - gate32) / abs(gate32),
+                "grad_rel_error": float((grad16 - grad32).norm() / grad32.norm()),
+                "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
+            }
+        )
     summary = {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
-    print(f"bf16 autocast of the encoder vs float32, {len(rows)} batches of {TABLE_G4['batch_size']} "
-          f"(Table G.4 networks after {agent._n_updates} updates), medians:")
+    print(
+        f"bf16 autocast of the encoder vs float32, {len(rows)} batches of {TABLE_G4['batch_size']} "
+        f"(Table G.4 networks after {agent._n_updates} updates), medians:"
+    )
     print(f"  TD loss relative error        {summary['td_rel_error']:.2e}")
     print(f"  Eq. 8.19 loss relative error  {summary['gate_rel_error']:.2e}")
     print(f"  critic gradient relative error {summary['grad_rel_error']:.2e} (cosine {summary['grad_cosine']:.5f})")
@@ -341,8 +360,7 @@ def profile(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = ("speed", "profile", "precision", "alpha-cost", "memory", "both")
-    parser.add_argument("--part", choices=parts, default="both",
-                        help="'both' (default) = speed and memory")
+    parser.add_argument("--part", choices=parts, default="both", help="'both' (default) = speed and memory")
     parser.add_argument(
         "--env", default="reengage/DriveSeek-v0", choices=("reengage/DriveSeek-v0", "reengage/NoisySeek-v0")
     )
@@ -351,8 +369,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4, help="environment steps per variant and round")
     parser.add_argument("--alpha", type=float, default=10.0)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="time steps and the GEMM by wall clock (default) or by this process's CPU time")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time steps and the GEMM by wall clock (default) or by this process's CPU time",
+    )
     parser.add_argument("--profile-rows", type=int, default=15)
     parser.add_argument("--transitions", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true", help="print the speed results as one JSON object, last line")

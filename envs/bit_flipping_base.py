@@ -138,5 +138,6 @@ class BitFlippingBase(gym.Env):
             return None
         matching = int(np.sum(self._state == self._goal))
         caption = f"step {self._steps}/{self.horizon}, {matching}/{self.n_bits} bits right" + (
-            ", reached" if self._ever_reached else "")
+            ", reached" if self._ever_reached else ""
+        )
         return draw_bit_rows(self._state, self._goal, caption)

@@ -55,9 +55,7 @@ class ContinuousSeekEnv(gym.Env):
         self.render_mode = check_render_mode(render_mode)
 
         point = spaces.Box(-self.box, self.box, shape=(self.d,), dtype=np.float32)
-        self.observation_space = spaces.Dict(
-            {"observation": point, "achieved_goal": point, "desired_goal": point}
-        )
+        self.observation_space = spaces.Dict({"observation": point, "achieved_goal": point, "desired_goal": point})
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.d,), dtype=np.float32)
 
         self._state = np.zeros(self.d, dtype=np.float32)
@@ -72,9 +70,7 @@ class ContinuousSeekEnv(gym.Env):
         gap = np.abs(np.asarray(achieved_goal, dtype=np.float64) - np.asarray(desired_goal, dtype=np.float64))
         return gap.max(axis=-1) <= self.tolerance
 
-    def compute_reward(
-        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None
-    ) -> np.ndarray:
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None) -> np.ndarray:
         """Reward of reaching ``achieved_goal`` when aiming at ``desired_goal``; vectorised over batches."""
         if self.reward_type == "sparse":
             return self.goal_reached(achieved_goal, desired_goal).astype(np.float32) - 1.0

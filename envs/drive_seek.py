@@ -21,9 +21,11 @@ from .goal_set import N_MAX, GoalSetEnv, round_half_up
 
 HALF_WIDTH = 10.0
 MAX_TURN = 0.5
-GRID = np.stack(
-    np.meshgrid(np.arange(-10, 11), np.arange(-10, 11), indexing="ij"), axis=-1
-).reshape(-1, 2).astype(np.float32)
+GRID = (
+    np.stack(np.meshgrid(np.arange(-10, 11), np.arange(-10, 11), indexing="ij"), axis=-1)
+    .reshape(-1, 2)
+    .astype(np.float32)
+)
 
 
 def wrap(position: np.ndarray, half_width: float = HALF_WIDTH) -> np.ndarray:

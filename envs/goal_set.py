@@ -200,8 +200,8 @@ class GoalSetEnv(gym.Env):
         import matplotlib
 
         matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         fig = Figure(figsize=(size_inches, size_inches), dpi=dpi)
         canvas = FigureCanvasAgg(fig)
@@ -240,4 +240,3 @@ class GoalSetEnv(gym.Env):
         fig.tight_layout()
         canvas.draw()
         return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-

@@ -5,7 +5,7 @@ Kept apart from the dynamics so that an environment without a render mode never 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

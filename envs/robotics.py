@@ -37,7 +37,9 @@ def require_robotics(env_id: str = "") -> None:
         gym.register_envs(module)
     except ImportError as error:
         what = f"env {env_id!r}" if env_id else "the robotics environments"
-        raise RoboticsNotInstalled(f"{what} needs the robotics extra ({error}); install it with: {INSTALL_HINT}") from error
+        raise RoboticsNotInstalled(
+            f"{what} needs the robotics extra ({error}); install it with: {INSTALL_HINT}"
+        ) from error
 
 
 def ensure_registered(env_id: str) -> None:

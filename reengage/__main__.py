@@ -1,6 +1,6 @@
 """``python -m reengage``: the package's version, and where its commands are.
 
-    python -m reengage --version
+python -m reengage --version
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ COMMANDS = """commands:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reengage", description=__doc__, epilog=COMMANDS,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m reengage",
+        description=__doc__,
+        epilog=COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"reengage {__version__}")
     parser.parse_args(argv)
     parser.print_help()

@@ -30,27 +30,60 @@ class AlgoSpec:
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "ddpg": AlgoSpec("reengage.agents:ReenGAGEDDPG", True, "DDPG (+ HER) with the ReenGAGE term",
-                     "reengage.agents.fast:FastReenGAGEDDPG", "DDPG"),
-    "td3": AlgoSpec("reengage.agents:ReenGAGETD3", True, "TD3 (+ HER) with the ReenGAGE term",
-                    "reengage.agents.fast:FastReenGAGETD3", "TD3"),
-    "sac": AlgoSpec("reengage.agents:ReenGAGESAC", True, "SAC (+ HER) with the ReenGAGE term",
-                    "reengage.agents.fast:FastReenGAGESAC", "SAC"),
-    "dqn": AlgoSpec("reengage.agents:ReenGAGEDQN", False, "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
-                    "reengage.agents.fast:FastReenGAGEDQN", "DQN"),
-    "tqc": AlgoSpec("reengage.agents:ReenGAGETQC", True,
-                    "TQC (sb3-contrib, + HER) with the ReenGAGE term on the truncated-quantile target",
-                    "reengage.agents.fast:FastReenGAGETQC", "TQC", "sb3_contrib"),
+    "ddpg": AlgoSpec(
+        "reengage.agents:ReenGAGEDDPG",
+        True,
+        "DDPG (+ HER) with the ReenGAGE term",
+        "reengage.agents.fast:FastReenGAGEDDPG",
+        "DDPG",
+    ),
+    "td3": AlgoSpec(
+        "reengage.agents:ReenGAGETD3",
+        True,
+        "TD3 (+ HER) with the ReenGAGE term",
+        "reengage.agents.fast:FastReenGAGETD3",
+        "TD3",
+    ),
+    "sac": AlgoSpec(
+        "reengage.agents:ReenGAGESAC",
+        True,
+        "SAC (+ HER) with the ReenGAGE term",
+        "reengage.agents.fast:FastReenGAGESAC",
+        "SAC",
+    ),
+    "dqn": AlgoSpec(
+        "reengage.agents:ReenGAGEDQN",
+        False,
+        "DQN (+ HER) with the soft-target ReenGAGE term (App. G.2)",
+        "reengage.agents.fast:FastReenGAGEDQN",
+        "DQN",
+    ),
+    "tqc": AlgoSpec(
+        "reengage.agents:ReenGAGETQC",
+        True,
+        "TQC (sb3-contrib, + HER) with the ReenGAGE term on the truncated-quantile target",
+        "reengage.agents.fast:FastReenGAGETQC",
+        "TQC",
+        "sb3_contrib",
+    ),
     "crossq": AlgoSpec(
-        "reengage.agents:ReenGAGECrossQ", True, "CrossQ (sb3-contrib): refused, see docs/agents.md",
-        None, "CrossQ", "sb3_contrib",
-        refusal=("sb3-contrib's CrossQ takes no dict (goal-conditioned) observations, so neither HER nor a goal "
-                 "gradient can be formed (docs/agents.md)"),
+        "reengage.agents:ReenGAGECrossQ",
+        True,
+        "CrossQ (sb3-contrib): refused, see docs/agents.md",
+        None,
+        "CrossQ",
+        "sb3_contrib",
+        refusal=(
+            "sb3-contrib's CrossQ takes no dict (goal-conditioned) observations, so neither HER nor a goal "
+            "gradient can be formed (docs/agents.md)"
+        ),
     ),
     "multi_ddpg": AlgoSpec(
-        "reengage.agents:ReferenceMultiReenGAGEDDPG", True,
+        "reengage.agents:ReferenceMultiReenGAGEDDPG",
+        True,
         "DDPG on goal sets with the Multi-ReenGAGE gate-gradient term (Sec. 8.5)",
-        "reengage.agents:MultiReenGAGEDDPG", "DDPG",  # the fused update (agents/fast/multi_goal.py)
+        "reengage.agents:MultiReenGAGEDDPG",
+        "DDPG",  # the fused update (agents/fast/multi_goal.py)
     ),
 }
 
@@ -87,8 +120,7 @@ def _class_name(path: str) -> str:
 STOCK_CLASSES = tuple(dict.fromkeys(spec.stock for spec in ALGOS.values() if spec.stock))
 _STOCK_PACKAGES = {spec.stock: spec.stock_package for spec in ALGOS.values() if spec.stock}
 _AGENT_PATHS = {
-    _class_name(path): path
-    for spec in ALGOS.values() for path in (spec.agent, spec.fast_agent) if path is not None
+    _class_name(path): path for spec in ALGOS.values() for path in (spec.agent, spec.fast_agent) if path is not None
 }
 MODEL_CLASSES = STOCK_CLASSES + tuple(_AGENT_PATHS)
 
@@ -104,8 +136,7 @@ def algorithm_class(name: str) -> type[Any]:
 
     if isinstance(getattr(agents, name, None), type):
         return getattr(agents, name)
-    raise ValueError(f"unknown algorithm {name!r}; valid: {', '.join(MODEL_CLASSES)} (or any class in "
-                     "reengage.agents)")
+    raise ValueError(f"unknown algorithm {name!r}; valid: {', '.join(MODEL_CLASSES)} (or any class in reengage.agents)")
 
 
 def detect_algorithm(model_path: str | Path) -> str:
@@ -117,4 +148,6 @@ def detect_algorithm(model_path: str | Path) -> str:
     for name, tag in (("TQC", ".tqc."), ("CrossQ", ".crossq."), ("DQN", ".dqn."), ("SAC", ".sac."), ("TD3", ".td3.")):
         if tag in text:
             return name
-    raise ValueError(f"cannot tell the algorithm of {model_path}; pass it explicitly (one of {', '.join(MODEL_CLASSES)})")
+    raise ValueError(
+        f"cannot tell the algorithm of {model_path}; pass it explicitly (one of {', '.join(MODEL_CLASSES)})"
+    )

@@ -29,8 +29,9 @@ def open_training_run(args: argparse.Namespace) -> RunFolder | None:
         except (NoRunError, UnreadableRunError) as error:
             raise ValueError(f"--run: {error}; give the --logdir of a train.py run") from None
         if not folder.model_file.exists():
-            raise ValueError(f"--run {folder.path} holds no {MODEL_FILE}: the run has not finished (resume it with "
-                             "train.py)")
+            raise ValueError(
+                f"--run {folder.path} holds no {MODEL_FILE}: the run has not finished (resume it with train.py)"
+            )
         return folder
     if args.model:
         folder = RunFolder(Path(args.model).parent)
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m reengage.certify: error: {error}", file=sys.stderr)
         return 2
     except OSError as fault:  # the file system refused --out or a file in it (permissions, a full disk)
-        print(f"python -m reengage.certify: error: {describe_fault(fault)}; the report was not written",
-              file=sys.stderr)
+        print(
+            f"python -m reengage.certify: error: {describe_fault(fault)}; the report was not written", file=sys.stderr
+        )
         return fault_exit_code(fault)
     print(json.dumps({k: report[k] for k in ("per_state",) if k in report}, default=jsonable)[:2000])
     print(f"report written to {Path(args.out) / 'report.json'} in {report['runtime_seconds']:.1f} s")

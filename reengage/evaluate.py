@@ -25,20 +25,31 @@ from reengage.experiment.run_folder import MODEL_FILE, RunFolder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reengage.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m reengage.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dir", help="a run folder written by train.py")
     parser.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's eval_episodes)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the first episode, then +1 each (default: the run's eval_seed)")
-    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
-                        help="greedy actions (default), or --no-deterministic to sample the policy")
-    parser.add_argument("--video", default=None, metavar="FILE", help="record episodes to FILE (.gif, or .mp4 "
-                                                                      "with the video extra)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the first episode, then +1 each (default: the run's eval_seed)"
+    )
+    parser.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="greedy actions (default), or --no-deterministic to sample the policy",
+    )
+    parser.add_argument(
+        "--video", default=None, metavar="FILE", help="record episodes to FILE (.gif, or .mp4 with the video extra)"
+    )
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to record (default 1)")
     parser.add_argument("--fps", type=int, default=4, help="frames per second of the video")
-    parser.add_argument("--picture", default=None, metavar="FILE.png",
-                        help="save the last frame of the first episode (the goal-set envs draw the whole episode)")
+    parser.add_argument(
+        "--picture",
+        default=None,
+        metavar="FILE.png",
+        help="save the last frame of the first episode (the goal-set envs draw the whole episode)",
+    )
     parser.add_argument("--checkpoint", action="store_true", help="evaluate the newest checkpoint, not model.zip")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--json", action="store_true", help="print the per-episode results as JSON too")
@@ -72,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name, value, low in (("--episodes", args.episodes, 1), ("--seed", args.seed, 0),
-                             ("--video-episodes", args.video_episodes, 1), ("--fps", args.fps, 1)):
+    for name, value, low in (
+        ("--episodes", args.episodes, 1),
+        ("--seed", args.seed, 0),
+        ("--video-episodes", args.video_episodes, 1),
+        ("--fps", args.fps, 1),
+    ):
         if value is not None and value < low:
             return _error(f"{name} must be >= {low}, got {value}")
     import torch
@@ -104,15 +119,22 @@ def _main(argv: list[str] | None = None) -> int:
     finally:
         env.close()
     source = "checkpoint" if args.checkpoint else MODEL_FILE
-    print(f"{config['env_id']} {config['algo']} alpha {config['reengage_alpha']:g} seed {config['seed']} "
-          f"({source}, step {model.num_timesteps}), episodes from seed {seed}, "
-          f"{'deterministic' if args.deterministic else 'stochastic'}:")
+    print(
+        f"{config['env_id']} {config['algo']} alpha {config['reengage_alpha']:g} seed {config['seed']} "
+        f"({source}, step {model.num_timesteps}), episodes from seed {seed}, "
+        f"{'deterministic' if args.deterministic else 'stochastic'}:"
+    )
     print(f"  {result.summary()}, mean length {float(result.lengths.mean()):.1f}")
     last = last_run_evaluation(run_dir)
     if last is not None:
-        print(f"  the run's last evaluation (step {last['step']}): " + ", ".join(
-            f"{key.split('/')[-1]} {float(value):.2f}" for key, value in last.items()
-            if key.startswith("eval/") and key != "eval/success_rate" and value not in ("nan", "")))
+        print(
+            f"  the run's last evaluation (step {last['step']}): "
+            + ", ".join(
+                f"{key.split('/')[-1]} {float(value):.2f}"
+                for key, value in last.items()
+                if key.startswith("eval/") and key != "eval/success_rate" and value not in ("nan", "")
+            )
+        )
     if args.json:
         print(json.dumps(result.episode_rows(int(model.num_timesteps))))
     if video_episodes:

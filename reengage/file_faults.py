@@ -17,17 +17,29 @@ import os
 from pathlib import Path
 
 # faults that a different path, or permissions, fix: the user's to fix, exit code 2 (like bad input)
-USER_FIXABLE = frozenset({
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-    errno.ENOENT, errno.ELOOP, errno.EINVAL, errno.ETXTBSY, errno.EXDEV,
-})
+USER_FIXABLE = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.ENOENT,
+        errno.ELOOP,
+        errno.EINVAL,
+        errno.ETXTBSY,
+        errno.EXDEV,
+    }
+)
 
 _REMEDIES = {
     errno.EACCES: "this user may not write there: choose another path, or change the folder's permissions",
     errno.EPERM: "this user may not write there: choose another path, or change the folder's permissions",
     errno.EROFS: "that file system is read-only: choose a path on a writable one",
     errno.ENAMETOOLONG: "a name in the path is longer than the file system allows (255 bytes on most): "
-                        "choose a shorter one",
+    "choose a shorter one",
     errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
     errno.EISDIR: "the path is a folder where a file is written: give a file path",
     errno.ENOENT: "a folder of the path does not exist: create it, or choose another path",

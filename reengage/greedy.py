@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", required=True, help=f"one of {', '.join(sorted(GREEDY_AGENTS))}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes (default 20, the docs' evaluations)")
     parser.add_argument("--seed", type=int, default=1_000_000, help="first episode's seed (default: eval_seed's)")
-    parser.add_argument("--picture", default=None, metavar="FILE.png",
-                        help="also draw the first episode (seed --seed) into FILE.png")
+    parser.add_argument(
+        "--picture", default=None, metavar="FILE.png", help="also draw the first episode (seed --seed) into FILE.png"
+    )
     args = parser.parse_args(argv)
     problems = []
     if args.env not in GREEDY_AGENTS:
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # one pass: the picture is the first of the evaluated episodes
     result = evaluate_greedy(args.env, args.episodes, args.seed, draw_first=args.picture is not None)
-    print(f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
-          f"from seed {args.seed}")
+    print(
+        f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
+        f"from seed {args.seed}"
+    )
     if args.picture is not None:
         try:
             path = write_picture(args.picture, result.final_frame(0))

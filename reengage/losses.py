@@ -209,8 +209,14 @@ def sparse_goal_gradient_loss(
     """
     return goal_gradient_loss(
         goal_gradient_residuals(
-            [q_goal_grad], next_target_goal_grad, dones, gamma,
-            rewards=rewards, c_low=c_low, dim_weights=dim_weights, one_sided=one_sided,
+            [q_goal_grad],
+            next_target_goal_grad,
+            dones,
+            gamma,
+            rewards=rewards,
+            c_low=c_low,
+            dim_weights=dim_weights,
+            one_sided=one_sided,
         )
     )
 
@@ -232,8 +238,13 @@ def dense_goal_gradient_loss(
     """
     return goal_gradient_loss(
         goal_gradient_residuals(
-            [q_goal_grad], next_target_goal_grad, dones, gamma,
-            reward_goal_grad=reward_goal_grad, dim_weights=dim_weights, one_sided=one_sided,
+            [q_goal_grad],
+            next_target_goal_grad,
+            dones,
+            gamma,
+            reward_goal_grad=reward_goal_grad,
+            dim_weights=dim_weights,
+            one_sided=one_sided,
         )
     )
 

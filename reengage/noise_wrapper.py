@@ -14,7 +14,8 @@ are computed on noisy achieved goals. Use noise on ``achieved_goal`` with HER on
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -49,16 +50,16 @@ class SmoothingNoiseWrapper(gym.ObservationWrapper):
         high = np.asarray(getattr(space, "high", 1.0), dtype=dtype)
         null = dtype(self.config.null_value)
         return spaces.Box(
-            np.minimum(np.broadcast_to(low, space.shape), null), np.maximum(np.broadcast_to(high, space.shape), null),
-            shape=space.shape, dtype=dtype,
+            np.minimum(np.broadcast_to(low, space.shape), null),
+            np.maximum(np.broadcast_to(high, space.shape), null),
+            shape=space.shape,
+            dtype=dtype,
         )
 
     def _noisy_space(self, space: spaces.Space) -> spaces.Space:
         if not self._dict:
             return self._noisy_box(space)
-        return spaces.Dict(
-            {k: (self._noisy_box(s) if k in self.config.keys else s) for k, s in space.spaces.items()}
-        )
+        return spaces.Dict({k: (self._noisy_box(s) if k in self.config.keys else s) for k, s in space.spaces.items()})
 
     def observation(self, observation: Any) -> Any:
         obs = dict(observation) if self._dict else {"obs": observation}
@@ -104,7 +105,11 @@ def AblationObservationNoise(
         raise ValueError("give exactly one of retain (randomized ablation) or groups (deterministic ablation)")
     kind = "ablation" if retain is not None else "deterministic_ablation"
     cfg = SmoothingConfig(
-        kind=kind, retain=retain, groups=groups, keys=tuple(keys), null_value=null_value,
+        kind=kind,
+        retain=retain,
+        groups=groups,
+        keys=tuple(keys),
+        null_value=null_value,
         partition_seed=partition_seed,
     )
     return SmoothingNoiseWrapper(env, cfg, seed)

@@ -104,9 +104,7 @@ class SmoothingConfig:
         arr = np.asarray(sigma, dtype=np.float64)
         if arr.ndim > 0:
             if arr.size == 0 or np.ptp(arr) > 0:
-                raise ValueError(
-                    f"sigma must be one scalar for all coordinates (isotropic noise), got {sigma!r}"
-                )
+                raise ValueError(f"sigma must be one scalar for all coordinates (isotropic noise), got {sigma!r}")
             arr = arr.reshape(-1)[0]
         value = float(arr)
         if not (value > 0 and np.isfinite(value)):
@@ -126,9 +124,7 @@ class SmoothingConfig:
                 sizes[key] = int(np.prod(observation_space.spaces[key].shape))
             return sizes
         if self.keys != ("obs",):
-            raise ValueError(
-                f"a non-Dict observation space has the single key 'obs'; got keys={self.keys}"
-            )
+            raise ValueError(f"a non-Dict observation space has the single key 'obs'; got keys={self.keys}")
         return {"obs": int(np.prod(observation_space.shape))}
 
     def n_features(self, observation_space: spaces.Space) -> int:
@@ -157,7 +153,7 @@ class SmoothingConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SmoothingConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SmoothingConfig:
         known = {"kind", "sigma", "keys", "retain", "groups", "null_value", "partition_seed"}
         unknown = set(data) - known
         if unknown:

@@ -366,9 +366,7 @@ def _lbfgs(model: TheoryModel, objective: Callable[[TheoryModel], Tensor], max_i
     model.estimate.rebase()
 
 
-def _newton(
-    model: TheoryModel, objective: Callable[[TheoryModel], Tensor], max_iter: int, loss_tol: float
-) -> float:
+def _newton(model: TheoryModel, objective: Callable[[TheoryModel], Tensor], max_iter: int, loss_tol: float) -> float:
     """Levenberg-damped Newton steps on the loss, exact Hessian by autograd in a second-order chart.
 
     Near an exact fit the Hessian is positive semi-definite and the steps converge quadratically even

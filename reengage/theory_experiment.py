@@ -135,15 +135,32 @@ def run_one(
             return cache[n]
         t0 = time.perf_counter()
         fit = fit_rotation(
-            kind, pool.subset(slice(0, n)), loss, gamma=args.gamma, alpha=args.alpha,
-            restarts=args.restarts, loss_tol=args.fit_tol, seed=1000 * seed + n,
+            kind,
+            pool.subset(slice(0, n)),
+            loss,
+            gamma=args.gamma,
+            alpha=args.alpha,
+            restarts=args.restarts,
+            loss_tol=args.fit_tol,
+            seed=1000 * seed + n,
         )
         error = rotation_error(fit.rotation, truth, actions)
         success = error < args.tol
         failure = "" if success else ("info" if fit.converged else "opt")
         probe_log.append(
-            Probe(proposition, loss, d, seed, n, success, failure, fit.loss, error, fit.restarts_used,
-                  time.perf_counter() - t0)
+            Probe(
+                proposition,
+                loss,
+                d,
+                seed,
+                n,
+                success,
+                failure,
+                fit.loss,
+                error,
+                fit.restarts_used,
+                time.perf_counter() - t0,
+            )
         )
         bar.set_postfix_str(f"P{proposition} {loss} d={d} s={seed} N={n} {'ok' if success else failure}")
         cache[n] = success
@@ -158,8 +175,15 @@ def run_one(
     n_local, _ = bisect_smallest(locally_identified, cap) if dim > 0 else (0, 0)
     mine = [p for p in probe_log if (p.proposition, p.loss, p.d, p.seed) == (proposition, loss, d, seed)]
     return Run(
-        proposition, loss, d, seed, n_train, n_local, probes,
-        sum(p.failure == "opt" for p in mine), sum(p.failure == "info" for p in mine),
+        proposition,
+        loss,
+        d,
+        seed,
+        n_train,
+        n_local,
+        probes,
+        sum(p.failure == "opt" for p in mine),
+        sum(p.failure == "info" for p in mine),
         time.perf_counter() - start,
     )
 
@@ -204,9 +228,13 @@ def summarise(runs: list[Run], out: Path, args, elapsed: float) -> str:
                     f"{', '.join(str(r.n_local) for r in group)} | {counts(proposition, loss, d)} | "
                     f"{sum(r.opt_failures for r in group)} / {sum(r.info_failures for r in group)} |"
                 )
-    lines += ["", "Fitted slopes of log N against log d (least squares over all seeds):", "",
-              "| Prop. | loss | slope N_train (all d) | slope N_train (d >= 8) | slope N_local (all d) | slope of the counts (all d) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Fitted slopes of log N against log d (least squares over all seeds):",
+        "",
+        "| Prop. | loss | slope N_train (all d) | slope N_train (d >= 8) | slope N_local (all d) | slope of the counts (all d) |",
+        "|---|---|---|---|---|---|",
+    ]
     for proposition in PROPOSITIONS:
         for loss in ("reengage", "td"):
             group = [r for r in runs if (r.proposition, r.loss) == (proposition, loss) and r.n_train > 0]
@@ -214,7 +242,11 @@ def summarise(runs: list[Run], out: Path, args, elapsed: float) -> str:
             if len({r.d for r in group}) < 2:
                 continue
             big = [r for r in group if r.d >= 8]
-            slope_big = f"{fit_slope([r.d for r in big], [r.n_train for r in big]):.2f}" if len({r.d for r in big}) >= 2 else "n/a"
+            slope_big = (
+                f"{fit_slope([r.d for r in big], [r.n_train for r in big]):.2f}"
+                if len({r.d for r in big}) >= 2
+                else "n/a"
+            )
             lines.append(
                 f"| {proposition} | {loss} | {fit_slope([r.d for r in group], [r.n_train for r in group]):.2f} | {slope_big} | "
                 f"{fit_slope([r.d for r in every], [r.n_local for r in every]):.2f} | "
@@ -240,14 +272,32 @@ def plot(runs: list[Run], out: Path, dims: list[int]) -> None:
                 continue
             ax.scatter([r.d for r in group], [r.n_train for r in group], color=colour, alpha=0.6, s=22)
             medians = [np.median([r.n_train for r in group if r.d == d]) for d in sorted({r.d for r in group})]
-            slope = fit_slope([r.d for r in group], [r.n_train for r in group]) if len({r.d for r in group}) > 1 else float("nan")
-            ax.plot(sorted({r.d for r in group}), medians, color=colour, marker="o", label=f"{label}: slope {slope:.2f}")
+            slope = (
+                fit_slope([r.d for r in group], [r.n_train for r in group])
+                if len({r.d for r in group}) > 1
+                else float("nan")
+            )
+            ax.plot(
+                sorted({r.d for r in group}), medians, color=colour, marker="o", label=f"{label}: slope {slope:.2f}"
+            )
             local_only = [r for r in runs if (r.proposition, r.loss) == (proposition, loss) and r.n_train == 0]
             if local_only:
-                ax.scatter([r.d for r in local_only], [r.n_local for r in local_only], facecolors="none",
-                           edgecolors=colour, s=40, label=f"{label}: N_local only (training search not run)")
-            ax.plot(grid, [max(counts(proposition, loss, int(d)), 1) for d in grid], color=colour, ls="--", lw=1,
-                    label=f"{label}: parameter count of App. G.1")
+                ax.scatter(
+                    [r.d for r in local_only],
+                    [r.n_local for r in local_only],
+                    facecolors="none",
+                    edgecolors=colour,
+                    s=40,
+                    label=f"{label}: N_local only (training search not run)",
+                )
+            ax.plot(
+                grid,
+                [max(counts(proposition, loss, int(d)), 1) for d in grid],
+                color=colour,
+                ls="--",
+                lw=1,
+                label=f"{label}: parameter count of App. G.1",
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("d")
@@ -266,7 +316,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
-        "--train-dims", type=int, nargs="+", default=[2, 4, 8, 16],
+        "--train-dims",
+        type=int,
+        nargs="+",
+        default=[2, 4, 8, 16],
         help="dims at which the training search runs (other dims: N_local only; near the threshold one fit "
         "at d=32 takes over a minute on 2 cores, the search a dozen fits)",
     )
@@ -284,7 +337,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    jobs = [(p, loss, d, s) for p in args.propositions for loss in args.losses for d in sorted(args.dims) for s in range(args.seeds)]
+    jobs = [
+        (p, loss, d, s)
+        for p in args.propositions
+        for loss in args.losses
+        for d in sorted(args.dims)
+        for s in range(args.seeds)
+    ]
     runs: list[Run] = []
     probe_log: list[Probe] = []
     start = time.perf_counter()

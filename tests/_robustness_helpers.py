@@ -29,7 +29,10 @@ def linear_discrete(w: np.ndarray, b: float, d: int) -> PolicyAdapter:
 def random_mlp(d_in: int, n_out: int, seed: int, hidden: int = 64, keys=("observation", "achieved_goal"), goal=True):
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(d_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(d_in, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
         torch.nn.Linear(hidden, n_out),
     )
 

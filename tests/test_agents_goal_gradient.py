@@ -5,12 +5,12 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
+from reengage.agents import ReenGAGEDDPG, ReenGAGESAC, ReenGAGETD3, TD3GoalGradient
 from stable_baselines3 import HerReplayBuffer
 
-import reengage.envs  # noqa: F401
 from reengage import losses
-from reengage.agents import ReenGAGEDDPG, ReenGAGESAC, ReenGAGETD3, TD3GoalGradient
 
 GAMMA = 0.9
 D = 3
@@ -69,8 +69,9 @@ def _analytic_batch(seed=0, batch=5):
     next_obs = {"observation": as_tensor(s_next), "achieved_goal": as_tensor(s_next), "desired_goal": as_tensor(g)}
     rewards = as_tensor([[-1.0], [0.0], [-1.0], [-1.0], [-1.0]][:batch])
     dones = as_tensor([[0.0], [0.0], [1.0], [0.0], [0.0]][:batch])
-    return SimpleNamespace(observations=obs, next_observations=next_obs, actions=as_tensor(actions),
-                           rewards=rewards, dones=dones), (s, s_next, g, actions, rewards.numpy(), dones.numpy())
+    return SimpleNamespace(
+        observations=obs, next_observations=next_obs, actions=as_tensor(actions), rewards=rewards, dones=dones
+    ), (s, s_next, g, actions, rewards.numpy(), dones.numpy())
 
 
 def _expected_gradients(rotation, matrix, s, s_next, g, actions):
@@ -118,7 +119,10 @@ def _small_agent(cls, env_id="reengage/ContinuousSeek5-v0", **kwargs):
     defaults = dict(
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        learning_starts=40, batch_size=32, seed=0, gamma=0.95,
+        learning_starts=40,
+        batch_size=32,
+        seed=0,
+        gamma=0.95,
         policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False),
     )
     defaults.update(kwargs)
@@ -213,8 +217,9 @@ def test_the_term_reaches_only_the_critic(cls):
 
 
 def test_dense_mode_reads_the_environment_reward_gradient():
-    model = _small_agent(ReenGAGEDDPG, env_id="reengage/ContinuousSeekDense-v0", reengage_alpha=0.2,
-                         reengage_mode="dense")
+    model = _small_agent(
+        ReenGAGEDDPG, env_id="reengage/ContinuousSeekDense-v0", reengage_alpha=0.2, reengage_mode="dense"
+    )
     model.learn(60)
     batch = model.replay_buffer.sample(8, env=None)
     achieved = batch.next_observations["achieved_goal"].double()
@@ -228,8 +233,9 @@ def test_dense_mode_reads_the_environment_reward_gradient():
     # with the reward gradient in the target, the dense loss differs from the same loss without it
     dense, _ = model.goal_gradient_loss(batch)
     q_grad = model.critic_goal_gradients(batch.observations, batch.actions)[0]
-    without = losses.dense_goal_gradient_loss(q_grad, torch.zeros_like(q_grad), model.target_goal_gradient(batch),
-                                              batch.dones, model.gamma)
+    without = losses.dense_goal_gradient_loss(
+        q_grad, torch.zeros_like(q_grad), model.target_goal_gradient(batch), batch.dones, model.gamma
+    )
     assert dense.item() != pytest.approx(without.item(), rel=1e-3)
 
 

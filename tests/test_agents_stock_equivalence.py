@@ -3,14 +3,13 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
+from reengage.agents import ReenGAGEDDPG, ReenGAGESAC, ReenGAGETD3
 from stable_baselines3 import DDPG, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.noise import NormalActionNoise
-
-import reengage.envs  # noqa: F401
-from reengage.agents import ReenGAGEDDPG, ReenGAGESAC, ReenGAGETD3
 
 PAIRS = [(ReenGAGEDDPG, DDPG), (ReenGAGETD3, TD3), (ReenGAGESAC, SAC)]
 STEPS = 120
@@ -20,7 +19,10 @@ def _kwargs(stock_cls):
     kwargs = dict(
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        learning_starts=40, batch_size=32, seed=3, gamma=0.95,
+        learning_starts=40,
+        batch_size=32,
+        seed=3,
+        gamma=0.95,
         policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False),
     )
     if stock_cls is not SAC:
@@ -61,8 +63,13 @@ def test_sac_with_gsde_at_alpha_zero_is_the_stock_algorithm(monitor):
     kwargs = dict(_kwargs(SAC), use_sde=True)
     stock = SAC("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **kwargs)
     stock.learn(300)
-    model = ReenGAGESAC("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **kwargs,
-                        reengage_alpha=0.0, reengage_monitor=monitor)
+    model = ReenGAGESAC(
+        "MultiInputPolicy",
+        gym.make("reengage/ContinuousSeek5-v0"),
+        **kwargs,
+        reengage_alpha=0.0,
+        reengage_monitor=monitor,
+    )
     model.learn(300)
     assert ("train/reengage_loss" in model.logger.name_to_value) == monitor
     stock, ours = _parameters(stock), _parameters(model)
@@ -89,8 +96,9 @@ def test_save_load_evaluate_and_callbacks(tmp_path):
             return True
 
     counter = CountSteps()
-    model = ReenGAGETD3("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **_kwargs(TD3),
-                        reengage_alpha=0.3, c_low=-1.0)
+    model = ReenGAGETD3(
+        "MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), **_kwargs(TD3), reengage_alpha=0.3, c_low=-1.0
+    )
     model.learn(60, callback=counter)
     assert counter.calls == 60
     path = tmp_path / "agent.zip"

@@ -3,22 +3,28 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-from stable_baselines3 import HerReplayBuffer
-
 import reengage.envs  # noqa: F401
+import torch
 from reengage.agents import ReenGAGEDDPG
 from reengage.agents.compose import extended_agent_class
+from stable_baselines3 import HerReplayBuffer
 
 RecipeDDPG = extended_agent_class(ReenGAGEDDPG, baselines_recipe=True)
 
 
 def _agent(cls=RecipeDDPG, learn=120, **kwargs):
     model = cls(
-        "MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), replay_buffer_class=HerReplayBuffer,
+        "MultiInputPolicy",
+        gym.make("reengage/ContinuousSeek5-v0"),
+        replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False), learning_starts=50, batch_size=32,
-        buffer_size=2000, seed=0, gamma=0.9, **kwargs,
+        policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False),
+        learning_starts=50,
+        batch_size=32,
+        buffer_size=2000,
+        seed=0,
+        gamma=0.9,
+        **kwargs,
     )
     if learn:
         model.learn(learn)
@@ -75,8 +81,16 @@ def test_target_value_clip_leaves_values_inside_the_range_alone():
     next_actions = clipped.actor_target(batch.next_observations)
     values = clipped.critic_target(batch.next_observations, next_actions)[0]
     raw = clipped.critic_target.q_networks[0](
-        torch.cat([clipped.critic_target.extract_features(batch.next_observations, clipped.critic_target.features_extractor),
-                   next_actions], dim=1))
+        torch.cat(
+            [
+                clipped.critic_target.extract_features(
+                    batch.next_observations, clipped.critic_target.features_extractor
+                ),
+                next_actions,
+            ],
+            dim=1,
+        )
+    )
     assert torch.equal(values, raw.clamp(*clipped.target_value_range()))
 
 

@@ -7,13 +7,12 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401  (registers the ids)
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from reengage.envs import BitFlippingContinuousEnv, BitFlippingEnv, BitFlippingFixedGoalEnv
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
-
-import reengage.envs  # noqa: F401  (registers the ids)
-from reengage.envs import BitFlippingContinuousEnv, BitFlippingEnv, BitFlippingFixedGoalEnv
 
 IDS = [
     "reengage/BitFlipping-v0",
@@ -160,8 +159,12 @@ def _filled_her_buffer(env_kwargs, episodes=40, seed=0, strategy="future"):
     vec_env = DummyVecEnv([lambda: BitFlippingEnv(**env_kwargs)])
     vec_env.seed(seed)
     buffer = HerReplayBuffer(
-        10_000, vec_env.observation_space, vec_env.action_space, env=vec_env,
-        n_sampled_goal=4, goal_selection_strategy=strategy,
+        10_000,
+        vec_env.observation_space,
+        vec_env.action_space,
+        env=vec_env,
+        n_sampled_goal=4,
+        goal_selection_strategy=strategy,
     )
     rng = np.random.default_rng(seed)
     obs = vec_env.reset()

@@ -36,7 +36,9 @@ def test_every_case_expects_an_error_exit_and_the_committed_page_lists_them_all(
     assert len(names) == len(set(names)) and len(cases) >= 40
     # 2: the user's to fix; 1: the machine's (a full disk); 130: the one Ctrl-C case
     assert {case.code for case in cases} == {1, 2, 130}
-    assert [case.name for case in cases if case.code == 130] == ["Ctrl-C whose checkpoint cannot be written (disk full)"]
+    assert [case.name for case in cases if case.code == 130] == [
+        "Ctrl-C whose checkpoint cannot be written (disk full)"
+    ]
     page = (ROOT / "docs" / "cli_errors.md").read_text()
     assert tool.REGENERATE in page
     rows = _rows(page)
@@ -49,8 +51,13 @@ def test_every_case_expects_an_error_exit_and_the_committed_page_lists_them_all(
 @pytest.mark.slow
 def test_the_script_runs_every_case_and_each_ends_with_its_exit_code_and_one_line(tmp_path):
     out = tmp_path / "cli_errors.md"
-    result = subprocess.run([sys.executable, "tools/cli_error_table.py", "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        [sys.executable, "tools/cli_error_table.py", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     rows = _rows(out.read_text())
     assert len(rows) == len(_tool().cases())

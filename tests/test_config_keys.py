@@ -22,11 +22,12 @@ def test_the_algorithms_of_the_table_are_those_of_the_registry() -> None:
 
 
 def test_the_choices_of_the_agent_options_are_those_the_agents_accept() -> None:
-    from reengage import losses
-    from reengage.agents.goal_gradient import DIM_WEIGHTINGS, MODES
     from reengage.agents.fast.multi_goal import ENCODER_AUTOCAST, GATE_UPDATES
     from reengage.agents.fast.multi_goal_update import ACTOR_ENCODINGS
+    from reengage.agents.goal_gradient import DIM_WEIGHTINGS, MODES
     from reengage.agents.td3 import TARGET_DERIVATIVES
+
+    from reengage import losses
 
     assert KEYS["reengage_mode"].choices == MODES
     assert KEYS["algo_kwargs.reengage_matching"].choices == losses.MATCHINGS
@@ -51,7 +52,9 @@ def test_the_agent_options_reach_the_agents_that_take_them() -> None:
             if spec.refusal is not None:
                 continue  # an algorithm that refuses to be built takes no options
             # each trainer's class takes the options the table lets that trainer use
-            classes = ([spec.agent] if key.sb3 else []) + ([spec.fast_agent] if key.fast_takes(algo) and spec.fast_agent else [])
+            classes = ([spec.agent] if key.sb3 else []) + (
+                [spec.fast_agent] if key.fast_takes(algo) and spec.fast_agent else []
+            )
             for path in classes:
                 accepted = accepted_arguments(import_object(path))  # type: ignore[arg-type]
                 assert accepted is None or argument in accepted, (key.name, algo, path)
@@ -63,14 +66,20 @@ def test_the_fast_update_options_are_refused_on_the_stock_trainer() -> None:
     check_config({"algo": "multi_ddpg", "trainer": "fast", "algo_kwargs": {"gate_update": "reference"}})
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("algo_kwargs.reengage_matching=half", "algo_kwargs.reengage_matching='half' is not valid; valid choices: full, one_sided"),
-    ("algo_kwargs.reengage_target_derivative=some", "valid choices: total, partial"),
-    ("algo_kwargs.reengage_tau=0.5", "algo_kwargs.reengage_tau is an option of dqn; algo 'ddpg' does not take it"),
-    ("algo_kwargs.reengage_monitor=1", "algo_kwargs.reengage_monitor=1 has the wrong type; expected bool"),
-    ("reengage_diagnostics=-5", "reengage_diagnostics=-5 is out of range; reengage_diagnostics must be >= 0"),
-    ("her.n_sampled_goal=.nan", "her.n_sampled_goal=nan is not a finite number; her.n_sampled_goal must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        (
+            "algo_kwargs.reengage_matching=half",
+            "algo_kwargs.reengage_matching='half' is not valid; valid choices: full, one_sided",
+        ),
+        ("algo_kwargs.reengage_target_derivative=some", "valid choices: total, partial"),
+        ("algo_kwargs.reengage_tau=0.5", "algo_kwargs.reengage_tau is an option of dqn; algo 'ddpg' does not take it"),
+        ("algo_kwargs.reengage_monitor=1", "algo_kwargs.reengage_monitor=1 has the wrong type; expected bool"),
+        ("reengage_diagnostics=-5", "reengage_diagnostics=-5 is out of range; reengage_diagnostics must be >= 0"),
+        ("her.n_sampled_goal=.nan", "her.n_sampled_goal=nan is not a finite number; her.n_sampled_goal must be >= 0"),
+    ],
+)
 def test_agent_options_are_checked_when_the_configuration_is_resolved(assignment: str, message: str) -> None:
     with pytest.raises(ValueError) as refused:
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, assignments=[assignment])

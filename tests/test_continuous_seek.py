@@ -3,18 +3,24 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
 from gymnasium.utils.env_checker import check_env
+from reengage.envs import ContinuousSeekEnv
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-import reengage.envs  # noqa: F401
-from reengage.envs import ContinuousSeekEnv
 
-
-@pytest.mark.parametrize("env_id, d", [("reengage/ContinuousSeek-v0", 5), ("reengage/ContinuousSeek5-v0", 5),
-                                       ("reengage/ContinuousSeek10-v0", 10), ("reengage/ContinuousSeek20-v0", 20)])
+@pytest.mark.parametrize(
+    "env_id, d",
+    [
+        ("reengage/ContinuousSeek-v0", 5),
+        ("reengage/ContinuousSeek5-v0", 5),
+        ("reengage/ContinuousSeek10-v0", 10),
+        ("reengage/ContinuousSeek20-v0", 20),
+    ],
+)
 def test_registered_ids_and_checkers(env_id, d):
     env = gym.make(env_id)
     assert env.unwrapped.d == d
@@ -109,9 +115,16 @@ def test_same_seed_same_episodes():
     assert not np.array_equal(rollout(5), rollout(6))
 
 
-@pytest.mark.parametrize("kwargs, message", [({"d": 0}, "d must"), ({"box": -1.0}, "box"),
-                                             ({"tolerance": 0}, "tolerance"), ({"horizon": 0}, "horizon"),
-                                             ({"reward_type": "shaped"}, "sparse")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"d": 0}, "d must"),
+        ({"box": -1.0}, "box"),
+        ({"tolerance": 0}, "tolerance"),
+        ({"horizon": 0}, "horizon"),
+        ({"reward_type": "shaped"}, "sparse"),
+    ],
+)
 def test_bad_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ContinuousSeekEnv(**kwargs)

@@ -5,13 +5,13 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
+from reengage.agents import ReenGAGEDDPG, ReenGAGETD3
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.logger import Logger
 
-import reengage.envs  # noqa: F401
 from agents.diagnostics import goal_gradient_diagnostics, parameter_gradient_ratio, sparse_return_range
-from reengage.agents import ReenGAGEDDPG, ReenGAGETD3
 
 
 def test_diagnostics_values_on_hand_computed_vectors():
@@ -36,8 +36,12 @@ def test_action_and_actor_direction_keys():
     action_grads = torch.tensor([[-2.0, 0.0], [1.0, 0.0]])  # row 0 exactly -grad_g, row 1 orthogonal
     directions = torch.tensor([[-1.0, 0.0], [-1.0, 0.0]])
     out = goal_gradient_diagnostics(
-        q_goal, q_goal, torch.zeros(2), torch.ones(2),
-        action_grads=action_grads, goal_directions=directions,
+        q_goal,
+        q_goal,
+        torch.zeros(2),
+        torch.ones(2),
+        action_grads=action_grads,
+        goal_directions=directions,
         policy_actions=torch.tensor([[0.5, -0.5], [0.5, 0.5]]),
         actor_goal_directions=torch.tensor([[1.0, -1.0], [-1.0, -1.0]]),
     )
@@ -84,9 +88,16 @@ class _RecordingLogger(Logger):
 def _train(alpha, every, steps=70, cls=ReenGAGEDDPG, **kwargs):
     env = gym.make("reengage/ContinuousSeek-v0", d=3, box=3.0)
     agent = cls(
-        "MultiInputPolicy", env, reengage_alpha=alpha, reengage_diagnostics_every=every,
-        replay_buffer_class=HerReplayBuffer, learning_starts=40, batch_size=16, seed=0,
-        policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False), **kwargs,
+        "MultiInputPolicy",
+        env,
+        reengage_alpha=alpha,
+        reengage_diagnostics_every=every,
+        replay_buffer_class=HerReplayBuffer,
+        learning_starts=40,
+        batch_size=16,
+        seed=0,
+        policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False),
+        **kwargs,
     )
     logger = _RecordingLogger()
     agent.set_logger(logger)
@@ -102,8 +113,14 @@ def test_diagnostics_leave_training_unchanged(alpha):
     for a, b in zip(plain.policy.parameters(), watched.policy.parameters(), strict=True):
         assert torch.equal(a, b)
     assert not any(k.startswith("reengage_diag/") for k in plain_log.seen)
-    expected = {"grad_cosine", "param_grad_ratio_term_to_td", "actor_goal_cosine", "q_outside_return_range",
-                "grad_norm_target_partial", "action_grad_goal_grad_cosine"}
+    expected = {
+        "grad_cosine",
+        "param_grad_ratio_term_to_td",
+        "actor_goal_cosine",
+        "q_outside_return_range",
+        "grad_norm_target_partial",
+        "action_grad_goal_grad_cosine",
+    }
     assert {f"reengage_diag/{k}" for k in expected} <= watched_log.seen
 
 
@@ -149,10 +166,12 @@ def test_bounds_weights_make_the_term_invariant_to_the_goal_scale():
     rewards, dones = -torch.ones(8, 1), torch.zeros(8, 1)
     from reengage import losses
 
-    loss_small = losses.sparse_goal_gradient_loss(q_grad, target, rewards, dones, 0.95,
-                                                  dim_weights=bounds_goal_weights(small))
-    loss_large = losses.sparse_goal_gradient_loss(q_grad / 5, target / 5, rewards, dones, 0.95,
-                                                  dim_weights=bounds_goal_weights(large))
+    loss_small = losses.sparse_goal_gradient_loss(
+        q_grad, target, rewards, dones, 0.95, dim_weights=bounds_goal_weights(small)
+    )
+    loss_large = losses.sparse_goal_gradient_loss(
+        q_grad / 5, target / 5, rewards, dones, 0.95, dim_weights=bounds_goal_weights(large)
+    )
     assert loss_large.item() == pytest.approx(loss_small.item(), rel=1e-5)
     with pytest.raises(ValueError, match="finite bounds"):
         bounds_goal_weights(spaces.Box(-np.inf, np.inf, shape=(2,)))
@@ -172,8 +191,14 @@ def test_diagnostics_run_on_discrete_actions(path):
 
     cls = ReenGAGEDQN if path == "sb3" else FastReenGAGEDQN
     agent = cls(
-        "MultiInputPolicy", BitFlippingEnv(n_bits=4), reengage_alpha=0.5, reengage_diagnostics_every=1,
-        replay_buffer_class=HerReplayBuffer, learning_starts=30, batch_size=16, seed=0,
+        "MultiInputPolicy",
+        BitFlippingEnv(n_bits=4),
+        reengage_alpha=0.5,
+        reengage_diagnostics_every=1,
+        replay_buffer_class=HerReplayBuffer,
+        learning_starts=30,
+        batch_size=16,
+        seed=0,
         policy_kwargs=dict(net_arch=[16]),
     )
     logger = _RecordingLogger()
@@ -183,8 +208,10 @@ def test_diagnostics_run_on_discrete_actions(path):
     assert "reengage_diag/actor_goal_cosine" not in logger.seen
 
 
-@pytest.mark.parametrize("cls_name, alpha", [("FastReenGAGEDDPG", 0.0), ("FastReenGAGEDDPG", 0.2),
-                                             ("FastReenGAGETD3", 0.2), ("FastReenGAGESAC", 0.2)])
+@pytest.mark.parametrize(
+    "cls_name, alpha",
+    [("FastReenGAGEDDPG", 0.0), ("FastReenGAGEDDPG", 0.2), ("FastReenGAGETD3", 0.2), ("FastReenGAGESAC", 0.2)],
+)
 def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
     """The fast path (hand-written step for DDPG/TD3, autograd for SAC) logs the same keys, bar the
     TD/term parameter-gradient split, and a run with diagnostics is bit-identical to one without."""
@@ -196,8 +223,13 @@ def test_fast_path_logs_the_diagnostics_and_trains_unchanged(cls_name, alpha):
     for a, b in zip(plain.policy.parameters(), watched.policy.parameters(), strict=True):
         assert torch.equal(a, b)
     assert not any(k.startswith("reengage_diag/") for k in plain_log.seen)
-    expected = {"grad_cosine", "actor_goal_cosine", "q_outside_return_range", "grad_norm_target",
-                "action_grad_goal_grad_cosine"}
+    expected = {
+        "grad_cosine",
+        "actor_goal_cosine",
+        "q_outside_return_range",
+        "grad_norm_target",
+        "action_grad_goal_grad_cosine",
+    }
     assert {f"reengage_diag/{k}" for k in expected} <= watched_log.seen
     assert "reengage_diag/param_grad_ratio_term_to_td" not in watched_log.seen
 

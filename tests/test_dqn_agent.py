@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from stable_baselines3 import DQN, HerReplayBuffer
-
 from reengage.agents import ReenGAGEDQN
 from reengage.envs import BitFlippingEnv
+from stable_baselines3 import DQN, HerReplayBuffer
+
 from reengage.losses import soft_max_target
 
 N_BITS = 5
@@ -21,12 +21,23 @@ N_BITS = 5
 
 def _kwargs(seed: int = 0, **overrides):
     kwargs = dict(
-        learning_rate=1e-3, buffer_size=10_000, learning_starts=50, batch_size=32, tau=0.05, gamma=0.98,
-        train_freq=(1, "episode"), gradient_steps=2, target_update_interval=20,
-        exploration_fraction=0.0, exploration_initial_eps=0.2, exploration_final_eps=0.2,
+        learning_rate=1e-3,
+        buffer_size=10_000,
+        learning_starts=50,
+        batch_size=32,
+        tau=0.05,
+        gamma=0.98,
+        train_freq=(1, "episode"),
+        gradient_steps=2,
+        target_update_interval=20,
+        exploration_fraction=0.0,
+        exploration_initial_eps=0.2,
+        exploration_final_eps=0.2,
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        policy_kwargs=dict(net_arch=[32]), seed=seed, device="cpu",
+        policy_kwargs=dict(net_arch=[32]),
+        seed=seed,
+        device="cpu",
     )
     kwargs.update(overrides)
     return kwargs
@@ -78,8 +89,11 @@ def test_seeded_runs_repeat(soft_value):
 def test_combined_gradient_is_clipped_as_one():
     """With a tiny clip norm every step's gradient, ReenGAGE term included, has exactly that norm."""
     max_norm = 1e-3
-    model = ReenGAGEDQN("MultiInputPolicy", BitFlippingEnv(n_bits=N_BITS),
-                        **_kwargs(max_grad_norm=max_norm, reengage_alpha=1.0, reengage_tau=0.5))
+    model = ReenGAGEDQN(
+        "MultiInputPolicy",
+        BitFlippingEnv(n_bits=N_BITS),
+        **_kwargs(max_grad_norm=max_norm, reengage_alpha=1.0, reengage_tau=0.5),
+    )
     assert model.max_grad_norm == math.inf and model.reengage_max_grad_norm == max_norm
     norms, term_norms = [], []
 
@@ -97,9 +111,11 @@ def test_combined_gradient_is_clipped_as_one():
 def test_soft_value_target_is_eq_g11():
     """One update with reengage_soft_value_target: the Huber target is r + gamma (1 - d) SoftMax[Q'/tau].Q'."""
     tau = 1.0
-    model = ReenGAGEDQN("MultiInputPolicy", BitFlippingEnv(n_bits=N_BITS),
-                        **_kwargs(learning_starts=10_000, reengage_alpha=0.0, reengage_tau=tau,
-                                  reengage_soft_value_target=True))
+    model = ReenGAGEDQN(
+        "MultiInputPolicy",
+        BitFlippingEnv(n_bits=N_BITS),
+        **_kwargs(learning_starts=10_000, reengage_alpha=0.0, reengage_tau=tau, reengage_soft_value_target=True),
+    )
     model.learn(200)  # fills the buffer, no update yet
     assert model._n_updates == 0
     # make the target network differ from the online one so the test sees which target is used
@@ -164,8 +180,14 @@ def test_bad_arguments(overrides, match):
 
 
 def test_save_load_keeps_the_clip_and_options(tmp_path):
-    model = _train(ReenGAGEDQN, timesteps=150, max_grad_norm=2.5, reengage_alpha=1.0, reengage_tau=0.25,
-                   reengage_soft_value_target=True)
+    model = _train(
+        ReenGAGEDQN,
+        timesteps=150,
+        max_grad_norm=2.5,
+        reengage_alpha=1.0,
+        reengage_tau=0.25,
+        reengage_soft_value_target=True,
+    )
     model.save(tmp_path / "dqn")
     loaded = ReenGAGEDQN.load(tmp_path / "dqn", env=BitFlippingEnv(n_bits=N_BITS), device="cpu")
     assert loaded.reengage_max_grad_norm == 2.5 and loaded.max_grad_norm == math.inf

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from reengage.agents import ReenGAGEDQN
+
+from reengage.algorithms import algo_spec
 from reengage.experiment.build import build_agent, make_training_env
 from reengage.experiment.config import resolve_config
-from reengage.algorithms import algo_spec
 
 
-@pytest.mark.parametrize("env_id, n_bits", [("reengage/BitFlipping-v0", 10), ("reengage/BitFlipping20-v0", 20),
-                                            ("reengage/BitFlipping40-v0", 40)])
+@pytest.mark.parametrize(
+    "env_id, n_bits",
+    [("reengage/BitFlipping-v0", 10), ("reengage/BitFlipping20-v0", 20), ("reengage/BitFlipping40-v0", 40)],
+)
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 def test_config_follows_the_appendix(env_id, n_bits, alpha):
     config = resolve_config(env_id, "dqn", alpha=alpha)
@@ -32,7 +34,9 @@ def test_paper_budgets():
 
 def test_registry_builds_reengage_dqn():
     assert not algo_spec("dqn").continuous_actions
-    config = resolve_config("reengage/BitFlipping20-v0", "dqn", alpha=1.0, assignments=["algo_kwargs.reengage_tau=0", "buffer_size=1000"])
+    config = resolve_config(
+        "reengage/BitFlipping20-v0", "dqn", alpha=1.0, assignments=["algo_kwargs.reengage_tau=0", "buffer_size=1000"]
+    )
     model = build_agent(config, make_training_env(config, seed=0), seed=0, device="cpu")
     assert isinstance(model, ReenGAGEDQN)
     assert model.reengage_alpha == 1.0 and model.reengage_tau == 0.0 and not model.reengage_soft_value_target

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from reengage.agents import ReenGAGEDQN
 from reengage.agents.goal_gradient import with_leaf
 from reengage.envs import BitFlippingEnv
+
 from reengage.losses import soft_max_target
 
 
 def _q_network(goal_dim: int, n_actions: int, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(goal_dim, 32), torch.nn.Tanh(), torch.nn.Linear(32, n_actions)
-    ).double()
+    return torch.nn.Sequential(torch.nn.Linear(goal_dim, 32), torch.nn.Tanh(), torch.nn.Linear(32, n_actions)).double()
 
 
 def test_soft_target_tends_to_max():
@@ -66,8 +64,15 @@ def test_hard_max_gradient_is_the_maximising_actions_gradient():
 def test_agent_target_goal_gradient_matches_finite_differences():
     """ReenGAGEDQN's target value, differentiated in the float relaxation of the MultiBinary goal."""
     env = BitFlippingEnv(n_bits=6)
-    model = ReenGAGEDQN("MultiInputPolicy", env, policy_kwargs={"net_arch": [32]}, reengage_tau=0.5,
-                        learning_starts=0, seed=0, device="cpu")
+    model = ReenGAGEDQN(
+        "MultiInputPolicy",
+        env,
+        policy_kwargs={"net_arch": [32]},
+        reengage_tau=0.5,
+        learning_starts=0,
+        seed=0,
+        device="cpu",
+    )
     obs, _ = env.reset(seed=0)
     obs_tensor, _ = model.policy.obs_to_tensor(obs)
     assert obs_tensor["desired_goal"].dtype == torch.int8  # MultiBinary arrives as integers

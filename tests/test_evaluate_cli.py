@@ -8,10 +8,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import reengage.envs  # noqa: F401
 from reengage import evaluate
 from reengage.experiment.config import resolve_config
 from reengage.experiment.evaluation import SUCCESS_EVER, evaluate_goal_policy
@@ -24,9 +24,22 @@ NOISE = "observation_noise={kind: gaussian, sigma: 0.3, keys: [observation, achi
 def noisy_dense_run(tmp_path_factory):
     """ContinuousSeekDense (returns are real numbers, so any difference shows) trained under noise."""
     run_dir = tmp_path_factory.mktemp("dense") / "run"
-    config = resolve_config("reengage/ContinuousSeekDense-v0", "ddpg", 0.2, 300, [
-        "net_arch=[16,16]", "batch_size=32", "learning_starts=50", "eval_episodes=4", "buffer_size=2000",
-        "eval_freq=150", "checkpoint_every=150", NOISE])
+    config = resolve_config(
+        "reengage/ContinuousSeekDense-v0",
+        "ddpg",
+        0.2,
+        300,
+        [
+            "net_arch=[16,16]",
+            "batch_size=32",
+            "learning_starts=50",
+            "eval_episodes=4",
+            "buffer_size=2000",
+            "eval_freq=150",
+            "checkpoint_every=150",
+            NOISE,
+        ],
+    )
     train_run(config, 0, run_dir, progress=False, verbose=False)
     return run_dir
 
@@ -82,8 +95,13 @@ def test_continuous_seek_video_is_written(noisy_dense_run, tmp_path, capsys):
 
 def test_bit_flipping_video_is_written(tmp_path, capsys):
     run_dir = tmp_path / "bits"
-    config = resolve_config("reengage/BitFlipping-v0", "dqn", 0.0, 200, [
-        "net_arch=[16]", "eval_episodes=2", "eval_freq=200", "buffer_size=1000", "checkpoint_every=0"])
+    config = resolve_config(
+        "reengage/BitFlipping-v0",
+        "dqn",
+        0.0,
+        200,
+        ["net_arch=[16]", "eval_episodes=2", "eval_freq=200", "buffer_size=1000", "checkpoint_every=0"],
+    )
     train_run(config, 0, run_dir, progress=False, verbose=False)
     path = tmp_path / "bits.gif"
     code, out, _ = _evaluate(capsys, run_dir, "--video", path)
@@ -103,9 +121,22 @@ def test_picture_of_a_goal_set_run_draws_its_first_evaluation_episode(tmp_path, 
     from reengage.experiment.run_folder import RunFolder
 
     run_dir = tmp_path / "drive"
-    config = resolve_config("reengage/DriveSeek-v0", "multi_ddpg", 10.0, 80, [
-        "net_arch=[8]", "policy_kwargs={encoder_arch: [8], embed_dim: 4}", "batch_size=16", "learning_starts=40",
-        "buffer_size=500", "eval_freq=80", "eval_episodes=2", "checkpoint_every=0"])
+    config = resolve_config(
+        "reengage/DriveSeek-v0",
+        "multi_ddpg",
+        10.0,
+        80,
+        [
+            "net_arch=[8]",
+            "policy_kwargs={encoder_arch: [8], embed_dim: 4}",
+            "batch_size=16",
+            "learning_starts=40",
+            "buffer_size=500",
+            "eval_freq=80",
+            "eval_episodes=2",
+            "checkpoint_every=0",
+        ],
+    )
     train_run(config, 0, run_dir, progress=False, verbose=False)
     path = tmp_path / "pictures" / "drive.png"
     path.parent.mkdir()

@@ -20,8 +20,10 @@ def test_docs_continuous_seek_matches_the_compare_command() -> None:
     paper = {0.0: [], 0.2: ["algo_kwargs.reengage_matching=full"]}
     expected = {
         (env, alpha, seed): resolve_config(
-            env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3", *paper[alpha]])
-        for env in ("reengage/ContinuousSeek5-v0", "reengage/ContinuousSeek10-v0") for alpha in (0.0, 0.2)
+            env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3", *paper[alpha]]
+        )
+        for env in ("reengage/ContinuousSeek5-v0", "reengage/ContinuousSeek10-v0")
+        for alpha in (0.0, 0.2)
         for seed in (0, 1, 2)
     }
     assert {(r.env_id, r.alpha, r.seed): r.config for r in experiment.runs} == expected
@@ -62,13 +64,19 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
     for name, budget, seeds in (("fig8_2_d20_reduced", 150_000, 3), ("fig8_2_d20_400k", 400_000, 5)):
         d20 = runs(name)
         assert {r.alpha for r in d20} == {0.0, 0.2} and all(r.config["timesteps"] == budget for r in d20)
-        assert all(len([r for r in d20 if r.alpha == a and r.variant == v]) == seeds
-                   for v, a in {(r.variant, r.alpha) for r in d20})
+        assert all(
+            len([r for r in d20 if r.alpha == a and r.variant == v]) == seeds
+            for v, a in {(r.variant, r.alpha) for r in d20}
+        )
         matchings = [r.config["algo_kwargs"].get("reengage_matching") for r in d20 if r.alpha > 0]
         assert sorted(set(matchings)) == ["full", "one_sided"] and len(matchings) == 2 * seeds
+
         # the longer file trains the same configurations (and seeds 0-2 as the same runs), only for longer
         def configurations(runs_: list) -> set:
-            return {(r.variant, r.seed, repr(sorted({**r.config, "timesteps": 0}.items()))) for r in runs_ if r.seed < 3}
+            return {
+                (r.variant, r.seed, repr(sorted({**r.config, "timesteps": 0}.items()))) for r in runs_ if r.seed < 3
+            }
+
         assert configurations(d20) == configurations(reduced_d20)
     sac = runs("sac_g6_reduced")
     assert {r.algo for r in sac} == {"sac"} and len(sac) == 6
@@ -81,8 +89,10 @@ def test_reduced_files_meet_the_issue_budgets() -> None:
 def test_learning_unchanged_pairs_each_run_with_its_sb3_twin() -> None:
     runs = load_experiment(EXPERIMENTS / "learning_unchanged.yaml").runs
     assert len(runs) == 20
-    by_path = {trainer: {(r.alpha, r.seed): r.config for r in runs if r.config["trainer"] == trainer}
-               for trainer in ("fast", "sb3")}
+    by_path = {
+        trainer: {(r.alpha, r.seed): r.config for r in runs if r.config["trainer"] == trainer}
+        for trainer in ("fast", "sb3")
+    }
     assert set(by_path["fast"]) == set(by_path["sb3"]) == {(a, s) for a in (0.0, 0.2) for s in range(5)}
     for key, fast in by_path["fast"].items():
         # the same configuration but for the training path
@@ -94,9 +104,19 @@ def test_learning_unchanged_pairs_each_run_with_its_sb3_twin() -> None:
 # what its make_agent took from Table G.4 per environment. Settings it did not pass are the agent's defaults,
 # which the loop also leaves alone (replay, gate update).
 MULTI_GOAL_BUDGET = {
-    "learning_starts": 400, "train_freq": 2, "gradient_steps": 1, "batch_size": 64, "learning_rate": 1e-3,
-    "gamma": 0.95, "tau": 0.005, "buffer_size": 1_000_000, "eval_freq": 400, "eval_episodes": 20,
-    "eval_seed": 1_000_000, "her": None, "net_arch": [64],
+    "learning_starts": 400,
+    "train_freq": 2,
+    "gradient_steps": 1,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "gamma": 0.95,
+    "tau": 0.005,
+    "buffer_size": 1_000_000,
+    "eval_freq": 400,
+    "eval_episodes": 20,
+    "eval_seed": 1_000_000,
+    "her": None,
+    "net_arch": [64],
 }
 MULTI_GOAL_NOISE = {"reengage/DriveSeek-v0": 0.05, "reengage/NoisySeek-v0": 0.1}  # Table G.4
 
@@ -108,8 +128,9 @@ def test_docs_multi_goal_trains_what_the_multi_goal_script_trained() -> None:
     experiment = load_experiment(EXPERIMENTS / "docs_multi_goal.yaml")
     assert experiment.metric == "eval/mean_return" and experiment.baseline == "DDPG"
     cells = sorted((r.env_id, r.algo, r.alpha, r.seed) for r in experiment.runs)
-    assert cells == sorted((env, "multi_ddpg", alpha, seed) for env in MULTI_GOAL_NOISE for alpha in (0.0, 10.0)
-                           for seed in (0, 1, 2))
+    assert cells == sorted(
+        (env, "multi_ddpg", alpha, seed) for env in MULTI_GOAL_NOISE for alpha in (0.0, 10.0) for seed in (0, 1, 2)
+    )
     for run in experiment.runs:
         config = run.config
         assert {key: config[key] for key in MULTI_GOAL_BUDGET} == MULTI_GOAL_BUDGET
@@ -125,17 +146,27 @@ def _multi_goal_script_agent(env_id: str, alpha: float, seed: int, buffer_size: 
     """What multi_goal.py's make_agent built (its BUDGET, a plain gym env, the class's default policy)."""
     import gymnasium as gym
     import numpy as np
-    from stable_baselines3.common.noise import NormalActionNoise
-
     from reengage.agents import MultiReenGAGEDDPG
+    from stable_baselines3.common.noise import NormalActionNoise
 
     env = gym.make(env_id)
     dim = env.action_space.shape[0]
     return MultiReenGAGEDDPG(
-        "DeepSetsPolicy", env, reengage_alpha=alpha, learning_rate=1e-3, buffer_size=buffer_size,
-        learning_starts=400, batch_size=64, tau=0.005, gamma=0.95, train_freq=2, gradient_steps=1,
+        "DeepSetsPolicy",
+        env,
+        reengage_alpha=alpha,
+        learning_rate=1e-3,
+        buffer_size=buffer_size,
+        learning_starts=400,
+        batch_size=64,
+        tau=0.005,
+        gamma=0.95,
+        train_freq=2,
+        gradient_steps=1,
         action_noise=NormalActionNoise(np.zeros(dim), MULTI_GOAL_NOISE[env_id] * np.ones(dim)),
-        policy_kwargs={"encoder_arch": [64, 64], "net_arch": [64], "embed_dim": 20}, seed=seed, device="cpu",
+        policy_kwargs={"encoder_arch": [64, 64], "net_arch": [64], "embed_dim": 20},
+        seed=seed,
+        device="cpu",
     )
 
 
@@ -147,8 +178,11 @@ def test_the_runner_trains_the_multi_goal_scripts_agent_step_for_step(tmp_path: 
     from reengage.experiment.run_folder import RunFolder
     from reengage.experiment.runner import train_run
 
-    run = next(r for r in load_experiment(EXPERIMENTS / "docs_multi_goal.yaml").runs
-               if r.env_id == "reengage/DriveSeek-v0" and r.alpha == 10.0 and r.seed == 1)
+    run = next(
+        r
+        for r in load_experiment(EXPERIMENTS / "docs_multi_goal.yaml").runs
+        if r.env_id == "reengage/DriveSeek-v0" and r.alpha == 10.0 and r.seed == 1
+    )
     config = {**run.config, "timesteps": 440, "buffer_size": 2000}
     train_run(config, run.seed, tmp_path / "run", progress=False, verbose=False)
     _, trained = RunFolder(tmp_path / "run").load_model()
@@ -177,15 +211,17 @@ def test_d15_tuned_settings_shares_the_grids_ddpg_runs_and_pins_its_variants() -
         return load_experiment(EXPERIMENTS / f"{name}.yaml").runs
 
     tuned = runs("d15_tuned_settings")
-    grid = [r for r in runs("d15_diagnosis_grid")
-            if r.alpha == 0 and r.config["env_kwargs"] == {"d": 15, "box": 3.0}]
+    grid = [r for r in runs("d15_diagnosis_grid") if r.alpha == 0 and r.config["env_kwargs"] == {"d": 15, "box": 3.0}]
     # DDPG+HER: the very configurations of the diagnosis grid's cell (d = 15, box 3), so the same run identities
     assert sorted(r.run_id.rsplit("_", 1)[1] for r in tuned if r.alpha == 0) == sorted(
-        r.run_id.rsplit("_", 1)[1] for r in grid)
+        r.run_id.rsplit("_", 1)[1] for r in grid
+    )
     reengage = [r for r in tuned if r.alpha > 0]
     assert len(reengage) == 9 and all(r.config["env_kwargs"] == {"d": 15, "box": 3.0} for r in reengage)
-    settings = sorted((r.config["algo_kwargs"]["reengage_matching"], r.config["batch_size"], r.config["learning_rate"])
-                      for r in reengage)
+    settings = sorted(
+        (r.config["algo_kwargs"]["reengage_matching"], r.config["batch_size"], r.config["learning_rate"])
+        for r in reengage
+    )
     assert settings == [("full", 512, 1.0e-3)] * 3 + [("one_sided", 512, 5.0e-4)] * 3 + [("one_sided", 512, 1.0e-3)] * 3
 
 
@@ -198,8 +234,13 @@ def test_diagnosis_grid_after_column_is_what_train_py_trains_by_default(name: st
     assert {r.alpha for r in compared} == {0.0, 0.2} and len(compared) == 2 * 3 * len(experiment.runs) // 9
     for run in compared:
         kwargs = run.config["env_kwargs"]
-        default = resolve_config("reengage/ContinuousSeek-v0", "ddpg", run.alpha, run.config["timesteps"],
-                                 [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"])
+        default = resolve_config(
+            "reengage/ContinuousSeek-v0",
+            "ddpg",
+            run.alpha,
+            run.config["timesteps"],
+            [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"],
+        )
         assert run.config == default, run.run_id
     assert {(r.config["batch_size"], r.config["learning_rate"]) for r in compared} == {(256, 5.0e-4)}
     assert {r.config["algo_kwargs"].get("reengage_matching") for r in compared if r.alpha > 0} == {"one_sided"}
@@ -215,7 +256,9 @@ def test_sac_td3_matching_grids_train_the_generic_ids_defaults(algo: str, suffix
     assert experiment.baseline == f"{algo.upper()}+HER"
     assert len(runs) == 3 * cells * 3 and {r.seed for r in runs} == {0, 1, 2}
     matchings = {(r.algo, r.alpha, r.config["algo_kwargs"].get("reengage_matching")) for r in runs}
-    assert matchings == {(algo, alpha, matching) for alpha, matching in ((0.0, None), (0.2, "full"), (0.2, "one_sided"))}
+    assert matchings == {
+        (algo, alpha, matching) for alpha, matching in ((0.0, None), (0.2, "full"), (0.2, "one_sided"))
+    }
     for run in runs:
         kwargs = run.config["env_kwargs"]
         assignments = [f"env_kwargs={{d: {kwargs['d']}, box: {kwargs['box']}}}"]
@@ -223,17 +266,41 @@ def test_sac_td3_matching_grids_train_the_generic_ids_defaults(algo: str, suffix
             assignments.append(f"algo_kwargs.reengage_matching={run.config['algo_kwargs']['reengage_matching']}")
         assert run.config == resolve_config("reengage/ContinuousSeek-v0", run.algo, run.alpha, budget, assignments)
 
-SCHEDULE_50_EPOCHS = {"trainer": "fast", "timesteps": 250_000, "n_envs": 2, "train_freq": 50, "gradient_steps": 40,
-                      "batch_size": 256, "eval_freq": 5000, "eval_episodes": 10, "learning_rate": 1e-3, "gamma": 0.98,
-                      "net_arch": [256, 256, 256], "action_l2": 1.0, "random_action_prob": 0.3,
-                      "target_value_clip": True, "action_noise_std": 0.2}
+
+SCHEDULE_50_EPOCHS = {
+    "trainer": "fast",
+    "timesteps": 250_000,
+    "n_envs": 2,
+    "train_freq": 50,
+    "gradient_steps": 40,
+    "batch_size": 256,
+    "eval_freq": 5000,
+    "eval_episodes": 10,
+    "learning_rate": 1e-3,
+    "gamma": 0.98,
+    "net_arch": [256, 256, 256],
+    "action_l2": 1.0,
+    "random_action_prob": 0.3,
+    "target_value_clip": True,
+    "action_noise_std": 0.2,
+}
 
 
-@pytest.mark.parametrize("name, env_id, runs", [
-    ("robotics_handreach_50epochs", "HandReach-v3", {("DDPG+HER", 0.0): [0, 1, 2, 3, 4], ("ReenGAGE", 1e-3): [0, 1, 2, 3, 4]}),
-    ("robotics_block_50epochs", "HandManipulateBlock-v1",
-     {("DDPG+HER", 0.0): [0, 1], ("ReenGAGE", 1e-3): [0, 1], ("ReenGAGE G.4 weights", 1e-3): [0, 1]}),
-])
+@pytest.mark.parametrize(
+    "name, env_id, runs",
+    [
+        (
+            "robotics_handreach_50epochs",
+            "HandReach-v3",
+            {("DDPG+HER", 0.0): [0, 1, 2, 3, 4], ("ReenGAGE", 1e-3): [0, 1, 2, 3, 4]},
+        ),
+        (
+            "robotics_block_50epochs",
+            "HandManipulateBlock-v1",
+            {("DDPG+HER", 0.0): [0, 1], ("ReenGAGE", 1e-3): [0, 1], ("ReenGAGE G.4 weights", 1e-3): [0, 1]},
+        ),
+    ],
+)
 def test_50_epoch_robotics_files_run_one_baselines_workers_schedule_on_the_fast_trainer(name, env_id, runs) -> None:
     """50 epochs of 50 cycles x 2 episodes x 50 steps, 40 gradient steps per cycle, evaluated every epoch."""
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
@@ -254,8 +321,11 @@ def test_50_epoch_robotics_files_run_one_baselines_workers_schedule_on_the_fast_
 
 def test_50_epoch_handreach_sweep_crosses_alpha_with_the_matching_form_on_its_own_seeds() -> None:
     experiment = load_experiment(EXPERIMENTS / "robotics_handreach_50epochs_sweep.yaml")
-    points = {(run.alpha, run.config["algo_kwargs"].get("reengage_matching", "full")) for run in experiment.runs
-              if run.variant == "ReenGAGE"}
+    points = {
+        (run.alpha, run.config["algo_kwargs"].get("reengage_matching", "full"))
+        for run in experiment.runs
+        if run.variant == "ReenGAGE"
+    }
     assert points == {(a, m) for a in (1e-4, 1e-3, 1e-2) for m in ("full", "one_sided")}
     assert len(experiment.runs) == 3 + 6 * 3 and {run.seed for run in experiment.runs} == {100, 101, 102}
     for run in experiment.runs:

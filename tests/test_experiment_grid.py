@@ -25,13 +25,18 @@ SMOKE = ROOT / "configs" / "experiments" / "smoke.yaml"
 
 
 def model_times(results: Path) -> dict[str, float]:
-    return {str(path.parent.relative_to(results)): path.stat().st_mtime_ns for path in results.rglob("model.zip")
-            if not path.parent.name.startswith("checkpoint")}  # final models only, not checkpoint copies
+    return {
+        str(path.parent.relative_to(results)): path.stat().st_mtime_ns
+        for path in results.rglob("model.zip")
+        if not path.parent.name.startswith("checkpoint")
+    }  # final models only, not checkpoint copies
 
 
 def statuses(results: Path) -> dict[str, dict]:
-    return {str(path.parent.relative_to(results / "runs")): json.loads(path.read_text())
-            for path in (results / "runs").rglob("status.json")}
+    return {
+        str(path.parent.relative_to(results / "runs")): json.loads(path.read_text())
+        for path in (results / "runs").rglob("status.json")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +105,10 @@ class _RecordingBackend:
 
     def wait(self, timeout: float) -> list[dict]:
         finished, self.pending = self.pending, []
-        return [{"run_id": job["identity"]["run_id"], "status": "done", "timesteps": job["config"]["timesteps"]}
-                for job in finished]
+        return [
+            {"run_id": job["identity"]["run_id"], "status": "done", "timesteps": job["config"]["timesteps"]}
+            for job in finished
+        ]
 
     def in_flight(self) -> int:
         return len(self.pending)
@@ -115,7 +122,9 @@ class _RecordingBackend:
         pass
 
 
-def test_a_changed_setting_trains_new_runs_and_never_reuses_the_finished_ones(smoke_results: Path, tmp_path: Path) -> None:
+def test_a_changed_setting_trains_new_runs_and_never_reuses_the_finished_ones(
+    smoke_results: Path, tmp_path: Path
+) -> None:
     # the same file with one setting changed: every run is new (another configuration hash), none of the
     # finished runs is skipped as if it were the same run, and they stay on disk untouched
     results = tmp_path / "results"
@@ -149,8 +158,7 @@ def test_a_run_folder_holding_other_settings_is_refused_not_resumed(smoke_result
     (run_dir / "status.json").unlink()  # an interrupted run: a checkpoint, no final model
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     (run_dir / "config.yaml").write_text(yaml.safe_dump({**saved, "learning_rate": 0.5}))
-    outcome = execute_run({"run_dir": str(run_dir), "config": run.config, "seed": run.seed,
-                           "identity": run.identity()})
+    outcome = execute_run({"run_dir": str(run_dir), "config": run.config, "seed": run.seed, "identity": run.identity()})
     assert outcome["status"] == "failed"
     assert "would not continue the same run" in outcome["error"] and "learning_rate: 0.5 -> 0.001" in outcome["error"]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["learning_rate"] == 0.5
@@ -169,7 +177,7 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
     experiment = expand_experiment(raw)
     summary = run_grid(experiment, tmp_path, LocalBackend(1), stream=sys.stderr)  # one worker: the failure comes first
     assert summary.exit_code == 1
-    (failed_id, error), = summary.failed.items()
+    ((failed_id, error),) = summary.failed.items()
     assert failed_id.startswith("ContinuousSeek5-v0/broken/") and "horizon" in error
     assert summary.done == [next(r.run_id for r in experiment.runs if r.variant == "fine")]
     assert "Traceback" in statuses(tmp_path)[failed_id]["traceback"]
@@ -180,14 +188,17 @@ def test_a_worker_killed_mid_run_is_reported_and_replaced(tmp_path: Path) -> Non
     raw = yaml.safe_load(SMOKE.read_text())
     raw.update(seeds=[0], timesteps=100000)
     raw.pop("report")
-    raw["variants"] = [{"name": "long", "algo": "ddpg", "alpha": 0},
-                       {"name": "broken", "algo": "ddpg", "alpha": 0, "overrides": {"env_kwargs": {"horizon": 0}}}]
+    raw["variants"] = [
+        {"name": "long", "algo": "ddpg", "alpha": 0},
+        {"name": "broken", "algo": "ddpg", "alpha": 0, "overrides": {"env_kwargs": {"horizon": 0}}},
+    ]
     long_run, broken_run = expand_experiment(raw).runs
     backend = LocalBackend(1)
     try:
-        backend.submit({"run_dir": str(tmp_path / "long"), "config": long_run.config, "seed": 0,
-                        "identity": long_run.identity()})
-        (worker, _), = backend._busy.values()
+        backend.submit(
+            {"run_dir": str(tmp_path / "long"), "config": long_run.config, "seed": 0, "identity": long_run.identity()}
+        )
+        ((worker, _),) = backend._busy.values()
         deadline = time.monotonic() + 120
         while not (tmp_path / "long" / "config.yaml").exists():  # the run has started training
             assert time.monotonic() < deadline and not backend.wait(0.5)
@@ -196,9 +207,15 @@ def test_a_worker_killed_mid_run_is_reported_and_replaced(tmp_path: Path) -> Non
         while not outcomes:
             outcomes = backend.wait(5)
         assert outcomes[0]["status"] == "failed" and "exited with code -9" in outcomes[0]["error"]
-        backend.submit({"run_dir": str(tmp_path / "broken"), "config": broken_run.config, "seed": 0,
-                        "identity": broken_run.identity()})
-        (replacement, _), = backend._busy.values()
+        backend.submit(
+            {
+                "run_dir": str(tmp_path / "broken"),
+                "config": broken_run.config,
+                "seed": 0,
+                "identity": broken_run.identity(),
+            }
+        )
+        ((replacement, _),) = backend._busy.values()
         assert replacement.process.pid != worker.process.pid
         outcomes = []
         while not outcomes:
@@ -226,10 +243,22 @@ def _start_grid_until_a_checkpoint(tmp_path: Path, seeds: int) -> tuple[subproce
     experiment_file = tmp_path / "interrupted.yaml"
     experiment_file.write_text(yaml.safe_dump(raw))
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "reengage.experiment", "run", str(experiment_file), "--results", str(results),
-               "--workers", "2", "--progress-every", "5"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "reengage.experiment",
+        "run",
+        str(experiment_file),
+        "--results",
+        str(results),
+        "--workers",
+        "2",
+        "--progress-every",
+        "5",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while not list(results.rglob("checkpoint/state.pkl")):
         assert process.poll() is None and time.monotonic() < deadline
@@ -303,8 +332,9 @@ def test_progress_lines_count_the_runs_that_replaced_finished_ones(tmp_path: Pat
     from reengage.experiment.spec import load_experiment
 
     stream = io.StringIO()
-    summary = run_grid(load_experiment(SMOKE), tmp_path / "results", _OneAtATimeBackend(), stream=stream,
-                       progress_every=3600)
+    summary = run_grid(
+        load_experiment(SMOKE), tmp_path / "results", _OneAtATimeBackend(), stream=stream, progress_every=3600
+    )
     assert len(summary.done) == 4
     lines = [line for line in stream.getvalue().splitlines() if " running" in line]
     # 4 runs, 2 at a time: after the first and second finish, the next ones are already running
@@ -314,7 +344,8 @@ def test_progress_lines_count_the_runs_that_replaced_finished_ones(tmp_path: Pat
 
 
 def test_committed_records_alone_reproduce_the_report_and_are_not_trained_again(
-        smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """What `records` lists (the compact record a repository keeps) is enough: a folder holding only those
     files reports the same numbers, and `run` skips its runs instead of training them again."""
     full_report, clone_report = tmp_path / "full", tmp_path / "clone_report"
@@ -323,10 +354,18 @@ def test_committed_records_alone_reproduce_the_report_and_are_not_trained_again(
     assert experiment_main(["records", str(smoke_results)]) == 0
     listed = [Path(line) for line in capsys.readouterr().out.splitlines()]
     names = {path.name for path in listed}
-    assert names == {"experiment.json", "run.json", "config.yaml", "evaluations.csv", "episodes.csv",
-                     "segments.json", "status.json"}
-    assert not any(path.suffix in {".zip", ".pkl"} or "checkpoint" in path.parts or "events" in path.name
-                   for path in listed)
+    assert names == {
+        "experiment.json",
+        "run.json",
+        "config.yaml",
+        "evaluations.csv",
+        "episodes.csv",
+        "segments.json",
+        "status.json",
+    }
+    assert not any(
+        path.suffix in {".zip", ".pkl"} or "checkpoint" in path.parts or "events" in path.name for path in listed
+    )
     clone = tmp_path / "clone"
     for path in listed:
         target = clone / path.relative_to(smoke_results)
@@ -334,8 +373,9 @@ def test_committed_records_alone_reproduce_the_report_and_are_not_trained_again(
         shutil.copy2(path, target)
     assert sum(path.stat().st_size for path in listed) < 200_000  # kilobytes, not megabytes
     assert experiment_main(["report", str(clone), "--out", str(clone_report), "--reps", "200"]) == 0
-    assert (clone_report / "report.md").read_text().replace(str(clone), "X") == \
-        (full_report / "report.md").read_text().replace(str(smoke_results), "X")
+    assert (clone_report / "report.md").read_text().replace(str(clone), "X") == (
+        full_report / "report.md"
+    ).read_text().replace(str(smoke_results), "X")
     capsys.readouterr()
     assert experiment_main(["list", str(SMOKE), "--results", str(clone)]) == 0
     assert all(line.startswith("done") for line in capsys.readouterr().out.splitlines())
@@ -362,8 +402,9 @@ def test_workers_stop_when_the_runner_is_killed_and_a_rerun_resumes_their_runs(t
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=30)
     deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-              for pid in workers):
+    while any(
+        Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in workers
+    ):
         assert time.monotonic() < deadline, "a worker outlived its runner"
         time.sleep(0.2)
     stopped = {run: status for run, status in statuses(results).items() if status["status"] == "interrupted"}
@@ -382,11 +423,23 @@ def test_the_repository_keeps_records_and_ignores_the_heavy_files() -> None:
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     run = "results/some_experiment/runs/ContinuousSeek5-v0/DDPG+HER/s0_0123456789"
-    kept = ["results/some_experiment/experiment.json", "results/some_experiment/trials.csv",
-            "results/some_experiment/best.yaml", *(f"{run}/{name}" for name in RECORD_FILES)]
-    ignored = ["results/some_experiment/study.db", f"{run}/model.zip", f"{run}/checkpoint/state.pkl", f"{run}/checkpoint.prev/replay_buffer.pkl",
-               f"{run}/events.out.tfevents.1.host.0.0", f"{run}/.lock", "results/some_experiment.log",
-               "results/some_experiment/report/report.md", "runs/quickstart/model.zip"]
+    kept = [
+        "results/some_experiment/experiment.json",
+        "results/some_experiment/trials.csv",
+        "results/some_experiment/best.yaml",
+        *(f"{run}/{name}" for name in RECORD_FILES),
+    ]
+    ignored = [
+        "results/some_experiment/study.db",
+        f"{run}/model.zip",
+        f"{run}/checkpoint/state.pkl",
+        f"{run}/checkpoint.prev/replay_buffer.pkl",
+        f"{run}/events.out.tfevents.1.host.0.0",
+        f"{run}/.lock",
+        "results/some_experiment.log",
+        "results/some_experiment/report/report.md",
+        "runs/quickstart/model.zip",
+    ]
 
     def is_ignored(path: str) -> bool:
         result = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)

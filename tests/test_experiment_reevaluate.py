@@ -30,8 +30,24 @@ def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     experiment = folder / "easy.yaml"
     experiment.write_text(yaml.safe_dump(raw))
     results = folder / "smoke"
-    subprocess.run([sys.executable, "-m", "reengage.experiment", "run", str(experiment), "--results", str(results),
-                    "--workers", "2", "--progress-every", "60"], check=True, cwd=ROOT, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reengage.experiment",
+            "run",
+            str(experiment),
+            "--results",
+            str(results),
+            "--workers",
+            "2",
+            "--progress-every",
+            "60",
+        ],
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     return results
 
 
@@ -55,8 +71,9 @@ def test_the_runs_own_episodes_give_back_the_logged_final_success(smoke_results:
     assert all(row.logged_final == finals[row.run_id] and row.logged_episodes == 9 for row in rows)
 
 
-def test_new_episodes_are_written_run_by_run_and_reused(smoke_results: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_episodes_are_written_run_by_run_and_reused(
+    smoke_results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     results = tmp_path / "smoke"
     shutil.copytree(smoke_results, results)
     calls: list[Path] = []
@@ -135,8 +152,9 @@ def test_command_line_bad_input_exits_2(smoke_results: Path, tmp_path: Path, cap
         reevaluate_runs(results, episodes=0)
 
 
-def test_final_success_is_re_evaluated_when_the_experiment_reports_it(smoke_results: Path, tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_final_success_is_re_evaluated_when_the_experiment_reports_it(
+    smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     # the robotics files report eval/success_final (baselines' measure): re-evaluation must measure the same thing,
     # not "goal ever reached", and read the same column of the log
     results = tmp_path / "smoke"
@@ -148,14 +166,18 @@ def test_final_success_is_re_evaluated_when_the_experiment_reports_it(smoke_resu
     assert ever != final, (ever, final)  # otherwise the check below could not tell the measures apart
     # the runs' own 9 evaluation episodes reproduce the logged final success, measure for measure
     assert experiment_main(["reevaluate", str(results), "--episodes", "9", "--seed", "1000000"]) == 0
-    table = (results / "reevaluation" / "episodes9_seed1000000_final.csv")
+    table = results / "reevaluation" / "episodes9_seed1000000_final.csv"
     rows = {row["run_id"]: row for row in csv.DictReader(table.open())}
     assert {run: float(row["success"]) for run, row in rows.items()} == final
     assert {run: float(row["logged_final"]) for run, row in rows.items()} == final
     assert "(eval/success_final: episode ends at the goal)" in capsys.readouterr().out
     # --metric chooses the other measure explicitly, in its own table
-    assert experiment_main(["reevaluate", str(results), "--episodes", "9", "--seed", "1000000",
-                            "--metric", "eval/success_ever"]) == 0
+    assert (
+        experiment_main(
+            ["reevaluate", str(results), "--episodes", "9", "--seed", "1000000", "--metric", "eval/success_ever"]
+        )
+        == 0
+    )
     rows = {row["run_id"]: row for row in csv.DictReader(table_path(results, 9, 1_000_000).open())}
     assert {run: float(row["success"]) for run, row in rows.items()} == ever
     capsys.readouterr()

@@ -19,13 +19,32 @@ ENV = "reengage/ContinuousSeek5-v0"
 ENV2 = "reengage/ContinuousSeek10-v0"
 
 
-def write_run(root: Path, env_id: str, variant: str, point: dict, seed: int, values: list[float],
-              column: str = "eval/success_rate", done: bool = True, in_manifest: list | None = None) -> None:
-    run_id = f"{env_id.split('/')[-1]}/{variant}/{'-'.join(f'{k}{v}' for k, v in point.items()) or 'x'}/s{seed}_0000000000"
+def write_run(
+    root: Path,
+    env_id: str,
+    variant: str,
+    point: dict,
+    seed: int,
+    values: list[float],
+    column: str = "eval/success_rate",
+    done: bool = True,
+    in_manifest: list | None = None,
+) -> None:
+    run_id = (
+        f"{env_id.split('/')[-1]}/{variant}/{'-'.join(f'{k}{v}' for k, v in point.items()) or 'x'}/s{seed}_0000000000"
+    )
     run_dir = root / "runs" / run_id
     run_dir.mkdir(parents=True)
-    identity = {"run_id": run_id, "env_id": env_id, "variant": variant, "algo": "ddpg", "alpha": 0.0,
-                "point": point, "seed": seed, "config_hash": "0000000000"}
+    identity = {
+        "run_id": run_id,
+        "env_id": env_id,
+        "variant": variant,
+        "algo": "ddpg",
+        "alpha": 0.0,
+        "point": point,
+        "seed": seed,
+        "config_hash": "0000000000",
+    }
     (run_dir / "run.json").write_text(json.dumps(identity))
     with open(run_dir / "evaluations.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["step", column, "eval/mean_reward"])
@@ -51,12 +70,26 @@ def grid_results(tmp_path: Path) -> Path:
         level = 0.1 * seed  # seeds differ by a known amount
         # base: lr 0.001 has AUC 0.1 + level; lr 0.01 has AUC 0.2 + level (the better setting)
         write_run(tmp_path, ENV, "base", {"lr": 0.001}, seed, [0.1 + level] * 4, in_manifest=runs)
-        write_run(tmp_path, ENV, "base", {"lr": 0.01}, seed, [0.0 + level, 0.0 + level, 0.4 + level, 0.4 + level],
-                  in_manifest=runs)
+        write_run(
+            tmp_path,
+            ENV,
+            "base",
+            {"lr": 0.01},
+            seed,
+            [0.0 + level, 0.0 + level, 0.4 + level, 0.4 + level],
+            in_manifest=runs,
+        )
         # new: lr 0.01 is best (AUC 0.5 + level) and reaches 0.5 at step 2000 + ...
         write_run(tmp_path, ENV, "new", {"lr": 0.001}, seed, [0.3 + level] * 4, in_manifest=runs)
-        write_run(tmp_path, ENV, "new", {"lr": 0.01}, seed, [0.2 + level, 0.4 + level, 0.6 + level, 0.8 + level],
-                  in_manifest=runs)
+        write_run(
+            tmp_path,
+            ENV,
+            "new",
+            {"lr": 0.01},
+            seed,
+            [0.2 + level, 0.4 + level, 0.6 + level, 0.8 + level],
+            in_manifest=runs,
+        )
     write_manifest(tmp_path, runs, ["base", "new"], "base")
     return tmp_path
 
@@ -92,7 +125,8 @@ def test_best_setting_means_and_cis_match_the_known_values(grid_results: Path) -
 
 
 def test_a_fixed_setting_replaces_the_best_one_in_results_differences_and_markdown(
-        grid_results: Path, capsys: pytest.CaptureFixture) -> None:
+    grid_results: Path, capsys: pytest.CaptureFixture
+) -> None:
     """--setting new lr=0.001: 'new' is reported and compared at lr 0.001 (AUC 0.3 + level, mean 0.5), the
     baseline stays at its best (lr 0.01, AUC mean 0.4); the highest-AUC flag is kept apart from what is reported."""
     summary = build_report(grid_results, reps=500, settings={"new": "lr=0.001"})
@@ -106,19 +140,29 @@ def test_a_fixed_setting_replaces_the_best_one_in_results_differences_and_markdo
     assert reported == {("base", 0.01), ("new", 0.001)} and highest == {("base", 0.01), ("new", 0.01)}
     assert summary["fixed_settings"] == {"new": "lr=0.001"}
     out = grid_results / "fixed"
-    assert experiment_main(["report", str(grid_results), "--out", str(out), "--reps", "200",
-                            "--setting", "new", "lr=0.001"]) == 0
+    assert (
+        experiment_main(
+            ["report", str(grid_results), "--out", str(out), "--reps", "200", "--setting", "new", "lr=0.001"]
+        )
+        == 0
+    )
     markdown = (out / "report.md").read_text()
     assert "fixed by --setting for new" in markdown and "| new | lr=0.001 | 5 |" in markdown
     assert "**fixed**" in markdown and "each variant at the setting marked above" in markdown
     # an unknown variant or setting: exit 2 naming the valid ones, nothing written
     capsys.readouterr()
-    assert experiment_main(["report", str(grid_results), "--out", str(grid_results / "bad"),
-                            "--setting", "newer", "lr=0.001"]) == 2
+    assert (
+        experiment_main(
+            ["report", str(grid_results), "--out", str(grid_results / "bad"), "--setting", "newer", "lr=0.001"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'newer'" in err and "variants: base, new" in err
-    assert experiment_main(["report", str(grid_results), "--out", str(grid_results / "bad"),
-                            "--setting", "new", "lr=0.1"]) == 2
+    assert (
+        experiment_main(["report", str(grid_results), "--out", str(grid_results / "bad"), "--setting", "new", "lr=0.1"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "'lr=0.1'" in err and "settings: lr=0.001, lr=0.01" in err
     assert not (grid_results / "bad").exists()
@@ -282,9 +326,14 @@ def test_task_keys_compare_variants_within_each_task(tmp_path: Path) -> None:
 def test_task_keys_must_be_grid_keys() -> None:
     from reengage.experiment.spec import ExperimentError, expand_experiment
 
-    raw = {"name": "t", "environments": ["reengage/ContinuousSeek5-v0"], "timesteps": 2000,
-           "grid": {"learning_rate": [1e-3]}, "variants": [{"name": "a", "algo": "ddpg"}],
-           "report": {"task_keys": ["env_kwargs"]}}
+    raw = {
+        "name": "t",
+        "environments": ["reengage/ContinuousSeek5-v0"],
+        "timesteps": 2000,
+        "grid": {"learning_rate": [1e-3]},
+        "variants": [{"name": "a", "algo": "ddpg"}],
+        "report": {"task_keys": ["env_kwargs"]},
+    }
     with pytest.raises(ExperimentError, match="task_keys.*grid keys: learning_rate"):
         expand_experiment(raw)
     raw["report"] = {"task_keys": ["learning_rate"]}
@@ -300,8 +349,23 @@ def test_reference_lines_are_drawn_and_listed(tmp_path: Path, capsys: pytest.Cap
     write_manifest(tmp_path, runs, ["a"], "a")
     plain, marked = tmp_path / "plain", tmp_path / "marked"
     assert experiment_main(["report", str(tmp_path), "--out", str(plain), "--reps", "200"]) == 0
-    assert experiment_main(["report", str(tmp_path), "--out", str(marked), "--reps", "200",
-                            "--reference", f"{ENV}=0.75", "--reference-label", "greedy (nearest goal)"]) == 0
+    assert (
+        experiment_main(
+            [
+                "report",
+                str(tmp_path),
+                "--out",
+                str(marked),
+                "--reps",
+                "200",
+                "--reference",
+                f"{ENV}=0.75",
+                "--reference-label",
+                "greedy (nearest goal)",
+            ]
+        )
+        == 0
+    )
     report = (marked / "report.md").read_text()
     assert "| environment | greedy (nearest goal) |" in report and f"| {ENV} | 0.75 |" in report
     assert ENV2 + " |" not in report.split("greedy (nearest goal) |")[1]  # only the panel given a value
@@ -315,16 +379,22 @@ def test_reference_lines_are_drawn_and_listed(tmp_path: Path, capsys: pytest.Cap
         assert without.size == with_line.size
         assert not np.array_equal(np.asarray(without), np.asarray(with_line))  # the line is in the figure
     capsys.readouterr()
-    for bad, named in ((["--reference", "reengage/Nope-v0=1"], f"'reengage/Nope-v0' is not an environment of these runs; environments: {ENV}, {ENV2}"),
-                       (["--reference", f"{ENV}=high"], f"--reference '{ENV}=high' must be ENV=VALUE"),
-                       (["--reference", "15.85"], "--reference '15.85' must be ENV=VALUE")):
+    for bad, named in (
+        (
+            ["--reference", "reengage/Nope-v0=1"],
+            f"'reengage/Nope-v0' is not an environment of these runs; environments: {ENV}, {ENV2}",
+        ),
+        (["--reference", f"{ENV}=high"], f"--reference '{ENV}=high' must be ENV=VALUE"),
+        (["--reference", "15.85"], "--reference '15.85' must be ENV=VALUE"),
+    ):
         assert experiment_main(["report", str(tmp_path), "--out", str(tmp_path / "bad"), "--reps", "200", *bad]) == 2
         err = capsys.readouterr().err
         assert named in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("steps", "label"), [(0, "0"), (500, "500"), (2000, "2k"), (150_000, "150k"),
-                                              (1_500_000, "1.5M")])
+@pytest.mark.parametrize(
+    ("steps", "label"), [(0, "0"), (500, "500"), (2000, "2k"), (150_000, "150k"), (1_500_000, "1.5M")]
+)
 def test_step_ticks_are_short(steps: int, label: str) -> None:
     # six-digit tick labels overlapped on the d = 20 panel; the axis now reads 150k
     assert steps_label(steps) == label
@@ -382,8 +452,13 @@ def test_few_seeds_are_exploratory_and_no_spread_leaves_the_claim_to_the_permuta
     assert three["seeds"] == "3 vs 3" and three["exploratory"] and not three["excludes_zero"]
     assert three["p_value"] == pytest.approx(0.1) and three["difference"][1] > 0  # the Welch CI alone excludes 0
     markdown = first.read_text()
-    assert f"| {ENV} | solved | final | 5 vs 5 | 1.000 (no spread in either group, no CI) | 0.008 | yes (higher) |" in markdown
-    assert f"| {ENV} | four | final | 4 vs 5 |" in markdown and "| exploratory (4 vs 5 seeds): yes (higher) |" in markdown
+    assert (
+        f"| {ENV} | solved | final | 5 vs 5 | 1.000 (no spread in either group, no CI) | 0.008 | yes (higher) |"
+        in markdown
+    )
+    assert (
+        f"| {ENV} | four | final | 4 vs 5 |" in markdown and "| exploratory (4 vs 5 seeds): yes (higher) |" in markdown
+    )
     assert "| exploratory (3 vs 3 seeds, too few for p <= 0.05): no |" in markdown
     differences = markdown.split("## Difference from the baseline")[1].split("##")[0]
     for line in differences.splitlines()[4:]:
@@ -411,7 +486,9 @@ def test_a_folder_mixing_old_and_new_records_reports_success_ever_under_its_old_
     old = tmp_path / "runs" / runs[0]["run_id"] / "evaluations.csv"
     rows = list(csv.DictReader(old.open()))
     with open(old, "w", newline="") as handle:  # the first run as written before: both columns
-        writer = csv.DictWriter(handle, fieldnames=["step", "eval/success_ever", "eval/mean_reward", "eval/success_rate"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["step", "eval/success_ever", "eval/mean_reward", "eval/success_rate"]
+        )
         writer.writeheader()
         writer.writerows({**row, "eval/success_rate": row["eval/success_ever"]} for row in rows)
     write_manifest(tmp_path, runs, ["a"], "a")
@@ -425,5 +502,10 @@ def test_a_folder_mixing_old_and_new_records_reports_success_ever_under_its_old_
 def test_an_experiment_file_naming_the_old_success_column_means_success_ever() -> None:
     from reengage.experiment.spec import expand_experiment
 
-    base = {"environments": [ENV], "seeds": [0], "timesteps": 1000, "variants": [{"name": "a", "algo": "ddpg", "alpha": 0}]}
+    base = {
+        "environments": [ENV],
+        "seeds": [0],
+        "timesteps": 1000,
+        "variants": [{"name": "a", "algo": "ddpg", "alpha": 0}],
+    }
     assert expand_experiment({**base, "report": {"metric": "eval/success_rate"}}).metric == "eval/success_ever"

@@ -26,20 +26,34 @@ def _write(run_dir: Path, series: dict[str, list[tuple[int, float]]], wall_time:
 @pytest.fixture()
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    _write(root / "runs" / "ReenGAGE" / "s0", {"train/critic_loss": [(100, 1.0), (200, 3.0), (300, 5.0)],
-                                              "train/reengage_loss": [(100, 10.0), (200, 20.0), (300, 40.0)]},
-           wall_time=1000.0, alpha=0.001)
+    _write(
+        root / "runs" / "ReenGAGE" / "s0",
+        {
+            "train/critic_loss": [(100, 1.0), (200, 3.0), (300, 5.0)],
+            "train/reengage_loss": [(100, 10.0), (200, 20.0), (300, 40.0)],
+        },
+        wall_time=1000.0,
+        alpha=0.001,
+    )
     # a resumed run: the second process re-logged step 300 after the first died; the later value counts
-    _write(root / "runs" / "DDPG" / "s0", {"train/critic_loss": [(100, 2.0), (200, 2.0), (300, 100.0)]},
-           wall_time=1000.0, alpha=0.0)
+    _write(
+        root / "runs" / "DDPG" / "s0",
+        {"train/critic_loss": [(100, 2.0), (200, 2.0), (300, 100.0)]},
+        wall_time=1000.0,
+        alpha=0.0,
+    )
     _write(root / "runs" / "DDPG" / "s0", {"train/critic_loss": [(300, 8.0)]}, wall_time=2000.0)
     return root
 
 
 def test_means_over_the_last_steps_per_run_and_tag(results: Path) -> None:
     rows = {(row.run, row.tag): row for row in scalar_means(results, None, 200)}
-    assert set(rows) == {("runs/DDPG/s0", "train/critic_loss"), ("runs/DDPG/s0", "train/reengage_loss"),
-                         ("runs/ReenGAGE/s0", "train/critic_loss"), ("runs/ReenGAGE/s0", "train/reengage_loss")}
+    assert set(rows) == {
+        ("runs/DDPG/s0", "train/critic_loss"),
+        ("runs/DDPG/s0", "train/reengage_loss"),
+        ("runs/ReenGAGE/s0", "train/critic_loss"),
+        ("runs/ReenGAGE/s0", "train/reengage_loss"),
+    }
     assert rows["runs/ReenGAGE/s0", "train/critic_loss"].mean == pytest.approx(4.0)
     assert rows["runs/ReenGAGE/s0", "train/reengage_loss"].mean == pytest.approx(30.0)
     assert rows["runs/ReenGAGE/s0", "train/reengage_loss"].alpha == 0.001
@@ -52,9 +66,9 @@ def test_means_over_the_last_steps_per_run_and_tag(results: Path) -> None:
 
 def test_one_run_folder_and_a_window_after_the_last_step(results: Path) -> None:
     run_dir = results / "runs" / "ReenGAGE" / "s0"
-    whole, = scalar_means(run_dir, ["train/critic_loss"], 0)
+    (whole,) = scalar_means(run_dir, ["train/critic_loss"], 0)
     assert whole.run == "." and whole.mean == pytest.approx(3.0) and whole.points == 3
-    late, = scalar_means(run_dir, ["train/critic_loss"], 301)
+    (late,) = scalar_means(run_dir, ["train/critic_loss"], 301)
     assert late.mean is None and late.points == 0 and late.last_step == 300
 
 
@@ -83,8 +97,11 @@ def test_paths_without_runs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     empty.mkdir()
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    for path, expected in ((tmp_path / "missing", "not found"), (empty, "no TensorBoard event files"),
-                           (a_file, "is a file")):
+    for path, expected in (
+        (tmp_path / "missing", "not found"),
+        (empty, "no TensorBoard event files"),
+        (a_file, "is a file"),
+    ):
         assert experiment_main(["scalars", str(path)]) == 2
         assert expected in capsys.readouterr().err
 

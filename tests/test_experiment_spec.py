@@ -24,9 +24,14 @@ BASE = {
 def test_expansion_resolves_configs_like_train_py() -> None:
     experiment = expand_experiment({**BASE, "grid": {"learning_rate": [1e-3, 5e-4]}, "overrides": {"batch_size": 64}})
     assert len(experiment.runs) == 2 * 2 * 2 * 2  # envs x variants x grid x seeds
-    run = next(r for r in experiment.runs if r.variant == "ReenGAGE" and r.env_id.endswith("10-v0")
-               and r.point == {"learning_rate": 5e-4} and r.seed == 1)
-    expected = resolve_config("reengage/ContinuousSeek10-v0", "ddpg", 0.2, 1000, ["batch_size=64", "learning_rate=0.0005"])
+    run = next(
+        r
+        for r in experiment.runs
+        if r.variant == "ReenGAGE" and r.env_id.endswith("10-v0") and r.point == {"learning_rate": 5e-4} and r.seed == 1
+    )
+    expected = resolve_config(
+        "reengage/ContinuousSeek10-v0", "ddpg", 0.2, 1000, ["batch_size=64", "learning_rate=0.0005"]
+    )
     assert run.config == expected
     assert run.config["batch_size"] == 64 and run.config["learning_rate"] == 5e-4
     assert experiment.baseline == "DDPG+HER"
@@ -42,11 +47,19 @@ def test_a_changed_setting_is_a_new_run_and_an_unchanged_one_is_the_same_run() -
 
 
 def test_variant_level_seeds_environments_and_grid_alpha() -> None:
-    raw = {**BASE, "variants": [
-        {"name": "base", "algo": "ddpg", "alpha": 0},
-        {"name": "sweep", "algo": "ddpg", "environments": ["reengage/ContinuousSeek10-v0"], "seeds": 3,
-         "grid": {"alpha": [0.1, 0.3]}},
-    ]}
+    raw = {
+        **BASE,
+        "variants": [
+            {"name": "base", "algo": "ddpg", "alpha": 0},
+            {
+                "name": "sweep",
+                "algo": "ddpg",
+                "environments": ["reengage/ContinuousSeek10-v0"],
+                "seeds": 3,
+                "grid": {"alpha": [0.1, 0.3]},
+            },
+        ],
+    }
     runs = expand_experiment(raw).runs
     sweep = [r for r in runs if r.variant == "sweep"]
     assert len(sweep) == 2 * 3 and {r.alpha for r in sweep} == {0.1, 0.3}
@@ -54,21 +67,26 @@ def test_variant_level_seeds_environments_and_grid_alpha() -> None:
     assert {r.seed for r in sweep} == {0, 1, 2}
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"environments": ["reengage/Nope-v0"]}, "reengage/Nope-v0"),
-    ({"variants": [{"name": "x", "algo": "ppo"}]}, "valid algos"),
-    ({"variants": [{"name": "x", "algo": "ddpg", "alpha": -1}]}, "alpha=-1"),
-    ({"variants": [{"name": "x", "algo": "ddpg", "alpha": "big"}]}, "alpha='big'"),
-    ({"variants": [{"name": "x", "algo": "ddpg", "colour": 1}]}, "unknown key 'colour'"),
-    ({"seeeds": 3}, "unknown key 'seeeds'; valid keys"),
-    ({"overrides": {"learning_rat": 1}}, "unknown config key 'learning_rat'"),
-    ({"overrides": {"tau": 2}}, "tau=2 is out of range; tau must be in (0, 1]"),
-    ({"seeds": 0}, "seeds=0"),
-    ({"grid": {"batch_size": 64}}, "grid.batch_size=64"),
-    ({"report": {"baseline": "nobody"}}, "report.baseline='nobody'"),
-    ({"report": {"metric": "eval/final_success"}},
-     "report.metric='eval/final_success' is not a column of evaluations.csv; valid: eval/success_ever, eval/success_final"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"environments": ["reengage/Nope-v0"]}, "reengage/Nope-v0"),
+        ({"variants": [{"name": "x", "algo": "ppo"}]}, "valid algos"),
+        ({"variants": [{"name": "x", "algo": "ddpg", "alpha": -1}]}, "alpha=-1"),
+        ({"variants": [{"name": "x", "algo": "ddpg", "alpha": "big"}]}, "alpha='big'"),
+        ({"variants": [{"name": "x", "algo": "ddpg", "colour": 1}]}, "unknown key 'colour'"),
+        ({"seeeds": 3}, "unknown key 'seeeds'; valid keys"),
+        ({"overrides": {"learning_rat": 1}}, "unknown config key 'learning_rat'"),
+        ({"overrides": {"tau": 2}}, "tau=2 is out of range; tau must be in (0, 1]"),
+        ({"seeds": 0}, "seeds=0"),
+        ({"grid": {"batch_size": 64}}, "grid.batch_size=64"),
+        ({"report": {"baseline": "nobody"}}, "report.baseline='nobody'"),
+        (
+            {"report": {"metric": "eval/final_success"}},
+            "report.metric='eval/final_success' is not a column of evaluations.csv; valid: eval/success_ever, eval/success_final",
+        ),
+    ],
+)
 def test_bad_experiments_name_the_bad_value(change: dict, fragment: str) -> None:
     with pytest.raises(ExperimentError, match=None) as error:
         expand_experiment({**BASE, **change})
@@ -127,8 +145,10 @@ def test_missing_ray_gives_install_hint(monkeypatch: pytest.MonkeyPatch, capsys:
 
 
 # the cluster-scale files resolve hundreds of configurations (tens of seconds on a loaded 2-core machine)
-_FILES = [pytest.param(path, marks=pytest.mark.slow) if path.stem.endswith("_full") else path
-          for path in sorted(EXPERIMENTS.glob("*.yaml"))]
+_FILES = [
+    pytest.param(path, marks=pytest.mark.slow) if path.stem.endswith("_full") else path
+    for path in sorted(EXPERIMENTS.glob("*.yaml"))
+]
 
 
 @pytest.mark.parametrize("path", _FILES, ids=lambda p: getattr(p, "name", str(p)))

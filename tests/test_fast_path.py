@@ -9,21 +9,22 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
 import torch.nn.functional as F
+from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGESAC, ReenGAGETD3
+from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
 from stable_baselines3 import DDPG, HerReplayBuffer
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 
-import reengage.envs  # noqa: F401
-from reengage.agents import ReenGAGEDDPG, ReenGAGEDQN, ReenGAGESAC, ReenGAGETD3
-from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGESAC, FastReenGAGETD3
 from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
-CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                                        reason="needs a CUDA device")])
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+)
 DEVICES = ["cpu", CUDA]
 FAST_TO_SB3 = {FastReenGAGEDDPG: ReenGAGEDDPG, FastReenGAGETD3: ReenGAGETD3, FastReenGAGESAC: ReenGAGESAC}
 
@@ -32,7 +33,12 @@ def _agent(cls, env_id="reengage/ContinuousSeek5-v0", device="cpu", seed=0, **ex
     kwargs = dict(
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        learning_starts=80, batch_size=64, buffer_size=2000, seed=seed, gamma=0.95, device=device,
+        learning_starts=80,
+        batch_size=64,
+        buffer_size=2000,
+        seed=seed,
+        gamma=0.95,
+        device=device,
         action_noise=NormalActionNoise(np.zeros(5), 0.1 * np.ones(5)),
         policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False),
     )
@@ -76,7 +82,7 @@ def _reference_critic_loss(agent, batch, noise):
 def _match_term_noise(agent, noise):
     """Make the mixin's private target noise the given sample (it is scaled by target_policy_noise)."""
     std = agent.target_policy_noise
-    agent._draw_normal = lambda shape: (noise / std if std > 0 else torch.zeros(tuple(shape), device=noise.device))
+    agent._draw_normal = lambda shape: noise / std if std > 0 else torch.zeros(tuple(shape), device=noise.device)
 
 
 def _fast_and_reference_losses(fast, reference, batch):
@@ -99,8 +105,9 @@ def _critic_gradients(agent, loss):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("fast_cls, mode", [(FastReenGAGEDDPG, "sparse"), (FastReenGAGETD3, "sparse"),
-                                            (FastReenGAGEDDPG, "dense")])
+@pytest.mark.parametrize(
+    "fast_cls, mode", [(FastReenGAGEDDPG, "sparse"), (FastReenGAGETD3, "sparse"), (FastReenGAGEDDPG, "dense")]
+)
 def test_fast_loss_matches_the_reference(fast_cls, mode, device):
     env_id = "reengage/ContinuousSeekDense-v0" if mode == "dense" else "reengage/ContinuousSeek5-v0"
     # the SB3-path agent holds the same parameters, with trainable (unfrozen) targets
@@ -129,8 +136,10 @@ def _assert_same_parameters(a, b, rtol=1e-5, atol=1e-6):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("fast_cls, alpha", [(FastReenGAGEDDPG, 0.0), (FastReenGAGEDDPG, 0.2),
-                                             (FastReenGAGETD3, 0.0), (FastReenGAGETD3, 0.2)])
+@pytest.mark.parametrize(
+    "fast_cls, alpha",
+    [(FastReenGAGEDDPG, 0.0), (FastReenGAGEDDPG, 0.2), (FastReenGAGETD3, 0.0), (FastReenGAGETD3, 0.2)],
+)
 def test_fast_and_sb3_paths_make_the_same_update(fast_cls, alpha, device):
     """Three gradient steps (TD3: one actor update, delay 2) on the same batch from the same parameters."""
     fast, stock, batch = _filled_pair(fast_cls, alpha, device)
@@ -152,7 +161,8 @@ def test_fast_and_sb3_paths_make_the_same_update(fast_cls, alpha, device):
     _assert_same_parameters(after, _policy_tensors(stock))
     if alpha > 0:
         assert fast.logger.name_to_value["train/reengage_loss"] == pytest.approx(
-            stock.logger.name_to_value["train/reengage_loss"], rel=1e-4)
+            stock.logger.name_to_value["train/reengage_loss"], rel=1e-4
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -195,9 +205,18 @@ def test_fast_sac_with_gsde_at_alpha_zero_trains_like_stock_sac():
     assert agent_class(config) is FastReenGAGESAC and config["algo_kwargs"] == {"use_sde": True}
     models = []
     for cls, extra in ((SAC, {}), (FastReenGAGESAC, {"reengage_alpha": 0.0})):
-        model = cls("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), replay_buffer_class=SB3HerBuffer,
-                    learning_starts=100, batch_size=32, seed=3, gamma=0.95, use_sde=True,
-                    policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False), **extra)
+        model = cls(
+            "MultiInputPolicy",
+            gym.make("reengage/ContinuousSeek5-v0"),
+            replay_buffer_class=SB3HerBuffer,
+            learning_starts=100,
+            batch_size=32,
+            seed=3,
+            gamma=0.95,
+            use_sde=True,
+            policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False),
+            **extra,
+        )
         model.learn(300)
         models.append(_policy_tensors(model))
     _assert_same_parameters(*models, rtol=0, atol=1e-5)
@@ -220,8 +239,12 @@ def test_diagnostics_hook_sees_the_term_tensors():
     seen = {}
 
     def record(q_goal_grads, target_goal_grad, q_values, mask):
-        seen.update(heads=len(q_goal_grads), grad=tuple(target_goal_grad.shape), q=tuple(q_values[0].shape),
-                    mask=None if mask is None else tuple(mask.shape))
+        seen.update(
+            heads=len(q_goal_grads),
+            grad=tuple(target_goal_grad.shape),
+            q=tuple(q_values[0].shape),
+            mask=None if mask is None else tuple(mask.shape),
+        )
 
     fast._goal_gradient_diagnostics = record
     fast.critic_loss(batch)
@@ -234,7 +257,9 @@ def test_fast_path_is_the_default_and_sb3_is_a_flag():
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "td3")) is FastReenGAGETD3
     assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "sac")) is FastReenGAGESAC
     assert agent_class(resolve_config("reengage/BitFlipping-v0", "dqn")).__name__ == "FastReenGAGEDQN"
-    assert agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=sb3"])) is ReenGAGEDDPG
+    assert (
+        agent_class(resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=sb3"])) is ReenGAGEDDPG
+    )
     with pytest.raises(ValueError, match="trainer='turbo' is not valid; valid choices: fast, sb3"):
         resolve_config("reengage/ContinuousSeek5-v0", "ddpg", assignments=["trainer=turbo"])
     with warnings.catch_warnings(record=True) as caught:
@@ -301,11 +326,23 @@ def test_fast_and_sb3_paths_make_the_same_dqn_update(alpha, soft_value):
     from reengage.envs import BitFlippingEnv
 
     def build(cls):
-        return cls("MultiInputPolicy", BitFlippingEnv(n_bits=5), learning_rate=1e-3, buffer_size=2000,
-                   learning_starts=100, batch_size=32, gamma=0.98, max_grad_norm=0.5,
-                   replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=4),
-                   policy_kwargs=dict(net_arch=[32]), seed=0, reengage_alpha=alpha, reengage_tau=0.5,
-                   reengage_soft_value_target=soft_value)
+        return cls(
+            "MultiInputPolicy",
+            BitFlippingEnv(n_bits=5),
+            learning_rate=1e-3,
+            buffer_size=2000,
+            learning_starts=100,
+            batch_size=32,
+            gamma=0.98,
+            max_grad_norm=0.5,
+            replay_buffer_class=HerReplayBuffer,
+            replay_buffer_kwargs=dict(n_sampled_goal=4),
+            policy_kwargs=dict(net_arch=[32]),
+            seed=0,
+            reengage_alpha=alpha,
+            reengage_tau=0.5,
+            reengage_soft_value_target=soft_value,
+        )
 
     fast, stock = build(FastReenGAGEDQN), build(ReenGAGEDQN)
     fast.learn(52)  # random phase only (DQN collects 4 steps per rollout): no update yet
@@ -356,7 +393,12 @@ def test_fast_agents_form_the_term_in_their_step_not_in_an_optimiser_hook():
     assert not _agent(FastReenGAGEDDPG, reengage_alpha=0.2).critic.optimizer._optimizer_step_pre_hooks
     assert len(_agent(ReenGAGEDDPG, reengage_alpha=0.2).critic.optimizer._optimizer_step_pre_hooks) == 1
     # DQN keeps its clip of the combined gradient, and only that
-    dqn = FastReenGAGEDQN("MultiInputPolicy", BitFlippingEnv(n_bits=4), replay_buffer_class=HerReplayBuffer,
-                          learning_starts=30, policy_kwargs=dict(net_arch=[16]))
+    dqn = FastReenGAGEDQN(
+        "MultiInputPolicy",
+        BitFlippingEnv(n_bits=4),
+        replay_buffer_class=HerReplayBuffer,
+        learning_starts=30,
+        policy_kwargs=dict(net_arch=[16]),
+    )
     hooks = list(dqn.policy.optimizer._optimizer_step_pre_hooks.values())
     assert [hook.__func__ for hook in hooks] == [ReenGAGEDQN._clip_combined_gradient]

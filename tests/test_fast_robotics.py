@@ -7,16 +7,15 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-from stable_baselines3 import HerReplayBuffer
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.noise import NormalActionNoise
-
 import reengage.envs  # noqa: F401
+import torch
 from reengage.agents import ReenGAGEDDPG, ReenGAGETD3
 from reengage.agents.compose import extended_agent_class
 from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGETD3
 from reengage.agents.normalizer import RunningNormalizer, normalizer_policy_kwargs, normalizing_extractors
+from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise
 
 ENV_ID = "reengage/ContinuousSeek5-v0"  # goals in [-5, 5]^5
 # clips tight enough that some raw goals (|g| > 4) and some normalised ones (|z| > 1.5) are clipped, so both
@@ -34,7 +33,11 @@ def _agent(cls: type, seed: int = 0, **extra):
     kwargs = dict(
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        learning_starts=80, batch_size=BATCH, buffer_size=2000, seed=seed, gamma=0.9,
+        learning_starts=80,
+        batch_size=BATCH,
+        buffer_size=2000,
+        seed=seed,
+        gamma=0.9,
         action_noise=NormalActionNoise(np.zeros(5), 0.1 * np.ones(5)),
         policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False, **NORMALISER),
         **RECIPE,
@@ -77,17 +80,20 @@ def _policy_tensors(agent):
 
 def _gradients(agent):
     """The last step's gradients of the actor and the critic (None for a network the step did not update)."""
-    return {f"{prefix}.{name}": None if p.grad is None else p.grad.clone()
-            for prefix, module in (("actor", agent.actor), ("critic", agent.critic))
-            for name, p in module.named_parameters()}
+    return {
+        f"{prefix}.{name}": None if p.grad is None else p.grad.clone()
+        for prefix, module in (("actor", agent.actor), ("critic", agent.critic))
+        for name, p in module.named_parameters()
+    }
 
 
 def _assert_same_gradients(a, b):
     assert a.keys() == b.keys()
     assert [name for name in a if a[name] is None] == [name for name in b if b[name] is None]
     assert any(a[name] is not None for name in a)
-    _assert_close({k: v for k, v in a.items() if v is not None}, {k: v for k, v in b.items() if v is not None},
-                  atol=1e-7)
+    _assert_close(
+        {k: v for k, v in a.items() if v is not None}, {k: v for k, v in b.items() if v is not None}, atol=1e-7
+    )
 
 
 def _assert_close(a, b, rtol=1e-5, atol=1e-6):
@@ -107,9 +113,11 @@ def _clip_shares(agent, batch):
         features = critic.extract_features(batch.next_observations, critic.features_extractor)
         values = critic.q_networks[0](torch.cat([features, next_actions], dim=1))
     low, high = agent.target_value_range()
-    return (float((goals.abs() > normaliser.clip_obs).float().mean()),
-            float((normalised.abs() > normaliser.clip_normalized).float().mean()),
-            float(((values < low) | (values > high)).float().mean()))
+    return (
+        float((goals.abs() > normaliser.clip_obs).float().mean()),
+        float((normalised.abs() > normaliser.clip_normalized).float().mean()),
+        float(((values < low) | (values > high)).float().mean()),
+    )
 
 
 def test_the_normalisers_chain_rule_is_autograd_through_its_forward():
@@ -184,8 +192,11 @@ def test_fast_td3_robotics_loss_and_gradients_equal_the_sb3_definition():
     torch.manual_seed(11)
     td_fast, term = fast.critic_loss(batch)
     torch.manual_seed(11)
-    noise = batch.actions.clone().normal_(0, fast.target_policy_noise).clamp(-fast.target_noise_clip,
-                                                                           fast.target_noise_clip)
+    noise = (
+        batch.actions.clone()
+        .normal_(0, fast.target_policy_noise)
+        .clamp(-fast.target_noise_clip, fast.target_noise_clip)
+    )
     stock._draw_normal = lambda shape: noise / stock.target_policy_noise
     with torch.no_grad():
         next_actions = (stock.actor_target(batch.next_observations) + noise).clamp(-1, 1)
@@ -225,14 +236,26 @@ def test_handreach_trains_on_the_fast_path_with_the_recipe_and_writes_evaluation
     """A few hundred HandReach steps with configs/robotics.yaml's recipe on the fast trainer (hand-written form)."""
     pytest.importorskip("gymnasium_robotics")
     from reengage.envs.robotics import require_robotics
+
     from reengage.experiment.build import agent_class
     from reengage.experiment.config import resolve_config
     from reengage.experiment.runner import train_run
 
     require_robotics()
-    config = resolve_config("HandReach-v3", "ddpg", 1e-3, 300, [
-        "trainer=fast", "eval_freq=100", "eval_episodes=2", "buffer_size=5000", "checkpoint_every=0",
-        "algo_kwargs={reengage_dim_weights: normalised}"])
+    config = resolve_config(
+        "HandReach-v3",
+        "ddpg",
+        1e-3,
+        300,
+        [
+            "trainer=fast",
+            "eval_freq=100",
+            "eval_episodes=2",
+            "buffer_size=5000",
+            "checkpoint_every=0",
+            "algo_kwargs={reengage_dim_weights: normalised}",
+        ],
+    )
     assert config["trainer"] == "fast" and config["obs_normalization"] and config["target_value_clip"]
     final = train_run(config, 0, tmp_path / "run", progress=False, verbose=False)
     model = agent_class(config).load(final, env=gym.make("HandReach-v3"))

@@ -22,15 +22,34 @@ from reengage.file_faults import describe_fault, fault_exit_code, make_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECT = str(ROOT / "tools" / "inject_fault.py")
-TINY = ["--no-progress", "--set", "net_arch=[16,16]", "--set", "batch_size=32", "--set", "learning_starts=50",
-        "--set", "buffer_size=2000", "--set", "eval_episodes=2", "--set", "eval_freq=300"]
+TINY = [
+    "--no-progress",
+    "--set",
+    "net_arch=[16,16]",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "learning_starts=50",
+    "--set",
+    "buffer_size=2000",
+    "--set",
+    "eval_episodes=2",
+    "--set",
+    "eval_freq=300",
+]
 RUN = ["--timesteps", "600", "--checkpoint-every", "200", *TINY]
 
 
 def _command(*argv, fault=()):
     prefix = [INJECT, *fault, "--"] if fault else []
-    return subprocess.run([sys.executable, *prefix, *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, *prefix, *map(str, argv)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _one_line(result, code, *fragments):
@@ -50,22 +69,38 @@ def _checkpoint_step(run_dir):
 def finished_run(tmp_path_factory):
     """A finished tiny run trained under smoothing noise (for evaluate and certify)."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, 200, [
-        "net_arch=[16,16]", "batch_size=32", "learning_starts=50", "buffer_size=2000", "eval_episodes=2",
-        "eval_freq=200", "observation_noise={kind: gaussian, sigma: 0.1}"])
+    config = resolve_config(
+        "reengage/ContinuousSeek5-v0",
+        "ddpg",
+        0.2,
+        200,
+        [
+            "net_arch=[16,16]",
+            "batch_size=32",
+            "learning_starts=50",
+            "buffer_size=2000",
+            "eval_episodes=2",
+            "eval_freq=200",
+            "observation_noise={kind: gaussian, sigma: 0.1}",
+        ],
+    )
     train_run(config, 0, run_dir, progress=False, verbose=False)
     return run_dir
 
 
 # -- the messages and exit codes ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("number, code, remedy", [
-    (errno.EACCES, 2, "change the folder's permissions"),
-    (errno.EROFS, 2, "read-only: choose a path on a writable one"),
-    (errno.ENAMETOOLONG, 2, "choose a shorter one"),
-    (errno.ENOSPC, 1, "the disk is full: free some space"),
-    (errno.EIO, 1, "check the disk"),
-])
+
+@pytest.mark.parametrize(
+    "number, code, remedy",
+    [
+        (errno.EACCES, 2, "change the folder's permissions"),
+        (errno.EROFS, 2, "read-only: choose a path on a writable one"),
+        (errno.ENAMETOOLONG, 2, "choose a shorter one"),
+        (errno.ENOSPC, 1, "the disk is full: free some space"),
+        (errno.EIO, 1, "check the disk"),
+    ],
+)
 def test_each_fault_has_its_exit_code_and_remedy(number, code, remedy):
     fault = OSError(number, os.strerror(number), "/data/run/" + "x" * 300)
     assert fault_exit_code(fault) == code
@@ -92,11 +127,14 @@ def test_folders_made_for_a_path_that_fails_are_removed(tmp_path, monkeypatch):
 
 # -- train.py ----------------------------------------------------------------------------------------------
 
+
 def test_a_read_only_parent_exits_2_and_creates_nothing(tmp_path):
-    result = _command("train.py", *RUN, "--logdir", tmp_path / "ro" / "run",
-                      fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro/*"])
-    _one_line(result, 2, f"{tmp_path}/ro/run: Permission denied", "change the folder's permissions",
-              "nothing was written")
+    result = _command(
+        "train.py", *RUN, "--logdir", tmp_path / "ro" / "run", fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro/*"]
+    )
+    _one_line(
+        result, 2, f"{tmp_path}/ro/run: Permission denied", "change the folder's permissions", "nothing was written"
+    )
     assert not (tmp_path / "ro" / "run").exists()
 
 
@@ -110,11 +148,21 @@ def test_a_name_too_long_exits_2_and_creates_no_parent(tmp_path):
 def test_a_full_disk_at_a_later_checkpoint_keeps_the_previous_one_then_resume_finishes(tmp_path):
     run_dir = tmp_path / "run"
     # the step-200 checkpoint's state.pkl is written and synced (two opens); the step-400 one fails
-    result = _command("train.py", *RUN, "--logdir", run_dir,
-                      fault=["--errno", "ENOSPC", "--path", "*/checkpoint.tmp/state.pkl", "--skip", "2"])
-    _one_line(result, 1, "checkpoint.tmp/state.pkl: No space left on device", "the disk is full",
-              "the newest complete checkpoint (step 200) is kept",
-              f"continue with: python train.py --logdir {run_dir} --resume")
+    result = _command(
+        "train.py",
+        *RUN,
+        "--logdir",
+        run_dir,
+        fault=["--errno", "ENOSPC", "--path", "*/checkpoint.tmp/state.pkl", "--skip", "2"],
+    )
+    _one_line(
+        result,
+        1,
+        "checkpoint.tmp/state.pkl: No space left on device",
+        "the disk is full",
+        "the newest complete checkpoint (step 200) is kept",
+        f"continue with: python train.py --logdir {run_dir} --resume",
+    )
     assert _checkpoint_step(run_dir) == 200 and not (run_dir / "checkpoint.tmp").exists()
     resumed = _command("train.py", "--logdir", run_dir, "--resume", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -123,8 +171,9 @@ def test_a_full_disk_at_a_later_checkpoint_keeps_the_previous_one_then_resume_fi
 
 def test_a_checkpoint_folder_made_unwritable_mid_run_exits_2(tmp_path):
     run_dir = tmp_path / "run"
-    result = _command("train.py", *RUN, "--logdir", run_dir,
-                      fault=["--errno", "EACCES", "--path", "*/checkpoint.tmp", "--skip", "1"])
+    result = _command(
+        "train.py", *RUN, "--logdir", run_dir, fault=["--errno", "EACCES", "--path", "*/checkpoint.tmp", "--skip", "1"]
+    )
     _one_line(result, 2, "checkpoint.tmp: Permission denied", "(step 200) is kept")
     assert _checkpoint_step(run_dir) == 200
 
@@ -132,16 +181,35 @@ def test_a_checkpoint_folder_made_unwritable_mid_run_exits_2(tmp_path):
 def test_a_stop_whose_checkpoint_cannot_be_written_says_so_and_keeps_the_previous_one(tmp_path):
     run_dir = tmp_path / "run"
     # Ctrl-C while the step-300 evaluation is written: the stop's checkpoint (the second) finds the disk full
-    result = _command("train.py", *RUN, "--logdir", run_dir,
-                      fault=["--errno", "ENOSPC", "--path", "*/checkpoint.tmp", "--skip", "1",
-                             "--sigint-on", "*/evaluations.csv.tmp"])
-    _one_line(result, 130, "SIGINT at step 300: the checkpoint could not be written",
-              "No space left on device", "the newest complete checkpoint (step 200) is kept",
-              f"continue with: python train.py --logdir {run_dir} --resume")
+    result = _command(
+        "train.py",
+        *RUN,
+        "--logdir",
+        run_dir,
+        fault=[
+            "--errno",
+            "ENOSPC",
+            "--path",
+            "*/checkpoint.tmp",
+            "--skip",
+            "1",
+            "--sigint-on",
+            "*/evaluations.csv.tmp",
+        ],
+    )
+    _one_line(
+        result,
+        130,
+        "SIGINT at step 300: the checkpoint could not be written",
+        "No space left on device",
+        "the newest complete checkpoint (step 200) is kept",
+        f"continue with: python train.py --logdir {run_dir} --resume",
+    )
     assert _checkpoint_step(run_dir) == 200
 
 
 # -- evaluate, certify, the experiment runner ---------------------------------------------------------------
+
 
 def test_a_video_in_a_missing_folder_is_refused_and_the_folder_not_created(finished_run, tmp_path, capsys):
     from reengage.evaluate import main
@@ -156,38 +224,82 @@ def test_a_video_in_a_missing_folder_is_refused_and_the_folder_not_created(finis
 def test_a_video_in_an_unwritable_folder_exits_2_and_leaves_no_file(finished_run, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
-    result = _command("-m", "reengage.evaluate", finished_run, "--video", folder / "x.gif",
-                      fault=["--errno", "EACCES", "--path", f"{folder}/*"])
+    result = _command(
+        "-m",
+        "reengage.evaluate",
+        finished_run,
+        "--video",
+        folder / "x.gif",
+        fault=["--errno", "EACCES", "--path", f"{folder}/*"],
+    )
     _one_line(result, 2, f"{folder}/x.gif: Permission denied")
     assert list(folder.iterdir()) == []
 
 
 def test_certify_out_on_a_full_disk_exits_1(finished_run, tmp_path):
     out = tmp_path / "cert"
-    result = _command("-m", "reengage.certify", "--run", finished_run, "--states", "2", "--n0", "10", "--n", "20",
-                      "--episodes", "2", "--out", out, fault=["--errno", "ENOSPC", "--path", f"{out}/*.json"])
+    result = _command(
+        "-m",
+        "reengage.certify",
+        "--run",
+        finished_run,
+        "--states",
+        "2",
+        "--n0",
+        "10",
+        "--n",
+        "20",
+        "--episodes",
+        "2",
+        "--out",
+        out,
+        fault=["--errno", "ENOSPC", "--path", f"{out}/*.json"],
+    )
     _one_line(result, 1, "report.json: No space left on device", "the report was not written")
 
 
 def test_certify_out_in_a_read_only_folder_exits_2_and_creates_nothing(finished_run, tmp_path):
     out = tmp_path / "ro" / "cert"
-    result = _command("-m", "reengage.certify", "--run", finished_run, "--out", out,
-                      fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro*"])
+    result = _command(
+        "-m",
+        "reengage.certify",
+        "--run",
+        finished_run,
+        "--out",
+        out,
+        fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro*"],
+    )
     _one_line(result, 2, f"{tmp_path}/ro: Permission denied")
     assert not (tmp_path / "ro").exists()
 
 
 def test_report_out_that_cannot_be_written_exits_2_with_one_line(tmp_path):
     out = tmp_path / "ro" / "report"
-    result = _command("-m", "reengage.experiment", "report", ROOT / "results" / "fig8_2_reduced", "--reps", "10",
-                      "--out", out, fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro*"])
+    result = _command(
+        "-m",
+        "reengage.experiment",
+        "report",
+        ROOT / "results" / "fig8_2_reduced",
+        "--reps",
+        "10",
+        "--out",
+        out,
+        fault=["--errno", "EACCES", "--path", f"{tmp_path}/ro*"],
+    )
     _one_line(result, 2, "Permission denied", "the report was not written in full")
     assert not (tmp_path / "ro").exists()
 
 
 def test_a_grid_whose_results_folder_cannot_be_made_exits_2_with_one_line(tmp_path):
-    result = _command("-m", "reengage.experiment", "run", ROOT / "configs" / "experiments" / "smoke.yaml",
-                      "--results", tmp_path / "ro" / "smoke", fault=["--errno", "EROFS", "--path", f"{tmp_path}/ro*"])
+    result = _command(
+        "-m",
+        "reengage.experiment",
+        "run",
+        ROOT / "configs" / "experiments" / "smoke.yaml",
+        "--results",
+        tmp_path / "ro" / "smoke",
+        fault=["--errno", "EROFS", "--path", f"{tmp_path}/ro*"],
+    )
     _one_line(result, 2, "Read-only file system")
     assert not (tmp_path / "ro").exists()
 

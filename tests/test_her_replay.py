@@ -14,14 +14,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401  (registers the environments)
 import torch
 from gymnasium import spaces
+from reengage.agents import FastHerReplayBuffer, ReenGAGEDDPG
 from scipy.stats import chi2_contingency
 from stable_baselines3 import DDPG, SAC, HerReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-import reengage.envs  # noqa: F401  (registers the environments)
-from reengage.agents import FastHerReplayBuffer, ReenGAGEDDPG
 
 NO_GOAL = -1.0
 # Episode lengths and endings per env ("term": terminated, "time": time-out); the scripts cycle and the
@@ -82,8 +81,17 @@ def fill(buffer: HerReplayBuffer, n_envs: int, steps: int = FILL_STEPS) -> dict[
 
 def make_buffer(cls: type, n_envs: int, strategy: str, k: int, **extra: Any) -> HerReplayBuffer:
     env = DummyVecEnv([LabelledGoalEnv for _ in range(n_envs)])
-    return cls(BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu", n_envs=n_envs,
-               n_sampled_goal=k, goal_selection_strategy=strategy, **extra)
+    return cls(
+        BUFFER_SIZE,
+        env.observation_space,
+        env.action_space,
+        env,
+        device="cpu",
+        n_envs=n_envs,
+        n_sampled_goal=k,
+        goal_selection_strategy=strategy,
+        **extra,
+    )
 
 
 def sampled_rows(buffer: HerReplayBuffer, batches: int, batch_size: int = 256) -> np.ndarray:
@@ -98,8 +106,9 @@ def sampled_rows(buffer: HerReplayBuffer, batches: int, batch_size: int = 256) -
         goal_step = np.where(relabelled, goal[:, 2] - 1, -1)
         if relabelled.any():  # a new goal comes from the same env and episode
             assert np.array_equal(goal[relabelled, :2], obs[relabelled, :2])
-        rows.append(np.column_stack([obs, relabelled, goal_step, batch.rewards.numpy()[:, 0],
-                                     batch.dones.numpy()[:, 0]]))
+        rows.append(
+            np.column_stack([obs, relabelled, goal_step, batch.rewards.numpy()[:, 0], batch.dones.numpy()[:, 0]])
+        )
     return np.concatenate(rows)
 
 
@@ -107,8 +116,12 @@ def two_sample_p_value(first: np.ndarray, second: np.ndarray) -> float:
     """Chi-square test that two samples of categorical rows come from the same distribution."""
     categories, inverse = np.unique(np.concatenate([first, second]), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    table = np.stack([np.bincount(inverse[: len(first)], minlength=len(categories)),
-                      np.bincount(inverse[len(first):], minlength=len(categories))])
+    table = np.stack(
+        [
+            np.bincount(inverse[: len(first)], minlength=len(categories)),
+            np.bincount(inverse[len(first) :], minlength=len(categories)),
+        ]
+    )
     return float(chi2_contingency(table)[1])
 
 
@@ -271,8 +284,9 @@ def test_info_dicts_reach_compute_reward_when_copied():
             return super().compute_reward(achieved_goal, desired_goal, info)
 
     env = DummyVecEnv([InfoEnv])
-    buffer = FastHerReplayBuffer(BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu",
-                                 copy_info_dict=True, seed=0)
+    buffer = FastHerReplayBuffer(
+        BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu", copy_info_dict=True, seed=0
+    )
     fill(buffer, 1)
     buffer.sample(16)
     assert len(seen) == 1 and len(seen[0]) == int(0.8 * 16)
@@ -286,10 +300,19 @@ def test_trains_with_sb3_and_reengage_agents_and_reloads(tmp_path, cls):
     torch.set_num_threads(1)
     extra = {"reengage_alpha": 0.2} if cls is ReenGAGEDDPG else {}
     env = DummyVecEnv([lambda: gym.make("reengage/ContinuousSeek5-v0") for _ in range(2)])
-    model = cls("MultiInputPolicy", env, replay_buffer_class=FastHerReplayBuffer,
-                replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-                learning_starts=40, batch_size=32, buffer_size=5_000, seed=0, device="cpu",
-                policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False), **extra)
+    model = cls(
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=FastHerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
+        learning_starts=40,
+        batch_size=32,
+        buffer_size=5_000,
+        seed=0,
+        device="cpu",
+        policy_kwargs=dict(net_arch=[16, 16], share_features_extractor=False),
+        **extra,
+    )
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(200)
     assert model.replay_buffer.n_envs == 2 and model.replay_buffer.pos == 100
@@ -302,9 +325,8 @@ def test_trains_with_sb3_and_reengage_agents_and_reloads(tmp_path, cls):
 
 def test_rewards_through_env_method_for_a_subprocess_vec_env():
     """A SubprocVecEnv has no local env: rewards come through env_method, equal to the direct call."""
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
     from reengage.agents.her_replay import batch_reward_function
+    from stable_baselines3.common.vec_env import SubprocVecEnv
 
     env = SubprocVecEnv([LabelledGoalEnv, LabelledGoalEnv], start_method="fork")
     try:
@@ -312,8 +334,9 @@ def test_rewards_through_env_method_for_a_subprocess_vec_env():
         desired = np.array([[1, 2, 3], [4, 5, 7]], dtype=np.float32)
         reward = batch_reward_function(env)(achieved, desired, [{}, {}])
         assert reward.tolist() == [0.0, -1.0]
-        buffer = FastHerReplayBuffer(BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu",
-                                     n_envs=2, seed=0)
+        buffer = FastHerReplayBuffer(
+            BUFFER_SIZE, env.observation_space, env.action_space, env, device="cpu", n_envs=2, seed=0
+        )
         fill(buffer, 2)
         batch = buffer.sample(64)
         relabelled = batch.observations["desired_goal"][:, 0] != NO_GOAL
@@ -328,9 +351,17 @@ def test_same_seed_same_training():
     torch.set_num_threads(1)
 
     def run() -> list[torch.Tensor]:
-        model = DDPG("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"),
-                     replay_buffer_class=FastHerReplayBuffer, learning_starts=30, batch_size=16, buffer_size=1_000, seed=5, device="cpu",
-                     policy_kwargs=dict(net_arch=[8]))
+        model = DDPG(
+            "MultiInputPolicy",
+            gym.make("reengage/ContinuousSeek5-v0"),
+            replay_buffer_class=FastHerReplayBuffer,
+            learning_starts=30,
+            batch_size=16,
+            buffer_size=1_000,
+            seed=5,
+            device="cpu",
+            policy_kwargs=dict(net_arch=[8]),
+        )
         model.learn(80)
         return [p.detach().clone() for p in model.policy.parameters()]
 

@@ -29,8 +29,13 @@ CASES = {
 @pytest.mark.parametrize("algo", sorted(CASES))
 def test_resume_with_fast_her_matches_uninterrupted_run(tmp_path, algo):
     env_id, settings = CASES[algo]
-    config = resolve_config(env_id, algo, None, 240, settings + FAST_HER + [
-        "buffer_size=100000", "checkpoint_every=120", "eval_freq=120", "eval_episodes=2"])
+    config = resolve_config(
+        env_id,
+        algo,
+        None,
+        240,
+        settings + FAST_HER + ["buffer_size=100000", "checkpoint_every=120", "eval_freq=120", "eval_episodes=2"],
+    )
     train_run(config, 0, tmp_path / "full", progress=False)
     train_run(dict(config, timesteps=130), 0, tmp_path / "cut", progress=False)  # died 10 steps after a checkpoint
     buffer_file = tmp_path / "cut" / CHECKPOINT_DIR / "replay_buffer.pkl"

@@ -56,8 +56,9 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
-                       for alias in node.names]
+            targets = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source for alias in node.names
+            ]
         else:
             continue
         found |= {target for target in targets if target == "train" or target.split(".")[0] == "reengage"}
@@ -95,8 +96,13 @@ def test_the_graph_is_read() -> None:
 
 
 def test_nothing_imports_the_research_tools() -> None:
-    users = [f"{name} -> {target}" for name, targets in _graph().items() if not name.startswith(STUDIES)
-             for target in targets if target == STUDIES or target.startswith(STUDIES + ".")]
+    users = [
+        f"{name} -> {target}"
+        for name, targets in _graph().items()
+        if not name.startswith(STUDIES)
+        for target in targets
+        if target == STUDIES or target.startswith(STUDIES + ".")
+    ]
     assert not users, "modules that import reengage.studies:\n" + "\n".join(users)
 
 
@@ -125,7 +131,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[str]:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+                cycles.append(" -> ".join(path[path.index(target) :] + [target]))
             elif target not in state:
                 visit(target)
         path.pop()
@@ -151,6 +157,7 @@ def test_no_import_cycle_between_modules() -> None:
 
 def test_no_import_cycle_between_the_packages_and_the_top_modules() -> None:
     """``reengage.experiment`` and ``reengage.robustness`` each as one node, beside every top module."""
+
     def node(name: str) -> str:
         rank, group = _layer(name)
         return group if rank in (1, 3) else name
@@ -159,6 +166,7 @@ def test_no_import_cycle_between_the_packages_and_the_top_modules() -> None:
     graph: dict[str, set[str]] = {}
     for name, targets in _graph().items():
         graph.setdefault(node(name), set()).update(
-            node(target) for target in targets if target in modules and node(target) != node(name))
+            node(target) for target in targets if target in modules and node(target) != node(name)
+        )
     cycles = _cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(cycles)

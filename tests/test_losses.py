@@ -122,7 +122,9 @@ def test_soft_max_target_tends_to_max_and_has_finite_difference_gradient():
             plus, minus = q.clone(), q.clone()
             plus[i, j] += step
             minus[i, j] -= step
-            numeric[i, j] = (losses.soft_max_target(plus, tau).sum() - losses.soft_max_target(minus, tau).sum()) / (2 * step)
+            numeric[i, j] = (losses.soft_max_target(plus, tau).sum() - losses.soft_max_target(minus, tau).sum()) / (
+                2 * step
+            )
     assert torch.allclose(grad, numeric, atol=1e-7)
     with pytest.raises(ValueError, match="tau"):
         losses.soft_max_target(q, -0.1)
@@ -179,8 +181,9 @@ def test_residuals_take_the_sparse_or_the_dense_case_not_both():
     with pytest.raises(ValueError, match="not both"):
         losses.goal_gradient_residuals([q_grad], next_grad, dones, GAMMA)
     with pytest.raises(ValueError, match="not both"):
-        losses.goal_gradient_residuals([q_grad], next_grad, dones, GAMMA, rewards=rewards,
-                                       reward_goal_grad=torch.zeros_like(next_grad))
+        losses.goal_gradient_residuals(
+            [q_grad], next_grad, dones, GAMMA, rewards=rewards, reward_goal_grad=torch.zeros_like(next_grad)
+        )
     with pytest.raises(ValueError, match="differ in shape"):
         losses.goal_gradient_residuals([q_grad[:, :2]], next_grad, dones, GAMMA, rewards=rewards)
 
@@ -208,9 +211,12 @@ def test_dense_residuals_match_every_row_unless_one_sided():
     dones = torch.zeros(2)
     full = losses.goal_gradient_residuals([q_grad], torch.zeros(2, 2), dones, 0.9, reward_goal_grad=reward_grad)
     assert full.matched is None and torch.equal(full.residuals[0], q_grad - reward_grad)
-    one_sided = losses.goal_gradient_residuals([q_grad], torch.zeros(2, 2), torch.zeros(2), 0.9,
-                                               reward_goal_grad=reward_grad, one_sided=True)
+    one_sided = losses.goal_gradient_residuals(
+        [q_grad], torch.zeros(2, 2), torch.zeros(2), 0.9, reward_goal_grad=reward_grad, one_sided=True
+    )
     assert torch.equal(one_sided.matched, torch.tensor([[0.0], [1.0]]))
     # the one-head wrapper is the same arithmetic
-    assert torch.equal(losses.goal_gradient_loss(one_sided), losses.dense_goal_gradient_loss(
-        q_grad, reward_grad, torch.zeros(2, 2), torch.zeros(2), 0.9, one_sided=True))
+    assert torch.equal(
+        losses.goal_gradient_loss(one_sided),
+        losses.dense_goal_gradient_loss(q_grad, reward_grad, torch.zeros(2, 2), torch.zeros(2), 0.9, one_sided=True),
+    )

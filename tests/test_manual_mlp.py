@@ -8,10 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from stable_baselines3.common.logger import Logger
-from torch import nn
-
-from reengage import losses
 from reengage.agents.fast import FastReenGAGEDDPG, FastReenGAGETD3
 from reengage.agents.manual_mlp import (
     ReluMLP,
@@ -21,6 +17,10 @@ from reengage.agents.manual_mlp import (
     value_input_gradient,
     value_pre_activation_gradients,
 )
+from stable_baselines3.common.logger import Logger
+from torch import nn
+
+from reengage import losses
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_fast_path import _agent, _assert_same_parameters, _policy_tensors  # noqa: E402
@@ -73,8 +73,12 @@ def test_value_head_backward_equals_autograd_double_backward(hidden):
         values, hidden_values = relu_mlp_forward(mlp, inputs)
         us = value_pre_activation_gradients(mlp, hidden_values)
         torch.testing.assert_close(values, q.detach(), rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(value_input_gradient(mlp, us, goal), input_grad[:, goal].detach(), rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(value_input_gradient(mlp, us, slice(None)), input_grad.detach(), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(
+            value_input_gradient(mlp, us, goal), input_grad[:, goal].detach(), rtol=1e-5, atol=1e-7
+        )
+        torch.testing.assert_close(
+            value_input_gradient(mlp, us, slice(None)), input_grad.detach(), rtol=1e-5, atol=1e-7
+        )
         network.zero_grad()
         value_head_backward(mlp, hidden_values, us, output_grad, error, goal)
     for name, got, want in zip([n for n, _ in network.named_parameters()], _grads(network), expected):
@@ -132,18 +136,21 @@ def _pair(cls, alpha, env_id="reengage/ContinuousSeek5-v0", **extra):
     return manual, reference, batch
 
 
-@pytest.mark.parametrize("cls, alpha, extra", [
-    (FastReenGAGEDDPG, 0.0, {}),
-    (FastReenGAGEDDPG, 0.3, {}),
-    (FastReenGAGETD3, 0.3, {}),
-    (FastReenGAGEDDPG, 0.3, {"reengage_dim_weights": "bounds"}),
-    (FastReenGAGEDDPG, 0.0, {"reengage_monitor": True}),
-    (FastReenGAGEDDPG, 0.3, {"reengage_mode": "dense", "env_id": "reengage/ContinuousSeekDense-v0"}),
-    (FastReenGAGETD3, 0.3, {"policy_kwargs": dict(net_arch=[24, 16, 20], share_features_extractor=False)}),
-    (FastReenGAGETD3, 0.3, {"reengage_target_derivative": "partial"}),
-    (FastReenGAGEDDPG, 0.3, {"reengage_matching": "one_sided"}),
-    (FastReenGAGETD3, 0.3, {"reengage_matching": "one_sided", "reengage_dim_weights": "bounds"}),
-])
+@pytest.mark.parametrize(
+    "cls, alpha, extra",
+    [
+        (FastReenGAGEDDPG, 0.0, {}),
+        (FastReenGAGEDDPG, 0.3, {}),
+        (FastReenGAGETD3, 0.3, {}),
+        (FastReenGAGEDDPG, 0.3, {"reengage_dim_weights": "bounds"}),
+        (FastReenGAGEDDPG, 0.0, {"reengage_monitor": True}),
+        (FastReenGAGEDDPG, 0.3, {"reengage_mode": "dense", "env_id": "reengage/ContinuousSeekDense-v0"}),
+        (FastReenGAGETD3, 0.3, {"policy_kwargs": dict(net_arch=[24, 16, 20], share_features_extractor=False)}),
+        (FastReenGAGETD3, 0.3, {"reengage_target_derivative": "partial"}),
+        (FastReenGAGEDDPG, 0.3, {"reengage_matching": "one_sided"}),
+        (FastReenGAGETD3, 0.3, {"reengage_matching": "one_sided", "reengage_dim_weights": "bounds"}),
+    ],
+)
 def test_hand_written_step_equals_the_autograd_step(cls, alpha, extra):
     """Four gradient steps (TD3: two actor updates) on one batch: same parameters and logged losses."""
     extra = dict(extra)
@@ -171,8 +178,9 @@ def test_hand_written_term_is_the_reference_loss():
     grads = [torch.randn(64, 5, generator=generator) for _ in range(2)]
     target = torch.randn(64, 5, generator=generator)
     loss, residuals, mask = agent._manual_term(batch, grads, target, None)
-    expected = sum(losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low)
-                   for g in grads)
+    expected = sum(
+        losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low) for g in grads
+    )
     assert torch.equal(loss, expected)
     assert mask is not None and torch.equal(mask, losses.sparse_reward_mask(batch.rewards, agent.c_low))
     agent.reengage_mode = "dense"
@@ -183,17 +191,25 @@ def test_hand_written_term_is_the_reference_loss():
     # one-sided matching: the same rows dropped as reengage.losses drops
     agent.reengage_mode, agent.reengage_matching = "sparse", "one_sided"
     loss, _, _ = agent._manual_term(batch, grads, target, None)
-    expected = sum(losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low,
-                                                    one_sided=True) for g in grads)
-    full = sum(losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low)
-               for g in grads)
+    expected = sum(
+        losses.sparse_goal_gradient_loss(
+            g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low, one_sided=True
+        )
+        for g in grads
+    )
+    full = sum(
+        losses.sparse_goal_gradient_loss(g, target, batch.rewards, batch.dones, agent.gamma, agent.c_low) for g in grads
+    )
     torch.testing.assert_close(loss, expected)
     assert loss < full
 
 
 def test_other_networks_fall_back_to_autograd():
-    agent = _agent(FastReenGAGEDDPG, reengage_alpha=0.2,
-                   policy_kwargs=dict(net_arch=[16, 16], activation_fn=nn.Tanh, share_features_extractor=False))
+    agent = _agent(
+        FastReenGAGEDDPG,
+        reengage_alpha=0.2,
+        policy_kwargs=dict(net_arch=[16, 16], activation_fn=nn.Tanh, share_features_extractor=False),
+    )
     assert agent._manual_plan() is None
     agent.learn(100)  # trains on the autograd form
     assert agent._n_updates > 0
@@ -215,8 +231,11 @@ def test_partial_target_derivative_holds_the_target_action_on_the_fast_path():
 
     fast, reference, batch = _filled_pair(FastReenGAGETD3, 0.3, reengage_target_derivative="partial")
     torch.manual_seed(5)
-    noise = batch.actions.clone().normal_(0, fast.target_policy_noise).clamp(-fast.target_noise_clip,
-                                                                           fast.target_noise_clip)
+    noise = (
+        batch.actions.clone()
+        .normal_(0, fast.target_policy_noise)
+        .clamp(-fast.target_noise_clip, fast.target_noise_clip)
+    )
     _match_term_noise(reference, noise)
     torch.manual_seed(5)
     _, term = fast.critic_loss(batch)
@@ -230,8 +249,15 @@ def test_hand_written_step_on_a_flat_box_observation(cls):
     import gymnasium as gym
 
     def make():
-        return cls("MlpPolicy", gym.make("Pendulum-v1"), reengage_alpha=0.0, learning_starts=50, batch_size=32,
-                   seed=0, policy_kwargs=dict(net_arch=[32, 32]))
+        return cls(
+            "MlpPolicy",
+            gym.make("Pendulum-v1"),
+            reengage_alpha=0.0,
+            learning_starts=50,
+            batch_size=32,
+            seed=0,
+            policy_kwargs=dict(net_arch=[32, 32]),
+        )
 
     manual = make()
     manual.learn(50)
@@ -268,7 +294,9 @@ def test_hand_written_term_gradients_are_as_accurate_as_autograd_in_float32():
         ((dq * q).sum() + (e * input_grad[:, goal]).sum()).backward()
         return _grads(net)
 
-    reference = autograd_gradients(copy.deepcopy(network).double(), inputs.double(), output_grad.double(), error.double())
+    reference = autograd_gradients(
+        copy.deepcopy(network).double(), inputs.double(), output_grad.double(), error.double()
+    )
     float32 = autograd_gradients(network, inputs, output_grad, error)
     mlp = ReluMLP.of(network)
     assert mlp is not None

@@ -7,14 +7,13 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
 import reengage.envs  # noqa: F401
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from reengage.envs.drive_seek import DriveSeekEnv, sample_drive_seek_goals, wrap
 from reengage.envs.goal_set import item_rewards, pad_goal_set
 from reengage.envs.goal_set_greedy import DriveSeekGreedy, NoisySeekGreedy, greedy_agent
 from reengage.envs.noisy_seek import CLUSTER_P, NoisySeekEnv, sample_noisy_seek_goals
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 ENV_IDS = ["reengage/DriveSeek-v0", "reengage/NoisySeek-v0"]
 
@@ -254,7 +253,9 @@ def test_greedy_command_draws_its_first_episode(tmp_path, capsys):
 
     path = tmp_path / "pictures" / "greedy.png"
     path.parent.mkdir()
-    assert greedy_main(["--env", "reengage/DriveSeek-v0", "--episodes", "1", "--seed", "7", "--picture", str(path)]) == 0
+    assert (
+        greedy_main(["--env", "reengage/DriveSeek-v0", "--episodes", "1", "--seed", "7", "--picture", str(path)]) == 0
+    )
     out = capsys.readouterr().out
     assert f"picture: {path} (episode seed 7, return {mean_return('reengage/DriveSeek-v0', 1, 7):.2f})" in out
     # the drawing of the greedy agent's episode of seed 7, as the environment draws it at the end

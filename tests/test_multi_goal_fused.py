@@ -5,12 +5,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
 import torch.nn.functional as F
-
-import reengage.envs  # noqa: F401
 from reengage.agents import MultiReenGAGEDDPG, MultiReenGAGETD3
 from reengage.agents.fast import multi_goal_update as fused
+
 from reengage.experiment.build import build_agent, make_training_env
 from reengage.experiment.config import resolve_config
 
@@ -160,8 +160,10 @@ def test_alpha_zero_fused_is_ddpg_and_skips_the_term():
     assert agent.uses_fused_update
     before = parameters(agent)
     agent.train(gradient_steps=2, batch_size=32)
-    assert "train/reengage_loss" not in agent.logger.name_to_value or agent.logger.name_to_value[
-        "train/reengage_loss"] == 0
+    assert (
+        "train/reengage_loss" not in agent.logger.name_to_value
+        or agent.logger.name_to_value["train/reengage_loss"] == 0
+    )
     assert any(not torch.equal(before[name], value) for name, value in parameters(agent).items())
 
 
@@ -191,7 +193,9 @@ def test_bfloat16_encoder_stays_close_to_float32():
 
 def test_train_py_config_uses_the_fused_step_by_default():
     config = resolve_config(
-        "reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0,
+        "reengage/DriveSeek-v0",
+        "multi_ddpg",
+        alpha=10.0,
         assignments=["net_arch=[8]", "policy_kwargs={encoder_arch: [8], embed_dim: 4}", "buffer_size=500"],
     )
     agent = build_agent(config, make_training_env(config, seed=0), seed=0)
@@ -204,7 +208,9 @@ def test_train_py_config_uses_the_fused_step_by_default():
 
 def test_unshared_encoder_falls_back_to_the_reference_path():
     agent = MultiReenGAGEDDPG(
-        "DeepSetsPolicy", gym.make("reengage/DriveSeek-v0"), buffer_size=500,
+        "DeepSetsPolicy",
+        gym.make("reengage/DriveSeek-v0"),
+        buffer_size=500,
         policy_kwargs={"encoder_arch": [8], "net_arch": [8], "embed_dim": 4, "share_encoder": False},
     )
     assert agent.gate_update == "fused" and not agent.uses_fused_update
@@ -226,6 +232,7 @@ def test_bad_options_name_the_value_and_the_choices(argument, value, choices):
 def test_trainer_switch_picks_the_fused_class_or_the_reference_class():
     """trainer: fast builds MultiReenGAGEDDPG (fused), trainer: sb3 ReferenceMultiReenGAGEDDPG (SB3 + hook)."""
     from reengage.agents import ReferenceMultiReenGAGEDDPG
+
     from reengage.experiment.build import agent_class
 
     settings = ["net_arch=[8]", "policy_kwargs={encoder_arch: [8], embed_dim: 4}", "buffer_size=500"]
@@ -234,11 +241,19 @@ def test_trainer_switch_picks_the_fused_class_or_the_reference_class():
     assert agent_class(fast) is MultiReenGAGEDDPG and agent_class(sb3) is ReferenceMultiReenGAGEDDPG
     assert not hasattr(build_agent(sb3, make_training_env(sb3, seed=0), seed=0), "gate_update")
     # the fused step's options are the fast class's: accepted with trainer fast, refused with trainer sb3
-    resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0,
-                   assignments=[*settings, "algo_kwargs={gate_update: reference}"])
+    resolve_config(
+        "reengage/DriveSeek-v0",
+        "multi_ddpg",
+        alpha=10.0,
+        assignments=[*settings, "algo_kwargs={gate_update: reference}"],
+    )
     with pytest.raises(ValueError, match="gate_update is an option of the fast trainer's update"):
-        resolve_config("reengage/DriveSeek-v0", "multi_ddpg", alpha=10.0,
-                       assignments=[*settings, "trainer=sb3", "algo_kwargs={gate_update: reference}"])
+        resolve_config(
+            "reengage/DriveSeek-v0",
+            "multi_ddpg",
+            alpha=10.0,
+            assignments=[*settings, "trainer=sb3", "algo_kwargs={gate_update: reference}"],
+        )
 
 
 def test_reference_class_trains_as_the_fused_class_on_its_reference_update():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-
 import reengage.envs  # noqa: F401
-from reengage import losses
+import torch
 from reengage.agents import DeepSetsEncoder, GoalSetReplayBuffer, MultiReenGAGEDDPG
 from reengage.agents.deep_sets import DeepSetsCritic
+
+from reengage import losses
 
 STATE_DIM, GOAL_DIM, N_MAX = 6, 2, 200
 
@@ -103,7 +103,9 @@ def test_gate_loss_gradients_match_finite_differences():
     def loss_of(*tensors):
         params = {**base, **dict(zip(names, tensors))}
         leaf = gates.clone().requires_grad_(True)
-        (q,) = torch.func.functional_call(critic, params, ({"observation": state, "goals": goals, "gates": leaf}, actions))
+        (q,) = torch.func.functional_call(
+            critic, params, ({"observation": state, "goals": goals, "gates": leaf}, actions)
+        )
         (grad,) = torch.autograd.grad(q.sum(), leaf, create_graph=True)
         return losses.gate_gradient_loss(grad, item_rewards, next_grad, dones, 0.95)
 
@@ -134,7 +136,9 @@ def test_encoder_is_shared_and_trained_by_the_critic_only():
     critic_ids = {id(p) for group in policy.critic.optimizer.param_groups for p in group["params"]}
     assert encoder_ids <= critic_ids and not encoder_ids & actor_ids
     # one polyak pass per network: the target encoder is updated through the critic only
-    assert not {id(p) for p in policy.actor_target.parameters()} & {id(p) for p in policy.critic_target.encoder.parameters()}
+    assert not {id(p) for p in policy.actor_target.parameters()} & {
+        id(p) for p in policy.critic_target.encoder.parameters()
+    }
     # an actor step leaves the encoder untouched, although its gradient flows through it
     agent.learn(60)
     before = [p.detach().clone() for p in encoder.parameters()]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-
 import reengage.envs  # noqa: F401
 from reengage.agents import GoalSetReplayBuffer
 
@@ -37,9 +36,13 @@ def test_goal_sets_are_stored_once_per_episode_and_samples_rebuild_them():
     assert set(buffer.observations) == {"observation"}  # only the state per transition
     np.random.seed(0)
     samples = buffer.sample(64)
-    index = {tuple(obs["observation"]) + tuple(next_obs["observation"]): (obs, item) for obs, next_obs, _, item in stored}
+    index = {
+        tuple(obs["observation"]) + tuple(next_obs["observation"]): (obs, item) for obs, next_obs, _, item in stored
+    }
     for i in range(64):
-        key = tuple(samples.observations["observation"][i].numpy()) + tuple(samples.next_observations["observation"][i].numpy())
+        key = tuple(samples.observations["observation"][i].numpy()) + tuple(
+            samples.next_observations["observation"][i].numpy()
+        )
         obs, item = index[key]
         np.testing.assert_array_equal(samples.observations["goals"][i].numpy(), obs["goals"])
         np.testing.assert_array_equal(samples.next_observations["gates"][i].numpy(), obs["gates"])
@@ -81,7 +84,9 @@ def test_buffer_rejects_bad_input():
 
 def test_one_million_transitions_fit_in_about_a_gigabyte():
     env = gym.make("reengage/DriveSeek-v0")
-    buffer = GoalSetReplayBuffer(1_000_000, env.observation_space, env.action_space, device="cpu", initial_goal_sets=32768)
+    buffer = GoalSetReplayBuffer(
+        1_000_000, env.observation_space, env.action_space, device="cpu", initial_goal_sets=32768
+    )
     # arrays are allocated lazily; nbytes is what they occupy once written (25k episodes of 40 steps)
     assert buffer.nbytes() < 1.0e9
     per_transition_sets = 2 * 1_000_000 * (200 * 2 + 200) * 4  # obs + next_obs copies in a DictReplayBuffer

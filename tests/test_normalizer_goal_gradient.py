@@ -3,11 +3,8 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
-from stable_baselines3 import HerReplayBuffer
-
 import reengage.envs  # noqa: F401
-from reengage import losses
+import torch
 from reengage.agents.compose import extended_agent_class
 from reengage.agents.normalizer import (
     NormalizedCombinedExtractor,
@@ -17,6 +14,9 @@ from reengage.agents.normalizer import (
     normalizing_extractors,
 )
 from reengage.agents.td3 import ReenGAGEDDPG
+from stable_baselines3 import HerReplayBuffer
+
+from reengage import losses
 
 NormalizedDDPG = extended_agent_class(ReenGAGEDDPG, normalize_observations=True)
 
@@ -60,11 +60,16 @@ def test_chain_rule_gradient_wrt_raw_is_normalised_gradient_over_sigma_and_match
     assert torch.allclose(grad_raw, grad_normalised / normalizer.std.double(), rtol=1e-5)
     # central finite differences in each raw coordinate, step relative to that coordinate's scale
     steps = 1e-4 * normalizer.std.double()
-    finite = torch.stack([
-        (value(raw.detach() + steps[i] * torch.eye(4, dtype=torch.float64)[i])
-         - value(raw.detach() - steps[i] * torch.eye(4, dtype=torch.float64)[i])) / (2 * steps[i])
-        for i in range(4)
-    ])
+    finite = torch.stack(
+        [
+            (
+                value(raw.detach() + steps[i] * torch.eye(4, dtype=torch.float64)[i])
+                - value(raw.detach() - steps[i] * torch.eye(4, dtype=torch.float64)[i])
+            )
+            / (2 * steps[i])
+            for i in range(4)
+        ]
+    )
     assert torch.allclose(grad_raw[0], finite, rtol=1e-4, atol=1e-8)
 
 
@@ -83,11 +88,20 @@ def test_gradient_is_zero_where_either_clip_is_active():
 def _normalized_agent(dim_weights="none", **kwargs):
     env = gym.make("reengage/ContinuousSeek5-v0")
     return NormalizedDDPG(
-        "MultiInputPolicy", env, replay_buffer_class=HerReplayBuffer,
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
         policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False, **normalizer_policy_kwargs()),
-        learning_starts=50, batch_size=32, buffer_size=2000, seed=0, reengage_alpha=0.2, reengage_mode="sparse",
-        c_low=-1.0, reengage_dim_weights=dim_weights, **kwargs,
+        learning_starts=50,
+        batch_size=32,
+        buffer_size=2000,
+        seed=0,
+        reengage_alpha=0.2,
+        reengage_mode="sparse",
+        c_low=-1.0,
+        reengage_dim_weights=dim_weights,
+        **kwargs,
     )
 
 
@@ -142,8 +156,9 @@ def test_g4_weights_are_sigma_squared_on_raw_goal_errors():
     model._reengage_generator.manual_seed(0)
     q_raw = model.critic_goal_gradients(batch.observations, batch.actions)[0]
     target_raw = model.target_goal_gradient(batch)
-    in_normalised_units = losses.sparse_goal_gradient_loss(q_raw * sigma, target_raw * sigma, batch.rewards,
-                                                           batch.dones, model.gamma, model.c_low)
+    in_normalised_units = losses.sparse_goal_gradient_loss(
+        q_raw * sigma, target_raw * sigma, batch.rewards, batch.dones, model.gamma, model.c_low
+    )
     assert weighted.item() == pytest.approx(in_normalised_units.item(), rel=1e-5)
     assert weighted.item() > 0
 
@@ -175,7 +190,14 @@ def test_normalisation_refuses_what_it_cannot_do():
         NormalizedDDPG("MultiInputPolicy", env, policy_kwargs=dict(share_features_extractor=False))
     with pytest.raises(ValueError, match="positive"):
         RunningNormalizer(3, clip_obs=0.0)
-    plain = ReenGAGEDDPG("MultiInputPolicy", env, policy_kwargs=dict(share_features_extractor=False),
-                         reengage_dim_weights="normalised", learning_starts=10, batch_size=8, buffer_size=200)
+    plain = ReenGAGEDDPG(
+        "MultiInputPolicy",
+        env,
+        policy_kwargs=dict(share_features_extractor=False),
+        reengage_dim_weights="normalised",
+        learning_starts=10,
+        batch_size=8,
+        buffer_size=200,
+    )
     with pytest.raises(ValueError, match="goal statistics"):
         plain._dim_weights(5)

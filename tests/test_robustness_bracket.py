@@ -4,8 +4,8 @@ import argparse
 
 import numpy as np
 import pytest
-
 from _robustness_helpers import linear_discrete, make_obs
+
 from reengage.robustness import SmoothedPolicy, SmoothingConfig, certify_discrete_l2, population_estimate
 from reengage.robustness.attacks import discrete_break_from_counts
 from reengage.robustness.cli import attack_state
@@ -109,17 +109,18 @@ def test_confirmation_needs_the_clean_decision_too():
 def test_continuous_break_needs_confident_bounds():
     """Continuous actions: a break is claimed only when the bounds on the attacked mean action leave the band."""
     import torch
+    from _robustness_helpers import dict_space
     from gymnasium import spaces
 
-    from _robustness_helpers import dict_space
     from reengage.robustness import PolicyAdapter
     from reengage.robustness.attacks import confirm_continuous_break
 
     def forward(o):
         return torch.clamp(o["observation"][:, :1] * 2.0, -1.0, 1.0)
 
-    sp = SmoothedPolicy(PolicyAdapter(forward, dict_space(2), spaces.Box(-1.0, 1.0, (1,))),
-                        SmoothingConfig(sigma=0.1), seed=0)
+    sp = SmoothedPolicy(
+        PolicyAdapter(forward, dict_space(2), spaces.Box(-1.0, 1.0, (1,))), SmoothingConfig(sigma=0.1), seed=0
+    )
     obs = make_obs(np.zeros(2))
     flat = sp.flat_state(sp.as_dict(obs))
     center = np.zeros(1)  # the exact smoothed action at x (odd policy, symmetric noise)
@@ -133,17 +134,20 @@ def test_continuous_break_needs_confident_bounds():
 
 def test_randomized_ablation_break_found_by_search_is_confirmed():
     import torch
+    from _robustness_helpers import dict_space
     from gymnasium import spaces
 
-    from _robustness_helpers import dict_space
     from reengage.robustness import PolicyAdapter, certify_l0_randomized
 
     def forward(o):  # action 1 iff the first feature is 1 (an ablated 0.5 ties, and ties go to action 0)
         s = o["observation"][:, 0] - 0.5
         return torch.stack([-s, s], -1)
 
-    sp = SmoothedPolicy(PolicyAdapter(forward, dict_space(2, binary=True), spaces.Discrete(2)),
-                        SmoothingConfig(kind="ablation", retain=3), seed=0)
+    sp = SmoothedPolicy(
+        PolicyAdapter(forward, dict_space(2, binary=True), spaces.Discrete(2)),
+        SmoothingConfig(kind="ablation", retain=3),
+        seed=0,
+    )
     obs = make_obs(np.array([1.0, 0.0]))
     cert = certify_l0_randomized(sp, obs, n0=100, n=2000, alpha=0.001)
     assert cert.details["selected"] == 1

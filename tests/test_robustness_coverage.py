@@ -1,12 +1,12 @@
 """Coverage simulations: over many repetitions, certificates that claim too much occur at most at rate alpha."""
 
 import numpy as np
-from scipy.stats import norm
-
 from _robustness_helpers import make_obs
-from reengage.robustness import SmoothedPolicy, SmoothingConfig, certify_continuous_l2, certify_episodes
-from test_robustness_episode import C, SIGMA, OneStep, _threshold_policy
+from scipy.stats import norm
+from test_robustness_episode import SIGMA, C, OneStep, _threshold_policy
 from test_robustness_soundness import _clip_linear, _smoothed_clip_mean
+
+from reengage.robustness import SmoothedPolicy, SmoothingConfig, certify_continuous_l2, certify_episodes
 
 
 def _slack(alpha, reps):

@@ -7,7 +7,14 @@ import torch
 from gymnasium import spaces
 from scipy.stats import norm
 
-from reengage.robustness import PolicyAdapter, SmoothedPolicy, SmoothingConfig, certify_episodes, certify_return, certify_success
+from reengage.robustness import (
+    PolicyAdapter,
+    SmoothedPolicy,
+    SmoothingConfig,
+    certify_episodes,
+    certify_return,
+    certify_success,
+)
 from reengage.robustness.episode import run_episodes, smoothed_event_lower_bound
 
 C, SIGMA = 0.8, 0.5

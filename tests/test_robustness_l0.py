@@ -4,11 +4,17 @@ import math
 
 import numpy as np
 import pytest
+from _robustness_helpers import dict_space, make_obs, random_mlp
 from gymnasium import spaces
 
-from _robustness_helpers import dict_space, make_obs, random_mlp
-from reengage.robustness import PolicyAdapter, SmoothedPolicy, SmoothingConfig, certify_l0_deterministic, certify_l0_randomized
-from reengage.robustness import attacks
+from reengage.robustness import (
+    PolicyAdapter,
+    SmoothedPolicy,
+    SmoothingConfig,
+    attacks,
+    certify_l0_deterministic,
+    certify_l0_randomized,
+)
 from reengage.robustness.certificates import ablation_delta
 
 N_BITS = 6  # 12 smoothed features (observation and achieved_goal)

@@ -5,9 +5,9 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 from stable_baselines3 import TD3
 
-import reengage.envs  # noqa: F401
 from reengage.robustness import SmoothedPolicy, SmoothingConfig, save_smoothed
 from reengage.robustness.ranges import ReturnRangeUnknown, declared_reward_range, return_range
 
@@ -112,9 +112,30 @@ def test_theory_dense_return_attack_stays_above_the_certificate(tmp_path):
     cfg = SmoothingConfig(sigma=1.0)
     save_smoothed(model, tmp_path / "td3", cfg, seed=0, env_id=env_id, env_kwargs=kwargs)
     out = tmp_path / "out"
-    code = main(["--model", str(tmp_path / "td3.zip"), "--env", env_id, "--env-kwargs", json.dumps(kwargs),
-                 "--states", "1", "--n", "200", "--eps", "0.1", "--attack-steps", "2", "--episodes", "100",
-                 "--budgets", "0,1,15", "--out", str(out)])
+    code = main(
+        [
+            "--model",
+            str(tmp_path / "td3.zip"),
+            "--env",
+            env_id,
+            "--env-kwargs",
+            json.dumps(kwargs),
+            "--states",
+            "1",
+            "--n",
+            "200",
+            "--eps",
+            "0.1",
+            "--attack-steps",
+            "2",
+            "--episodes",
+            "100",
+            "--budgets",
+            "0,1,15",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     ep = json.loads((out / "report.json").read_text())["episode"]
     r_min, r_max = ep["return_range"]

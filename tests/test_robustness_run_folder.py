@@ -18,9 +18,13 @@ def noisy_run(tmp_path_factory):
     """DDPG + HER on ContinuousSeek5 under Gaussian observation noise, 200 steps (HER needs an env to load, and the
     noise wrapper's unbounded Box differs from the raw env's [-5, 5] box)."""
     run_dir = tmp_path_factory.mktemp("runs") / "noisy"
-    config = resolve_config("reengage/ContinuousSeek5-v0", "ddpg", 0.2, 200,
-                            [NOISE, "learning_starts=100", "eval_freq=1000", "eval_episodes=1", "buffer_size=1000",
-                             "net_arch=[16]"])
+    config = resolve_config(
+        "reengage/ContinuousSeek5-v0",
+        "ddpg",
+        0.2,
+        200,
+        [NOISE, "learning_starts=100", "eval_freq=1000", "eval_episodes=1", "buffer_size=1000", "net_arch=[16]"],
+    )
     assert config["her"]  # the case that needs an env to load
     train_run(config, seed=0, logdir=run_dir, progress=False)
     return run_dir
@@ -28,8 +32,28 @@ def noisy_run(tmp_path_factory):
 
 def test_certify_from_run_folder(noisy_run, tmp_path):
     out = tmp_path / "out"
-    code = main(["--run", str(noisy_run), "--states", "2", "--n", "300", "--eps", "0.02", "--attack-steps", "2",
-                 "--attack-n", "200", "--episodes", "10", "--budgets", "0,0.1", "--out", str(out)])
+    code = main(
+        [
+            "--run",
+            str(noisy_run),
+            "--states",
+            "2",
+            "--n",
+            "300",
+            "--eps",
+            "0.02",
+            "--attack-steps",
+            "2",
+            "--attack-n",
+            "200",
+            "--episodes",
+            "10",
+            "--budgets",
+            "0,0.1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["env"] == "reengage/ContinuousSeek5-v0" and rep["run"] == str(noisy_run)

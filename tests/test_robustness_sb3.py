@@ -6,9 +6,9 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 from stable_baselines3 import DQN, TD3
 
-import reengage.envs  # noqa: F401
 from reengage.robustness import (
     AblationObservationNoise,
     GaussianObservationNoise,
@@ -27,8 +27,17 @@ from reengage.robustness.smoothing import PolicyAdapter
 @pytest.fixture(scope="module")
 def tiny_td3(tmp_path_factory):
     env = GaussianObservationNoise(gym.make("reengage/ContinuousSeek5-v0"), sigma=0.1, seed=0)
-    model = TD3("MultiInputPolicy", env, learning_starts=50, policy_kwargs={"net_arch": [32, 32]}, seed=0, device="cpu",
-                buffer_size=1000, train_freq=(1, "episode"), gradient_steps=5)
+    model = TD3(
+        "MultiInputPolicy",
+        env,
+        learning_starts=50,
+        policy_kwargs={"net_arch": [32, 32]},
+        seed=0,
+        device="cpu",
+        buffer_size=1000,
+        train_freq=(1, "episode"),
+        gradient_steps=5,
+    )
     model.learn(120)
     return model
 
@@ -38,8 +47,15 @@ def tiny_dqn():
     env = AblationObservationNoise(gym.make("reengage/BitFlipping-v0", n_bits=6), groups=4, seed=0)
     # ablated MultiBinary keys become float Box, so the buffer keeps the 0.5 null values
     assert env.observation_space["observation"].dtype == np.float32
-    model = DQN("MultiInputPolicy", env, learning_starts=50, policy_kwargs={"net_arch": [32, 32]}, seed=0, device="cpu",
-                buffer_size=1000)
+    model = DQN(
+        "MultiInputPolicy",
+        env,
+        learning_starts=50,
+        policy_kwargs={"net_arch": [32, 32]},
+        seed=0,
+        device="cpu",
+        buffer_size=1000,
+    )
     model.learn(120)
     return model
 
@@ -54,7 +70,10 @@ def test_adapter_matches_sb3_predict(tiny_td3, tiny_dqn):
     env = gym.make("reengage/BitFlipping-v0", n_bits=6)
     obs, _ = env.reset(seed=3)
     adapter = PolicyAdapter.from_sb3(tiny_dqn)
-    assert adapter.actions(adapter.to_tensors({k: v[None] for k, v in obs.items()}))[0] == tiny_dqn.predict(obs, deterministic=True)[0]
+    assert (
+        adapter.actions(adapter.to_tensors({k: v[None] for k, v in obs.items()}))[0]
+        == tiny_dqn.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_save_load_reproduces_certificates(tiny_td3, tmp_path):
@@ -144,8 +163,22 @@ def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path, capsys):
 
     save_smoothed(tiny_dqn, tmp_path / "dqn", SmoothingConfig(kind="deterministic_ablation", groups=4), seed=0)
     out = tmp_path / "bf"
-    main(["--model", str(tmp_path / "dqn.zip"), "--env", "reengage/BitFlipping-v0", "--env-kwargs", '{"n_bits": 6}',
-          "--states", "6", "--eps", "1,2", "--out", str(out)])
+    main(
+        [
+            "--model",
+            str(tmp_path / "dqn.zip"),
+            "--env",
+            "reengage/BitFlipping-v0",
+            "--env-kwargs",
+            '{"n_bits": 6}',
+            "--states",
+            "6",
+            "--eps",
+            "1,2",
+            "--out",
+            str(out),
+        ]
+    )
     rep = json.loads((out / "report.json").read_text())
     assert rep["per_state"]["kind"] == "discrete_l0_deterministic" and len(rep["per_state"]["radii"]) == 6
     assert rep["population"][0]["attack_robust_upper"] is not None
@@ -153,8 +186,28 @@ def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path, capsys):
 
     save_smoothed(tiny_td3, tmp_path / "td3", SmoothingConfig(sigma=0.1), seed=0)
     out = tmp_path / "cs"
-    main(["--model", str(tmp_path / "td3.zip"), "--env", "reengage/ContinuousSeek5-v0", "--states", "3",
-          "--n", "1000", "--episodes", "20", "--eps", "0.1", "--attack-steps", "3", "--tolerance", "0.5", "--out", str(out)])
+    main(
+        [
+            "--model",
+            str(tmp_path / "td3.zip"),
+            "--env",
+            "reengage/ContinuousSeek5-v0",
+            "--states",
+            "3",
+            "--n",
+            "1000",
+            "--episodes",
+            "20",
+            "--eps",
+            "0.1",
+            "--attack-steps",
+            "3",
+            "--tolerance",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     rep = json.loads((out / "report.json").read_text())
     ep = rep["episode"]
     assert len(ep["certified_success"]) == len(ep["budgets"]) and ep["return_range"] == [-10.0, 0.0]
@@ -162,7 +215,19 @@ def test_cli_end_to_end(tiny_dqn, tiny_td3, tmp_path, capsys):
     assert (out / "episode_certificates.png").exists()
     # an unsound setting is refused: exit code 2 and the reason on stderr, no report
     (out / "report.json").unlink()
-    code = main(["--model", str(tmp_path / "td3.zip"), "--env", "reengage/ContinuousSeek5-v0", "--states", "1",
-                 "--tolerance", "3.0", "--out", str(out)])
+    code = main(
+        [
+            "--model",
+            str(tmp_path / "td3.zip"),
+            "--env",
+            "reengage/ContinuousSeek5-v0",
+            "--states",
+            "1",
+            "--tolerance",
+            "3.0",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and "tolerance" in capsys.readouterr().err
     assert not (out / "report.json").exists()

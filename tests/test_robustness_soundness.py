@@ -3,20 +3,20 @@
 import numpy as np
 import pytest
 import torch
+from _robustness_helpers import dict_space, linear_discrete, make_obs, random_mlp
 from gymnasium import spaces
 from scipy import integrate
 from scipy.stats import norm
 
-from _robustness_helpers import dict_space, linear_discrete, make_obs, random_mlp
 from reengage.robustness import (
     PolicyAdapter,
     SmoothedPolicy,
     SmoothingConfig,
+    attacks,
     certify_continuous_l2,
     certify_discrete_l2,
     certify_relaxed,
 )
-from reengage.robustness import attacks
 from reengage.robustness.certificates import cohen_from_batches
 
 W = np.array([1.0, -2.0, 0.5, 0.0, 0.3, 0.0, 0.0, 1.0])
@@ -112,7 +112,9 @@ def test_relaxed_set_radius_exceeds_cohen_on_three_actions():
         s = torch.stack([-(x + 1), torch.zeros_like(x), x - 1], -1)
         return s + 0.0 * o["observation"][:, 1:2]
 
-    sp = SmoothedPolicy(PolicyAdapter(forward, space, spaces.Discrete(3)), SmoothingConfig(sigma=1.0, keys=("observation",)), 0)
+    sp = SmoothedPolicy(
+        PolicyAdapter(forward, space, spaces.Discrete(3)), SmoothingConfig(sigma=1.0, keys=("observation",)), 0
+    )
     obs = make_obs(np.array([1.0, 0.0]))
     assert certify_discrete_l2(sp, obs, 100, 20_000, 0.001).radius is None
     rel = certify_relaxed(sp, obs, acceptable=[1, 2], n0=100, n=20_000)

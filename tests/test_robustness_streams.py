@@ -6,22 +6,24 @@ import dataclasses
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
+from _robustness_helpers import dict_space, linear_discrete, make_obs, random_mlp
 from gymnasium import spaces
 
-import reengage.envs  # noqa: F401
-from _robustness_helpers import dict_space, linear_discrete, make_obs, random_mlp
 from reengage.robustness import PolicyAdapter, SmoothedPolicy, SmoothingConfig, certify_discrete_l2, sample_states
 from reengage.robustness.certificates import cohen_from_batches
 
 
 def _far_halfspace(threshold: float) -> PolicyAdapter:
     """Action 1 iff observation[0] > threshold, computed in the input's own precision."""
-    space = spaces.Dict({
-        "observation": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
-        "achieved_goal": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
-        "desired_goal": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
-    })
+    space = spaces.Dict(
+        {
+            "observation": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
+            "achieved_goal": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
+            "desired_goal": spaces.Box(-2e6, 2e6, (2,), dtype=np.float64),
+        }
+    )
 
     def forward(o):
         s = o["observation"][:, 0] - threshold

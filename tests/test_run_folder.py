@@ -22,8 +22,15 @@ from reengage.experiment.checkpoint import (
 from reengage.experiment.config import resolve_config
 from reengage.experiment.runner import train_run
 
-TINY = ["net_arch=[16,16]", "batch_size=32", "learning_starts=50", "eval_episodes=3", "buffer_size=2000",
-        "eval_freq=100", "checkpoint_every=100"]
+TINY = [
+    "net_arch=[16,16]",
+    "batch_size=32",
+    "learning_starts=50",
+    "eval_episodes=3",
+    "buffer_size=2000",
+    "eval_freq=100",
+    "checkpoint_every=100",
+]
 SETS = [part for assignment in TINY for part in ("--set", assignment)]
 
 
@@ -32,8 +39,11 @@ def _config(timesteps):
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _parameters(run_dir: Path, config) -> dict[str, torch.Tensor]:
@@ -77,8 +87,9 @@ def test_resume_with_only_logdir_continues_with_the_saved_settings(tmp_path, cap
 def test_resume_refuses_flags_that_change_the_run_listing_the_keys(tmp_path, capsys):
     run_dir = _cut_run(tmp_path)
     before = _digests(run_dir)
-    code = train.main(["--logdir", str(run_dir), "--resume", "--no-progress", "--algo", "td3", "--set",
-                       "learning_rate=0.5"])
+    code = train.main(
+        ["--logdir", str(run_dir), "--resume", "--no-progress", "--algo", "td3", "--set", "learning_rate=0.5"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "algo: 'ddpg' -> 'td3'" in err and "learning_rate: 0.0015 -> 0.5" in err, err
     code = train.main(["--logdir", str(run_dir), "--resume", "--no-progress", "--seed", "7"])
@@ -117,8 +128,12 @@ def test_a_run_without_checkpoint_names_restart_which_starts_it_over(tmp_path, c
         code = train.main(["--logdir", str(run_dir), "--timesteps", "250", "--no-progress", *extra])
         err = capsys.readouterr().err
         assert code == 2 and "never reached a checkpoint" in err and "--restart" in err, err
-    assert train.main(["--logdir", str(run_dir), "--timesteps", "250", "--restart", "--no-progress", "--alpha",
-                       "0.2", *SETS]) == 0
+    assert (
+        train.main(
+            ["--logdir", str(run_dir), "--timesteps", "250", "--restart", "--no-progress", "--alpha", "0.2", *SETS]
+        )
+        == 0
+    )
     assert _same(_parameters(run_dir, _config(250)), _parameters(reference, _config(250)))
     assert (run_dir / "evaluations.csv").read_text() == (reference / "evaluations.csv").read_text()
     assert (run_dir / "keep.txt").read_text() == "a file of the user's"
@@ -173,7 +188,9 @@ def test_a_kill_between_the_renames_keeps_the_newest_complete_checkpoint(tmp_pat
     manifest = json.loads((previous_checkpoint(folder) / MANIFEST_FILE).read_text())
     (previous_checkpoint(folder) / MANIFEST_FILE).write_text(json.dumps({**manifest, "step": 100}))
     assert [(path.name, step) for path, step in checkpoint_candidates(folder)] == [
-        ("checkpoint.tmp", 200), ("checkpoint.prev", 100)]
+        ("checkpoint.tmp", 200),
+        ("checkpoint.prev", 100),
+    ]
     train_run(_config(250), 0, run_dir, progress=False, resume=True, verbose=False)
     assert json.loads((run_dir / "segments.json").read_text())[-1]["start"] == 200
     assert _same(_parameters(run_dir, _config(250)), _parameters(reference, _config(250)))

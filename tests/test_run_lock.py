@@ -21,25 +21,49 @@ from reengage.experiment.spec import expand_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "experiments" / "smoke.yaml"
-SMALL = ["--set", "net_arch=[16,16]", "--set", "batch_size=32", "--set", "learning_starts=100",
-         "--set", "eval_episodes=3", "--set", "eval_freq=100", "--set", "buffer_size=2000", "--no-progress"]
+SMALL = [
+    "--set",
+    "net_arch=[16,16]",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "learning_starts=100",
+    "--set",
+    "eval_episodes=3",
+    "--set",
+    "eval_freq=100",
+    "--set",
+    "buffer_size=2000",
+    "--no-progress",
+]
 # holds the lock of the folder argv[1] until killed; says so on stdout once it holds it
-HOLDER = ("import sys, time\n"
-          "from reengage.experiment.run_folder import own_run_folder\n"
-          "with own_run_folder(sys.argv[1]):\n"
-          "    print('holding', flush=True)\n"
-          "    time.sleep(600)\n")
+HOLDER = (
+    "import sys, time\n"
+    "from reengage.experiment.run_folder import own_run_folder\n"
+    "with own_run_folder(sys.argv[1]):\n"
+    "    print('holding', flush=True)\n"
+    "    time.sleep(600)\n"
+)
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     """Every file of the folder: its content's hash and its modification time."""
-    return {str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _started_run(folder: Path) -> None:
@@ -57,8 +81,11 @@ def test_a_folder_another_process_trains_is_refused_and_left_unchanged(tmp_path:
     _started_run(logdir)
     with own_run_folder(logdir):
         before = _snapshot(logdir)
-        for mode in (["--resume", "--no-progress"], ["--restart", "--timesteps", "200", *SMALL],
-                     ["--timesteps", "200", *SMALL]):
+        for mode in (
+            ["--resume", "--no-progress"],
+            ["--restart", "--timesteps", "200", *SMALL],
+            ["--timesteps", "200", *SMALL],
+        ):
             result = _train("--logdir", str(logdir), *mode)
             assert result.returncode == 2, (mode, result.stderr[-2000:])
             lines = result.stderr.strip().splitlines()

@@ -20,24 +20,52 @@ from reengage.experiment.config import resolve_config
 from reengage.experiment.runner import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["net_arch=[16,16]", "batch_size=32", "learning_starts=50", "eval_episodes=3", "buffer_size=2000",
-        "eval_freq=300"]
+TINY = [
+    "net_arch=[16,16]",
+    "batch_size=32",
+    "learning_starts=50",
+    "eval_episodes=3",
+    "buffer_size=2000",
+    "eval_freq=300",
+]
 TIMESTEPS = 600
 RESUME_LINE = "continue with: python train.py --logdir {} --resume"
 
 
 def _argv(logdir, timesteps=TIMESTEPS, settings=TINY, checkpoint_every=200):
     sets = [part for assignment in settings for part in ("--set", assignment)]
-    return [sys.executable, str(ROOT / "train.py"), "--env", "reengage/ContinuousSeek5-v0", "--algo", "ddpg",
-            "--alpha", "0.2", "--seed", "3", "--timesteps", str(timesteps), "--logdir", str(logdir),
-            "--checkpoint-every", str(checkpoint_every), "--no-progress", *sets]
+    return [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--env",
+        "reengage/ContinuousSeek5-v0",
+        "--algo",
+        "ddpg",
+        "--alpha",
+        "0.2",
+        "--seed",
+        "3",
+        "--timesteps",
+        str(timesteps),
+        "--logdir",
+        str(logdir),
+        "--checkpoint-every",
+        str(checkpoint_every),
+        "--no-progress",
+        *sets,
+    ]
 
 
 def _start(logdir, **kwargs):
     logdir.parent.mkdir(parents=True, exist_ok=True)
     err = open(logdir.parent / f"{logdir.name}.stderr", "w")
-    process = subprocess.Popen(_argv(logdir, **kwargs), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        _argv(logdir, **kwargs),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     return process, logdir.parent / f"{logdir.name}.stderr"
 
 
@@ -50,8 +78,9 @@ def _wait_until(condition, process, what, timeout=300.0, poll=0.005):
 
 
 def _run(argv):
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +111,8 @@ def _checkpoint_step(run_dir):
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_signal_mid_run_saves_a_checkpoint_then_resume_gives_the_uninterrupted_result(
-        tmp_path, reference, signal_number):
+    tmp_path, reference, signal_number
+):
     run_dir = tmp_path / "run"
     process, stderr = _start(run_dir)
     _wait_until(lambda: _checkpoint_step(run_dir) == 200, process, "the step-200 checkpoint")
@@ -92,8 +122,9 @@ def test_a_signal_mid_run_saves_a_checkpoint_then_resume_gives_the_uninterrupted
     assert "Traceback" not in message and len(message.splitlines()) == 1, message
     name = signal.Signals(signal_number).name
     step = _checkpoint_step(run_dir)
-    assert message == (f"train.py: {name} at step {step}: checkpoint saved in {run_dir / 'checkpoint'}; "
-                       + RESUME_LINE.format(run_dir))
+    assert message == (
+        f"train.py: {name} at step {step}: checkpoint saved in {run_dir / 'checkpoint'}; " + RESUME_LINE.format(run_dir)
+    )
     assert 200 < step < TIMESTEPS and not (run_dir / "model.zip").exists()
 
     result = _run([sys.executable, str(ROOT / "train.py"), "--logdir", str(run_dir), "--resume", "--no-progress"])

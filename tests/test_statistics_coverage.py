@@ -58,6 +58,7 @@ def enumerated_p(x: np.ndarray, y: np.ndarray, statistic) -> float:
 
 # ---------------------------------------------------------------- the pieces
 
+
 def test_welch_interval_is_scipys() -> None:
     rng = np.random.default_rng(1)
     for n1, n2 in ((3, 3), (3, 7), (10, 4)):
@@ -83,8 +84,9 @@ def test_permutation_p_values_match_enumeration_and_scipy() -> None:
             assert p[row] == pytest.approx(enumerated_p(x[row], y[row], mean_difference))
     # equal group sizes: the permutation distribution is symmetric, so scipy's two-sided p is the same test
     x, y = rng.normal(size=5), rng.normal(1.0, size=5)
-    reference = stats.permutation_test((x, y), mean_difference, permutation_type="independent",
-                                       n_resamples=np.inf, alternative="two-sided")
+    reference = stats.permutation_test(
+        (x, y), mean_difference, permutation_type="independent", n_resamples=np.inf, alternative="two-sided"
+    )
     assert float(permutation_p_values(x, y)) == pytest.approx(reference.pvalue)
 
 
@@ -96,7 +98,8 @@ def test_improvement_probability_and_its_rank_test() -> None:
     from rliable import metrics
 
     assert improvement_probabilities(x[0], y[0]) == pytest.approx(
-        metrics.probability_of_improvement(x[0][:, None], y[0][:, None]))
+        metrics.probability_of_improvement(x[0][:, None], y[0][:, None])
+    )
     probability = lambda a, b: ((a[:, None] > b[None]) + 0.5 * (a[:, None] == b[None])).mean() - 0.5  # noqa: E731
     p = rank_permutation_p_values(x, y)
     for row in range(5):
@@ -151,9 +154,12 @@ def test_stratified_improvement_test_agrees_with_enumeration() -> None:
     splits = []
     for env in range(2):
         pooled = np.concatenate([x[:, env], y[:, env]])
-        splits.append([float(improvement_probabilities(pooled[list(chosen)],
-                                                       pooled[[i for i in range(6) if i not in chosen]]))
-                       for chosen in combinations(range(6), 3)])
+        splits.append(
+            [
+                float(improvement_probabilities(pooled[list(chosen)], pooled[[i for i in range(6) if i not in chosen]]))
+                for chosen in combinations(range(6), 3)
+            ]
+        )
     averages = np.array([np.mean(pair) for pair in product(*splits)])
     exact = np.mean(np.abs(averages - 0.5) >= abs(result.point - 0.5) - 1e-9)
     error = np.sqrt(exact * (1 - exact) / statistics.RANDOM_ARRANGEMENTS)
@@ -167,13 +173,15 @@ def test_the_vectorised_bootstrap_is_rlibles_interval() -> None:
     # values off a common grid: resampled means on a grid have atoms that percentiles can fall either side of
     x, y = np.array([0.23, 0.91, 0.48, 0.74]), np.array([0.12, 0.37, 0.33, 0.81])
     np.random.seed(0)
-    _, interval = library.get_interval_estimates({"d": [x[:, None], y[:, None]]},
-                                                 lambda a, b: np.array([a.mean() - b.mean()]), reps=10000)
+    _, interval = library.get_interval_estimates(
+        {"d": [x[:, None], y[:, None]]}, lambda a, b: np.array([a.mean() - b.mean()]), reps=10000
+    )
     low, high = percentile_bootstrap_intervals(x[None], y[None], 10000, np.random.default_rng(0))
     assert (low[0], high[0]) == pytest.approx((interval["d"][0, 0], interval["d"][1, 0]), abs=0.02)
 
 
 # ---------------------------------------------------------------- simulation
+
 
 @pytest.fixture(scope="module")
 def table() -> list[statistics.CoverageRow]:
@@ -218,8 +226,11 @@ def test_the_coverage_command_writes_the_table(tmp_path: Path, capsys: pytest.Ca
         assert f"| {scenario.name} | {REPORTED} | 4 vs 4 | " in page
     # seeded: the same arguments give the same page
     assert coverage_markdown(coverage_table(40, (3, 4)), command) == page
-    for bad, named in ((["--simulations", "0"], "must be >= 1, got 0"), (["--seeds", "3", "1"], "must be >= 2, got 1"),
-                       (["--simulations", "many"], "got 'many'")):
+    for bad, named in (
+        (["--simulations", "0"], "must be >= 1, got 0"),
+        (["--seeds", "3", "1"], "must be >= 2, got 1"),
+        (["--simulations", "many"], "got 'many'"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             experiment_main(["coverage", *bad])
         assert exit_info.value.code == 2 and named in capsys.readouterr().err

@@ -28,8 +28,19 @@ def test_binning_and_csv_reading(tmp_path):
 
 
 def test_negative_diagnostics_interval_exits_2(tmp_path, capsys):
-    code = train_main(["--env", "reengage/ContinuousSeek-v0", "--timesteps", "10", "--set", "reengage_diagnostics=-1",
-                       "--logdir", str(tmp_path / "run"), "--no-progress"])
+    code = train_main(
+        [
+            "--env",
+            "reengage/ContinuousSeek-v0",
+            "--timesteps",
+            "10",
+            "--set",
+            "reengage_diagnostics=-1",
+            "--logdir",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "reengage_diagnostics=-1 is out of range; reengage_diagnostics must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused with the configuration, before the run folder is made
@@ -38,9 +49,29 @@ def test_negative_diagnostics_interval_exits_2(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("branch") / "run"
-    code = train_main(["--env", "reengage/ContinuousSeek-v0", "--algo", "ddpg", "--alpha", "0", "--trainer", "sb3",
-                       "--timesteps", "1200", "--set", "env_kwargs={d: 3, box: 3.0}", "--set", "batch_size=32",
-                       "--set", "checkpoint_every=1100", "--logdir", str(logdir), "--no-progress"])
+    code = train_main(
+        [
+            "--env",
+            "reengage/ContinuousSeek-v0",
+            "--algo",
+            "ddpg",
+            "--alpha",
+            "0",
+            "--trainer",
+            "sb3",
+            "--timesteps",
+            "1200",
+            "--set",
+            "env_kwargs={d: 3, box: 3.0}",
+            "--set",
+            "batch_size=32",
+            "--set",
+            "checkpoint_every=1100",
+            "--logdir",
+            str(logdir),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return logdir / "checkpoint"
 
@@ -57,7 +88,8 @@ def test_branch_run_continues_a_checkpoint_with_another_term(small_checkpoint, t
 def test_branch_run_refuses_value_mask_with_one_sided_matching(small_checkpoint, tmp_path, capsys):
     from reengage.studies import branch_run
 
-    code = branch_run.main([str(small_checkpoint), str(tmp_path / "b"), "--alpha", "0.2", "--matching", "one_sided",
-                            "--value-mask", "-1"])
+    code = branch_run.main(
+        [str(small_checkpoint), str(tmp_path / "b"), "--alpha", "0.2", "--matching", "one_sided", "--value-mask", "-1"]
+    )
     assert code == 2
     assert "--value-mask" in capsys.readouterr().err

@@ -3,9 +3,8 @@
 from types import SimpleNamespace
 
 import torch
-from stable_baselines3.common.utils import polyak_update as sb3_polyak_update
-
 from reengage.agents.targets import polyak_update, td3_target_value, td_target
+from stable_baselines3.common.utils import polyak_update as sb3_polyak_update
 
 
 def test_td3_target_clips_the_noise_then_the_action_and_takes_the_smaller_head():

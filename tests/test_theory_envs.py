@@ -7,9 +7,8 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
 import reengage.envs  # noqa: F401  (registers the ids)
+from gymnasium.utils.env_checker import check_env
 from reengage.envs import TheoryDenseEnv, TheorySparseEnv
 from reengage.envs.theory_dense import project_to_unit_ball, random_rotation
 

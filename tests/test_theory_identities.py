@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reengage.envs import TheoryDenseEnv, TheorySparseEnv
 
 from reengage import losses, theory
-from reengage.envs import TheoryDenseEnv, TheorySparseEnv
 from reengage.theory import (
     TheoryModel,
     goal_gradient_loss,

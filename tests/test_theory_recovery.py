@@ -6,8 +6,8 @@ import csv
 
 import pytest
 import torch
-
 from reengage.envs import TheoryDenseEnv, TheorySparseEnv
+
 from reengage.theory import fit_rotation, rotation_error, sample_transitions
 from reengage.theory_experiment import bisect_smallest, counts, held_out_actions, main
 

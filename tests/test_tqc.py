@@ -6,16 +6,15 @@ import math
 
 import gymnasium as gym
 import pytest
+import reengage.envs  # noqa: F401
 import stable_baselines3.common.policies
 import torch
-from sb3_contrib import TQC
-from stable_baselines3 import HerReplayBuffer
-from stable_baselines3.common.logger import Logger
-
-import reengage.envs  # noqa: F401
 from reengage.agents import ReenGAGETQC
 from reengage.agents.fast import FastReenGAGETQC
 from reengage.agents.tqc import truncated_quantiles
+from sb3_contrib import TQC
+from stable_baselines3 import HerReplayBuffer
+from stable_baselines3.common.logger import Logger
 
 ENV = "reengage/ContinuousSeek5-v0"
 
@@ -24,7 +23,11 @@ def _kwargs(**extra):
     kwargs = dict(
         replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        learning_starts=40, batch_size=32, buffer_size=2000, seed=3, gamma=0.95,
+        learning_starts=40,
+        batch_size=32,
+        buffer_size=2000,
+        seed=3,
+        gamma=0.95,
         policy_kwargs=dict(net_arch=[16, 16], n_quantiles=5, n_critics=2, share_features_extractor=False),
         top_quantiles_to_drop_per_net=2,
     )
@@ -67,7 +70,7 @@ def _trained_agent_and_batch(alpha=0.3, **extra):
 
 
 def _row(obs, i):
-    return {key: value[i:i + 1] for key, value in obs.items()}
+    return {key: value[i : i + 1] for key, value in obs.items()}
 
 
 def _plain_target_value(agent, next_obs, goal, eps, ent_coef):
@@ -98,12 +101,12 @@ def test_term_equals_a_per_sample_reference():
     for net in range(agent.critic.n_critics):
         squares = 0.0
         for i in range(n):
-            goal = batch.observations["desired_goal"][i:i + 1].clone().requires_grad_(True)
+            goal = batch.observations["desired_goal"][i : i + 1].clone().requires_grad_(True)
             obs = {**_row(batch.observations, i), "desired_goal": goal}
-            q = agent.critic(obs, batch.actions[i:i + 1])[0, net].mean()
+            q = agent.critic(obs, batch.actions[i : i + 1])[0, net].mean()
             (q_grad,) = torch.autograd.grad(q, goal)
-            next_goal = batch.next_observations["desired_goal"][i:i + 1].clone().requires_grad_(True)
-            value = _plain_target_value(agent, _row(batch.next_observations, i), next_goal, eps[i:i + 1], ent_coef)
+            next_goal = batch.next_observations["desired_goal"][i : i + 1].clone().requires_grad_(True)
+            value = _plain_target_value(agent, _row(batch.next_observations, i), next_goal, eps[i : i + 1], ent_coef)
             (target_grad,) = torch.autograd.grad(value, next_goal)
             mask = float(batch.rewards[i] == -1.0)
             residual = mask * (q_grad - agent.gamma * (1 - float(batch.dones[i])) * target_grad)
@@ -132,10 +135,14 @@ def test_target_goal_gradient_matches_finite_differences(monkeypatch):
 
     def value(goal):  # the plain target value of every row (not the agent's _target_value)
         with torch.no_grad():
-            return torch.stack([
-                _plain_target_value(agent, _row(batch.next_observations, i), goal[i:i + 1], eps[i:i + 1], ent_coef)
-                for i in range(goal.shape[0])
-            ])
+            return torch.stack(
+                [
+                    _plain_target_value(
+                        agent, _row(batch.next_observations, i), goal[i : i + 1], eps[i : i + 1], ent_coef
+                    )
+                    for i in range(goal.shape[0])
+                ]
+            )
 
     goal = batch.next_observations["desired_goal"]
     h = 1e-6
@@ -184,4 +191,5 @@ def test_fast_and_sb3_paths_make_the_same_tqc_update(alpha):
         assert fast.logger.name_to_value[key] == pytest.approx(stock.logger.name_to_value[key], rel=1e-5)
     if alpha > 0:
         assert fast.logger.name_to_value["train/reengage_loss"] == pytest.approx(
-            stock.logger.name_to_value["train/reengage_loss"], rel=1e-4)
+            stock.logger.name_to_value["train/reengage_loss"], rel=1e-4
+        )

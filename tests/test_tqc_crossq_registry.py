@@ -9,32 +9,57 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+import reengage.envs  # noqa: F401
 import sb3_contrib
+from reengage.agents import ReenGAGECrossQ
 from stable_baselines3 import HerReplayBuffer
 
-import reengage.envs  # noqa: F401
-from reengage.agents import ReenGAGECrossQ
 from reengage.algorithms import algorithm_class, detect_algorithm, trainable_algo_spec
 from reengage.experiment.build import agent_class
 from reengage.experiment.config import resolve_config
 from reengage.experiment.tensorboard import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--set", "net_arch=[16,16]", "--set", "batch_size=32", "--set", "learning_starts=100",
-         "--set", "eval_episodes=2", "--set", "buffer_size=2000", "--set", "eval_freq=300", "--no-progress"]
+SMALL = [
+    "--set",
+    "net_arch=[16,16]",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "learning_starts=100",
+    "--set",
+    "eval_episodes=2",
+    "--set",
+    "buffer_size=2000",
+    "--set",
+    "eval_freq=300",
+    "--no-progress",
+]
 
 
 def _train(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("trainer, cls_name", [("fast", "FastReenGAGETQC"), ("sb3", "ReenGAGETQC")])
 def test_train_py_trains_tqc_on_both_trainers(tmp_path, trainer, cls_name):
     logdir = tmp_path / "run"
-    result = _train("--env", "reengage/ContinuousSeek5-v0", "--algo", "tqc", "--timesteps", "300",
-                    "--trainer", trainer, "--logdir", str(logdir), *SMALL)
+    result = _train(
+        "--env",
+        "reengage/ContinuousSeek5-v0",
+        "--algo",
+        "tqc",
+        "--timesteps",
+        "300",
+        "--trainer",
+        trainer,
+        "--logdir",
+        str(logdir),
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     scalars = read_scalars(logdir)
     assert "train/reengage_loss" in scalars and "train/critic_loss" in scalars
@@ -68,8 +93,9 @@ def test_the_crossq_agent_refuses_to_be_built():
 
 def test_stock_classes_come_from_sb3_contrib_and_saved_tqc_models_are_recognised(tmp_path):
     assert algorithm_class("TQC") is sb3_contrib.TQC and algorithm_class("CrossQ") is sb3_contrib.CrossQ
-    model = sb3_contrib.TQC("MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"),
-                            policy_kwargs=dict(net_arch=[8], n_quantiles=3))
+    model = sb3_contrib.TQC(
+        "MultiInputPolicy", gym.make("reengage/ContinuousSeek5-v0"), policy_kwargs=dict(net_arch=[8], n_quantiles=3)
+    )
     model.save(tmp_path / "model.zip")
     assert detect_algorithm(tmp_path / "model.zip") == "TQC"
 
@@ -99,6 +125,8 @@ def test_certification_reads_a_tqc_policy_deterministically():
     model = sb3_contrib.TQC("MultiInputPolicy", env, policy_kwargs=dict(net_arch=[8], n_quantiles=3), seed=0)
     obs, _ = env.reset(seed=0)
     adapter = PolicyAdapter.from_sb3(model)
-    actions = adapter.actions(adapter.to_tensors({key: np.repeat(value[None], 4, axis=0) for key, value in obs.items()}))
+    actions = adapter.actions(
+        adapter.to_tensors({key: np.repeat(value[None], 4, axis=0) for key, value in obs.items()})
+    )
     expected, _ = model.predict(obs, deterministic=True)
     np.testing.assert_allclose(actions, np.repeat(expected[None], 4, axis=0), atol=1e-6)

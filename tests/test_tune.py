@@ -32,12 +32,21 @@ TINY = {
     "name": "tiny_tune",
     "environments": ["reengage/ContinuousSeek5-v0"],
     "timesteps": 300,
-    "overrides": {"learning_starts": 100, "net_arch": [16, 16], "buffer_size": 10000,
-                  "her": {"n_sampled_goal": 2, "goal_selection_strategy": "future"},
-                  "eval_freq": 100, "eval_episodes": 3, "checkpoint_every": 100},
+    "overrides": {
+        "learning_starts": 100,
+        "net_arch": [16, 16],
+        "buffer_size": 10000,
+        "her": {"n_sampled_goal": 2, "goal_selection_strategy": "future"},
+        "eval_freq": 100,
+        "eval_episodes": 3,
+        "checkpoint_every": 100,
+    },
     "variants": [{"name": "ReenGAGE", "algo": "ddpg", "alpha": 0.2}],
     "tune": {
-        "trials": 3, "seeds": 2, "sampler": {"type": "tpe", "seed": 0}, "pruner": "none",
+        "trials": 3,
+        "seeds": 2,
+        "sampler": {"type": "tpe", "seed": 0},
+        "pruner": "none",
         "search_space": {
             "reengage_alpha": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
             "algo_kwargs.reengage_matching": {"type": "categorical", "choices": ["full", "one_sided"]},
@@ -59,8 +68,10 @@ def load_study(results: Path, name: str = "tiny_tune"):
 
 
 def statuses(results: Path) -> dict[str, dict]:
-    return {str(path.parent.relative_to(results / "runs")): json.loads(path.read_text())
-            for path in (results / "runs").rglob("status.json")}
+    return {
+        str(path.parent.relative_to(results / "runs")): json.loads(path.read_text())
+        for path in (results / "runs").rglob("status.json")
+    }
 
 
 # ---------------------------------------------------------------- the tune section's checks
@@ -80,40 +91,61 @@ def _with_tune(**changes) -> dict:
 
 BAD = {
     "unknown tune key": (_with_tune(smaple="tpe"), "unknown key 'smaple'"),
-    "not a config key": (_with_tune(search_space={"learnin_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}),
-                         "tune.search_space.learnin_rate: 'learnin_rate' is not a config key"),
-    "low >= high": (_with_tune(search_space={"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-3}}),
-                    "tune.search_space.learning_rate: low=0.01 >= high=0.001"),
-    "log with low 0": (_with_tune(search_space={"reengage_alpha": {"type": "float", "low": 0, "high": 1, "log": True}}),
-                       "tune.search_space.reengage_alpha: log: true needs low > 0"),
-    "empty choices": (_with_tune(search_space={"batch_size": {"type": "categorical", "choices": []}}),
-                      "tune.search_space.batch_size: choices=[] must be a non-empty list"),
-    "unknown type": (_with_tune(search_space={"batch_size": {"type": "uniform", "low": 1, "high": 2}}),
-                     "tune.search_space.batch_size: type='uniform' is not valid; valid forms: {type: float"),
-    "float range of an int key": (_with_tune(search_space={"batch_size": {"type": "float", "low": 16, "high": 64}}),
-                                  "tune.search_space.batch_size: batch_size takes int, not a float range"),
-    "bound outside the key's range": (_with_tune(search_space={"gamma": {"type": "float", "low": 0.9, "high": 1.5}}),
-                                      "tune.search_space.gamma: high: gamma=1.5 is out of range"),
-    "refused choice": (_with_tune(search_space={"algo_kwargs.reengage_matching": {"type": "categorical",
-                                                                                  "choices": ["full", "half"]}}),
-                       "tune.search_space.algo_kwargs.reengage_matching: choice algo_kwargs.reengage_matching='half' "
-                       "is not valid; valid choices: full, one_sided"),
+    "not a config key": (
+        _with_tune(search_space={"learnin_rate": {"type": "float", "low": 1e-4, "high": 1e-3}}),
+        "tune.search_space.learnin_rate: 'learnin_rate' is not a config key",
+    ),
+    "low >= high": (
+        _with_tune(search_space={"learning_rate": {"type": "float", "low": 1e-2, "high": 1e-3}}),
+        "tune.search_space.learning_rate: low=0.01 >= high=0.001",
+    ),
+    "log with low 0": (
+        _with_tune(search_space={"reengage_alpha": {"type": "float", "low": 0, "high": 1, "log": True}}),
+        "tune.search_space.reengage_alpha: log: true needs low > 0",
+    ),
+    "empty choices": (
+        _with_tune(search_space={"batch_size": {"type": "categorical", "choices": []}}),
+        "tune.search_space.batch_size: choices=[] must be a non-empty list",
+    ),
+    "unknown type": (
+        _with_tune(search_space={"batch_size": {"type": "uniform", "low": 1, "high": 2}}),
+        "tune.search_space.batch_size: type='uniform' is not valid; valid forms: {type: float",
+    ),
+    "float range of an int key": (
+        _with_tune(search_space={"batch_size": {"type": "float", "low": 16, "high": 64}}),
+        "tune.search_space.batch_size: batch_size takes int, not a float range",
+    ),
+    "bound outside the key's range": (
+        _with_tune(search_space={"gamma": {"type": "float", "low": 0.9, "high": 1.5}}),
+        "tune.search_space.gamma: high: gamma=1.5 is out of range",
+    ),
+    "refused choice": (
+        _with_tune(
+            search_space={"algo_kwargs.reengage_matching": {"type": "categorical", "choices": ["full", "half"]}}
+        ),
+        "tune.search_space.algo_kwargs.reengage_matching: choice algo_kwargs.reengage_matching='half' "
+        "is not valid; valid choices: full, one_sided",
+    ),
     "key the algorithm does not take": (
         _with_tune(search_space={"algo_kwargs.reengage_tau": {"type": "float", "low": 0.1, "high": 0.9}}),
-        "tune.search_space.algo_kwargs.reengage_tau=0.1: "),
-    "unknown field": (_with_tune(search_space={"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3,
-                                                                 "logg": True}}),
-                      "tune.search_space.learning_rate: unknown field 'logg' for type float"),
+        "tune.search_space.algo_kwargs.reengage_tau=0.1: ",
+    ),
+    "unknown field": (
+        _with_tune(search_space={"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "logg": True}}),
+        "tune.search_space.learning_rate: unknown field 'logg' for type float",
+    ),
     "pruner misspelt": (_with_tune(pruner="meadian"), "tune.pruner.type='meadian' is not valid; valid choices: median"),
-    "two environments": (_with_tune(file={"environments": ["reengage/ContinuousSeek5-v0",
-                                                           "reengage/ContinuousSeek10-v0"]}),
-                         "a file with a tune section names one environment"),
+    "two environments": (
+        _with_tune(file={"environments": ["reengage/ContinuousSeek5-v0", "reengage/ContinuousSeek10-v0"]}),
+        "a file with a tune section names one environment",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_bad_tune_section_exits_2_naming_the_key_before_anything_is_written(
-        case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     raw, expected = BAD[case]
     results = tmp_path / "results"
     code = experiment_main(["tune", str(write_file(tmp_path, raw)), "--results", str(results)])
@@ -125,8 +157,9 @@ def test_a_bad_tune_section_exits_2_naming_the_key_before_anything_is_written(
 
 
 def test_a_file_without_a_tune_section_exits_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    code = experiment_main(["tune", str(ROOT / "configs" / "experiments" / "smoke.yaml"),
-                            "--results", str(tmp_path / "r")])
+    code = experiment_main(
+        ["tune", str(ROOT / "configs" / "experiments" / "smoke.yaml"), "--results", str(tmp_path / "r")]
+    )
     assert code == 2 and "has no tune section" in capsys.readouterr().err
 
 
@@ -144,16 +177,26 @@ def test_the_example_study_file_reads_and_tunes_what_its_comment_says() -> None:
 
 class _Trial:
     number, value = 4, 0.75
-    user_attrs = {"settings": {"reengage_alpha": 0.0123456789, "batch_size": 256,
-                               "algo_kwargs.reengage_matching": "one_sided", "net_arch": [64, 64]}}
+    user_attrs = {
+        "settings": {
+            "reengage_alpha": 0.0123456789,
+            "batch_size": 256,
+            "algo_kwargs.reengage_matching": "one_sided",
+            "net_arch": [64, 64],
+        }
+    }
 
 
 def test_the_snippet_is_a_config_mapping_and_its_set_arguments_read_back_as_the_settings() -> None:
     spec = load_experiment(ROOT / "configs" / "experiments" / "tune_continuous_seek.yaml").tune
     text = best_snippet(_Trial(), spec)
     assert text.startswith("# best trial 4: value 0.75")
-    assert yaml.safe_load(text) == {"reengage_alpha": 0.0123456789, "batch_size": 256,
-                                    "algo_kwargs": {"reengage_matching": "one_sided"}, "net_arch": [64, 64]}
+    assert yaml.safe_load(text) == {
+        "reengage_alpha": 0.0123456789,
+        "batch_size": 256,
+        "algo_kwargs": {"reengage_matching": "one_sided"},
+        "net_arch": [64, 64],
+    }
     import shlex
 
     words = shlex.split(set_arguments(_Trial.user_attrs["settings"]))
@@ -171,14 +214,25 @@ def _study_with_good_trials(tmp_path: Path, pruner: dict) -> tuple[str, int]:
     url = f"sqlite:///{tmp_path / STUDY_FILE}"
     study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
     for _ in range(2):
-        study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={100: 1.0, 200: 1.0},
-                                                  state=optuna.trial.TrialState.COMPLETE))
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=1.0, intermediate_values={100: 1.0, 200: 1.0}, state=optuna.trial.TrialState.COMPLETE
+            )
+        )
     return url, study.ask().number
 
 
 def _report(url: str, number: int, pruner: dict, offset: int = 0, previous: list | None = None) -> dict:
-    return {"storage": url, "study": "s", "trial": number, "offset": offset, "previous": previous or [],
-            "metric": "auc", "column": "eval/success_ever", "pruner": pruner}
+    return {
+        "storage": url,
+        "study": "s",
+        "trial": number,
+        "offset": offset,
+        "previous": previous or [],
+        "metric": "auc",
+        "column": "eval/success_ever",
+        "pruner": pruner,
+    }
 
 
 def _rows(*values: float) -> list[dict]:
@@ -254,7 +308,8 @@ def test_a_study_trains_each_trial_on_its_seeds_in_ordinary_run_folders(two_tria
 
 
 def test_a_relaunch_with_more_trials_keeps_the_study_and_prints_the_best_settings(
-        two_trials: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    two_trials: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     path, original = two_trials
     results = tmp_path / "results"
     shutil.copytree(original, results)
@@ -284,11 +339,14 @@ def test_a_relaunch_with_more_trials_keeps_the_study_and_prints_the_best_setting
     assert experiment_main(["records", str(results)]) == 0
     records = capsys.readouterr().out.splitlines()
     assert str(results / "trials.csv") in records and str(results / "best.yaml") in records
-    assert sum(line.endswith("status.json") for line in records) == 6 and not any("study.db" in line for line in records)
+    assert sum(line.endswith("status.json") for line in records) == 6 and not any(
+        "study.db" in line for line in records
+    )
 
 
-def test_a_study_with_other_base_settings_is_refused(two_trials: tuple[Path, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_a_study_with_other_base_settings_is_refused(
+    two_trials: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     _, original = two_trials
     results = tmp_path / "results"
     shutil.copytree(original, results)
@@ -301,7 +359,8 @@ def test_a_study_with_other_base_settings_is_refused(two_trials: tuple[Path, Pat
 
 
 def test_a_pruned_trial_stops_at_its_first_evaluation_and_trains_no_other_seed(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     raw = copy.deepcopy(TINY)
     # success is at most 1: every trial is below the threshold from its first evaluation on
     raw["tune"].update(trials=1, pruner={"type": "threshold", "lower": 1.1})
@@ -310,9 +369,12 @@ def test_a_pruned_trial_stops_at_its_first_evaluation_and_trains_no_other_seed(
     out, err = capsys.readouterr()
     (trial,) = load_study(results).trials
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {100: 0.0}
-    (run_id, status), = statuses(results).items()  # seed 101 never started
-    assert status["status"] == "pruned" and status["step"] == 100 and run_id.endswith(
-        trial.user_attrs["runs"][0]["run_id"].rpartition("/")[2])
+    ((run_id, status),) = statuses(results).items()  # seed 101 never started
+    assert (
+        status["status"] == "pruned"
+        and status["step"] == 100
+        and run_id.endswith(trial.user_attrs["runs"][0]["run_id"].rpartition("/")[2])
+    )
     assert len((results / "runs" / run_id / "evaluations.csv").read_text().splitlines()) == 2  # one evaluation
     assert "trial 0 pruned at step 100 of seed 100" in err and "no complete trial yet" in err and out == ""
 
@@ -324,10 +386,20 @@ def test_an_interrupted_study_continues_the_interrupted_trial_from_its_checkpoin
     raw["tune"].update(trials=2, seeds=1)
     path = write_file(tmp_path, raw)
     results = tmp_path / "results"
-    command = [sys.executable, "-m", "reengage.experiment", "tune", str(path), "--results", str(results),
-               "--workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "reengage.experiment",
+        "tune",
+        str(path),
+        "--results",
+        str(results),
+        "--workers",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while not list(results.rglob("checkpoint/state.pkl")):
         assert process.poll() is None and time.monotonic() < deadline
@@ -354,9 +426,17 @@ def test_a_study_another_process_runs_is_refused_with_exit_75(tmp_path: Path, ca
     results = tmp_path / "results"
     results.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom reengage.experiment.run_folder import own_run_folder\n"
-         f"with own_run_folder({str(results)!r}):\n    print('held', flush=True)\n    sys.stdin.read()"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom reengage.experiment.run_folder import own_run_folder\n"
+            f"with own_run_folder({str(results)!r}):\n    print('held', flush=True)\n    sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         code = experiment_main(["tune", str(write_file(tmp_path, TINY)), "--results", str(results), "--workers", "1"])

@@ -10,8 +10,8 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
-
 import reengage.envs  # noqa: F401  (registers the ids)
+
 from reengage import noise_wrapper, observation_noise
 from reengage.experiment.unpickling import MOVED_MODULES, loads
 from reengage.experiment.vec_env import SnapshotWrapper
@@ -45,8 +45,9 @@ def test_an_environment_pickled_under_the_old_modules_loads(monkeypatch: pytest.
 
 
 def test_a_checkpointed_training_environment_unpickles_through_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
-    snapshot = SnapshotWrapper(wrap_with_noise(gym.make("reengage/ContinuousSeek5-v0"),
-                                               {"kind": "gaussian", "sigma": 0.1}, seed=3))
+    snapshot = SnapshotWrapper(
+        wrap_with_noise(gym.make("reengage/ContinuousSeek5-v0"), {"kind": "gaussian", "sigma": 0.1}, seed=3)
+    )
     snapshot.reset(seed=0)
     data = _old_pickle(monkeypatch, snapshot)
     assert b"reengage.robustness.noise_wrapper" in data  # inside the wrapped environment's bytes

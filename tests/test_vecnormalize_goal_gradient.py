@@ -3,24 +3,37 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import reengage.envs  # noqa: F401
 import torch
+from reengage.agents import ReenGAGEDDPG
+from reengage.agents.vecnormalize_goal import raw_sparse_rewards
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-import reengage.envs  # noqa: F401
 from reengage import losses
-from reengage.agents import ReenGAGEDDPG
-from reengage.agents.vecnormalize_goal import raw_sparse_rewards
 
 
 def _agent_on_vecnormalize(dim_weights="none", norm_reward=True, clip_obs=10.0):
-    venv = VecNormalize(DummyVecEnv([lambda: gym.make("reengage/ContinuousSeek5-v0")]), norm_obs=True,
-                        norm_reward=norm_reward, clip_obs=clip_obs, gamma=0.95)
+    venv = VecNormalize(
+        DummyVecEnv([lambda: gym.make("reengage/ContinuousSeek5-v0")]),
+        norm_obs=True,
+        norm_reward=norm_reward,
+        clip_obs=clip_obs,
+        gamma=0.95,
+    )
     model = ReenGAGEDDPG(
-        "MultiInputPolicy", venv, replay_buffer_class=HerReplayBuffer,
+        "MultiInputPolicy",
+        venv,
+        replay_buffer_class=HerReplayBuffer,
         replay_buffer_kwargs=dict(n_sampled_goal=4, goal_selection_strategy="future"),
-        policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False), learning_starts=50,
-        batch_size=64, buffer_size=2000, seed=0, reengage_alpha=0.2, c_low=-1.0, reengage_dim_weights=dim_weights,
+        policy_kwargs=dict(net_arch=[32, 32], share_features_extractor=False),
+        learning_starts=50,
+        batch_size=64,
+        buffer_size=2000,
+        seed=0,
+        reengage_alpha=0.2,
+        c_low=-1.0,
+        reengage_dim_weights=dim_weights,
     )
     model.learn(200)
     return model, venv
@@ -43,8 +56,15 @@ def _loss_in_raw_units(model, venv, normalised, raw, weights_on_raw=None):
     q_grad = model.critic_goal_gradients(normalised.observations, normalised.actions)[0]
     keep = (normalised.observations["desired_goal"].abs() < venv.clip_obs).float()
     keep_next = (normalised.next_observations["desired_goal"].abs() < venv.clip_obs).float()
-    return losses.sparse_goal_gradient_loss(q_grad / sigma * keep, target / sigma * keep_next, raw.rewards,
-                                            raw.dones, model.gamma, model.c_low, weights_on_raw)
+    return losses.sparse_goal_gradient_loss(
+        q_grad / sigma * keep,
+        target / sigma * keep_next,
+        raw.rewards,
+        raw.dones,
+        model.gamma,
+        model.c_low,
+        weights_on_raw,
+    )
 
 
 def test_sparse_term_reads_raw_rewards_under_reward_normalisation():

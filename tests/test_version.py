@@ -24,10 +24,14 @@ def test_version_flag_prints_the_package_metadata_version(capsys: pytest.Capture
 
 
 def test_version_from_the_command_line_matches_pyproject() -> None:
-    declared = next(line.split("=", 1)[1].strip().strip('"') for line in (ROOT / "pyproject.toml").read_text().splitlines()
-                    if line.startswith("version ="))
-    out = subprocess.run([sys.executable, "-m", "reengage", "--version"], capture_output=True, text=True, check=True,
-                         cwd=ROOT).stdout
+    declared = next(
+        line.split("=", 1)[1].strip().strip('"')
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version =")
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "reengage", "--version"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
     assert out.strip() == f"reengage {declared}"
 
 

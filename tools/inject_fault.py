@@ -36,14 +36,19 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "--" not in argv:
         raise SystemExit("usage: inject_fault.py [options] -- SCRIPT.py ARGS... | -m MODULE ARGS...")
     split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="tools/inject_fault.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tools/inject_fault.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--errno", default=None, help="the fault: ENOSPC, EACCES, EROFS, ... (default: none)")
     parser.add_argument("--path", default="*", help="fnmatch pattern of the absolute paths that fail")
     parser.add_argument("--skip", type=int, default=0, help="matching operations that succeed first")
-    parser.add_argument("--sigint-on", default=None, metavar="PATTERN",
-                        help="send SIGINT to the process at the first operation on a path matching PATTERN")
-    return parser.parse_args(argv[:split]), argv[split + 1:]
+    parser.add_argument(
+        "--sigint-on",
+        default=None,
+        metavar="PATTERN",
+        help="send SIGINT to the process at the first operation on a path matching PATTERN",
+    )
+    return parser.parse_args(argv[:split]), argv[split + 1 :]
 
 
 class FaultHook:
@@ -66,7 +71,9 @@ class FaultHook:
             candidates = [args[1]]
         else:
             return []
-        return [os.path.abspath(os.fsdecode(path)) for path in candidates if isinstance(path, (str, bytes, os.PathLike))]
+        return [
+            os.path.abspath(os.fsdecode(path)) for path in candidates if isinstance(path, (str, bytes, os.PathLike))
+        ]
 
     def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         for path in self._paths(event, args):

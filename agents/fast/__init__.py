@@ -43,5 +43,12 @@ from .sac import FastReenGAGESAC
 from .td3 import FastReenGAGEDDPG, FastReenGAGETD3
 from .tqc import FastReenGAGETQC
 
-__all__ = ["FastReenGAGEDDPG", "FastReenGAGETD3", "FastReenGAGESAC", "FastReenGAGEDQN", "FastReenGAGETQC", "MultiReenGAGEDDPG",
-           "MultiReenGAGETD3"]
+__all__ = [
+    "FastReenGAGEDDPG",
+    "FastReenGAGETD3",
+    "FastReenGAGESAC",
+    "FastReenGAGEDQN",
+    "FastReenGAGETQC",
+    "MultiReenGAGEDDPG",
+    "MultiReenGAGETD3",
+]

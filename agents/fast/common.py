@@ -131,7 +131,11 @@ def actor_critic_losses(
 
 
 def critic_update(
-    optimizer: torch.optim.Optimizer, td_loss: Tensor, term: GoalGradientTerm | None, alpha: float, logged: Logged,
+    optimizer: torch.optim.Optimizer,
+    td_loss: Tensor,
+    term: GoalGradientTerm | None,
+    alpha: float,
+    logged: Logged,
     td_key: str = "train/critic_loss",
 ) -> None:
     """One optimiser step on ``L_TD + alpha * L_goal_gradient``, and the losses for the log."""
@@ -185,4 +189,4 @@ def memoise_training_mode(policy: BasePolicy) -> None:
     """
     if any(isinstance(module, _MODE_SENSITIVE) for module in policy.modules()):
         return
-    setattr(policy, "set_training_mode", types.MethodType(set_training_mode, policy))
+    policy.set_training_mode = types.MethodType(set_training_mode, policy)

@@ -60,9 +60,7 @@ class FusedGateTrainer(GateGradientMixin, TD3):
         if actor_encoding not in ACTOR_ENCODINGS:
             raise ValueError(f"actor_encoding must be one of {ACTOR_ENCODINGS}, got {actor_encoding!r}")
         if encoder_precision not in ENCODER_AUTOCAST:
-            raise ValueError(
-                f"encoder_precision must be one of {tuple(ENCODER_AUTOCAST)}, got {encoder_precision!r}"
-            )
+            raise ValueError(f"encoder_precision must be one of {tuple(ENCODER_AUTOCAST)}, got {encoder_precision!r}")
         self.gate_update = gate_update
         self.actor_encoding = actor_encoding
         self.encoder_precision = encoder_precision
@@ -102,8 +100,9 @@ class FusedGateTrainer(GateGradientMixin, TD3):
                 item_rewards_of(batch)  # refuses a buffer without R_item before any work
             pairs, next_pairs = batch_pairs(batch)
             target = target_terms(self, batch, next_pairs, with_term, autocast_dtype)
-            terms = critic_terms(self, batch, pairs, target, with_term, graph_for_gate_loss=alpha > 0,
-                                 autocast_dtype=autocast_dtype)
+            terms = critic_terms(
+                self, batch, pairs, target, with_term, graph_for_gate_loss=alpha > 0, autocast_dtype=autocast_dtype
+            )
             loss = terms.td_loss if terms.gate_loss is None or alpha == 0 else terms.td_loss + alpha * terms.gate_loss
             critic.optimizer.zero_grad()
             loss.backward()
@@ -121,8 +120,12 @@ class FusedGateTrainer(GateGradientMixin, TD3):
                 actor.optimizer.step()
                 # SB3's arithmetic, so that the fused and the reference update stay comparable bit for bit
                 for online, target_net in ((critic, policy.critic_target), (actor, policy.actor_target)):
-                    polyak_update([p.data for p in online.parameters()], [p.data for p in target_net.parameters()],
-                                  self.tau, sb3_rounding=True)
+                    polyak_update(
+                        [p.data for p in online.parameters()],
+                        [p.data for p in target_net.parameters()],
+                        self.tau,
+                        sb3_rounding=True,
+                    )
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if actor_losses:

@@ -218,8 +218,13 @@ def critic_terms(
     return CriticTerms(td_loss, gate_loss, pooled)
 
 
-def actor_loss(agent: GateAgent, batch: Any, pairs: ActivePairs, pooled: Tensor | None = None,
-               autocast_dtype: torch.dtype | None = None) -> Tensor:
+def actor_loss(
+    agent: GateAgent,
+    batch: Any,
+    pairs: ActivePairs,
+    pooled: Tensor | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> Tensor:
     """``-Q_1(s, pi(s))``: the encoder's value only (no graph: the actor optimiser does not own it).
 
     ``pooled`` given: that encoding is used (``actor_encoding="shared"``); otherwise the encoder is

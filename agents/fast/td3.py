@@ -86,8 +86,13 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
         """The TD loss of TD3/DDPG and (when active) the unweighted ReenGAGE term on one batch (autograd form)."""
         noise = self._target_noise(batch)
         result = actor_critic_losses(
-            self.critic, lambda obs: self.td3_target(obs, noise), batch, self.gamma, 1.0,
-            self.reengage_goal_key, self._fast_term_inputs(batch),
+            self.critic,
+            lambda obs: self.td3_target(obs, noise),
+            batch,
+            self.gamma,
+            1.0,
+            self.reengage_goal_key,
+            self._fast_term_inputs(batch),
         )
         if result.term is not None:
             term = result.term
@@ -127,8 +132,14 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
         # (before the hand-written step's no_grad: the dense term's grad_g R needs autograd)
         term_inputs: TermInputs | None = self._fast_term_inputs(batch)
         target_q, target_goal_grad = td3_manual.target_and_goal_gradient(
-            plan, batch, self.gamma, noise, self.target_noise_clip, term_inputs is not None,
-            self.reengage_hold_target_action, self._value_range(),
+            plan,
+            batch,
+            self.gamma,
+            noise,
+            self.target_noise_clip,
+            term_inputs is not None,
+            self.reengage_hold_target_action,
+            self._value_range(),
         )
         step = td3_manual.critic_gradients(plan, batch, target_q, target_goal_grad, term_inputs, self.reengage_alpha)
         if step.term_loss is not None:
@@ -162,8 +173,12 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
         prepare_optimisers(optimisers)
         self._update_learning_rate(optimisers)
         actor_params = list(self.actor.parameters())
-        logged: Logged = {"train/critic_loss": [], "train/actor_loss": [],
-                          "train/reengage_loss": [], "train/reengage_masked_fraction": []}
+        logged: Logged = {
+            "train/critic_loss": [],
+            "train/actor_loss": [],
+            "train/reengage_loss": [],
+            "train/reengage_masked_fraction": [],
+        }
         plan = self._manual_plan()
         buffer = self.replay_buffer
         assert buffer is not None

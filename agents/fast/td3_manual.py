@@ -128,8 +128,11 @@ def manual_td3_plan(policy: Any, observation_space: Any, goal_key: str | None) -
         return None
     critics = [ReluMLP.of(q_net) for q_net in critic.q_networks]
     critic_targets = [ReluMLP.of(q_net) for q_net in critic_target.q_networks]
-    values = [net for net in (*critics, *critic_targets)
-              if net is not None and not net.tanh_output and net.depth >= 2 and net.weights[-1].shape[0] == 1]
+    values = [
+        net
+        for net in (*critics, *critic_targets)
+        if net is not None and not net.tanh_output and net.depth >= 2 and net.weights[-1].shape[0] == 1
+    ]
     if len(values) != len(critics) + len(critic_targets) or len(critics) != len(critic_targets):
         return None
     features = actor.features_extractor.features_dim
@@ -137,8 +140,17 @@ def manual_td3_plan(policy: Any, observation_space: Any, goal_key: str | None) -
     if goal_key is not None and keys is not None and goal_key in keys:
         columns = goal_columns(keys, observation_space, goal_key)
     action_dim = values[0].weights[0].shape[1] - features
-    return ManualTD3Plan(actor_net, actor_target_net, tuple(values[: len(critics)]), tuple(values[len(critics):]),
-                         keys, columns, slice(features, features + action_dim), goal_key, normalisers)
+    return ManualTD3Plan(
+        actor_net,
+        actor_target_net,
+        tuple(values[: len(critics)]),
+        tuple(values[len(critics) :]),
+        keys,
+        columns,
+        slice(features, features + action_dim),
+        goal_key,
+        normalisers,
+    )
 
 
 def target_and_goal_gradient(
@@ -197,8 +209,9 @@ def target_and_goal_gradient(
             action_grad = input_grad[:, plan.action_columns]
             if noise is not None:  # the clip to [-1, 1] passes gradients where the noisy action lies within
                 action_grad = action_grad * ((target.action >= -1.0) & (target.action <= 1.0))
-            through_actor = mlp_backward(plan.actor_target, actor_hidden, next_pi, action_grad,
-                                         parameters=False, input_columns=plan.goal_columns)
+            through_actor = mlp_backward(
+                plan.actor_target, actor_hidden, next_pi, action_grad, parameters=False, input_columns=plan.goal_columns
+            )
             assert through_actor is not None
             goal_grad = goal_grad + plan.raw_goal_gradient(actor_extractor, next_obs, through_actor)
     return target_q, goal_grad
@@ -255,9 +268,12 @@ def critic_gradients(
             if alpha > 0:
                 weights = term.dim_weights
                 scale = 2.0 * alpha / term.residuals[0].numel()
-                term_errors = [plan.raw_goal_gradient(extractor, observations,
-                                                      scale * r if weights is None else (scale * weights) * r)
-                               for r in term.residuals]
+                term_errors = [
+                    plan.raw_goal_gradient(
+                        extractor, observations, scale * r if weights is None else (scale * weights) * r
+                    )
+                    for r in term.residuals
+                ]
         for net, (_, hidden), us, error, term_error in zip(plan.critics, heads, jacobians, errors, term_errors):
             value_head_backward(net, hidden, us, error * (2.0 / batch_size), term_error, plan.goal_columns)
     return CriticStep(x, td_loss, term_loss, matched, [q for q, _ in heads], q_goal_grads)

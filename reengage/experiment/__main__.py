@@ -26,8 +26,8 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .spec import ExperimentError, load_experiment
 from .stop_signals import ignore_stop_signals
@@ -71,33 +71,54 @@ _non_negative_int = _int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{run,tune,list,report,reevaluate,scalars,records,coverage}")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,tune,list,report,reevaluate,scalars,records,coverage}"
+    )
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
     run.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
     run.add_argument("--backend", choices=("local", "ray"), default="local")
     run.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
-    run.add_argument("--workers", type=_positive_int, default=None,
-                     help="runs at a time (default: one per core; with Ray: the cluster's CPUs)")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="runs at a time (default: one per core; with Ray: the cluster's CPUs)",
+    )
     run.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     run.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
     run.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
 
-    tune = commands.add_parser("tune", help="an Optuna study over an experiment file's tune.search_space "
-                                            "(docs/tune.md)")
-    tune.add_argument("file", help="experiment file with a tune section (e.g. configs/experiments/tune_continuous_seek.yaml)")
+    tune = commands.add_parser(
+        "tune", help="an Optuna study over an experiment file's tune.search_space (docs/tune.md)"
+    )
+    tune.add_argument(
+        "file", help="experiment file with a tune section (e.g. configs/experiments/tune_continuous_seek.yaml)"
+    )
     tune.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
-    tune.add_argument("--trials", type=_positive_int, default=None,
-                      help="the study's size: trials ended or running, earlier launches included (default: tune.trials)")
-    tune.add_argument("--storage", default=None,
-                      help="Optuna storage URL (default: sqlite:///RESULTS/study.db; a database server for a Ray cluster)")
+    tune.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=None,
+        help="the study's size: trials ended or running, earlier launches included (default: tune.trials)",
+    )
+    tune.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL (default: sqlite:///RESULTS/study.db; a database server for a Ray cluster)",
+    )
     tune.add_argument("--backend", choices=("local", "ray"), default="local")
     tune.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
-    tune.add_argument("--workers", type=_positive_int, default=None,
-                      help="trials trained at a time (default: one per core; with Ray: the cluster's CPUs)")
+    tune.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="trials trained at a time (default: one per core; with Ray: the cluster's CPUs)",
+    )
     tune.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     tune.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
     tune.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
@@ -113,48 +134,96 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--metric", default=None, help="evaluations.csv column (default: the success rate)")
     report.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
     report.add_argument("--aggregate", choices=("mean", "iqm"), default="mean", help="curve aggregate")
-    report.add_argument("--task-keys", nargs="+", default=None, metavar="KEY",
-                        help="grid keys that define separate tasks, compared within each "
-                             "(default: the experiment file's report.task_keys)")
-    report.add_argument("--reference", action="append", default=[], metavar="ENV=VALUE",
-                        help="draw a dashed line at VALUE in ENV's panel (repeat per environment), e.g. the "
-                             "greedy agent's return from python -m reengage.greedy")
-    report.add_argument("--setting", nargs=2, action="append", default=[], metavar=("VARIANT", "SETTING"),
-                        help="report and compare VARIANT at grid point SETTING (as the report prints it, e.g. "
-                             "learning_rate=0.001) instead of its best one; repeatable")
+    report.add_argument(
+        "--task-keys",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help="grid keys that define separate tasks, compared within each "
+        "(default: the experiment file's report.task_keys)",
+    )
+    report.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="ENV=VALUE",
+        help="draw a dashed line at VALUE in ENV's panel (repeat per environment), e.g. the "
+        "greedy agent's return from python -m reengage.greedy",
+    )
+    report.add_argument(
+        "--setting",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("VARIANT", "SETTING"),
+        help="report and compare VARIANT at grid point SETTING (as the report prints it, e.g. "
+        "learning_rate=0.001) instead of its best one; repeatable",
+    )
     report.add_argument("--reference-label", default="reference", help="legend of the --reference lines")
 
     reevaluate = commands.add_parser("reevaluate", help="every finished run's final model on many new episodes")
     reevaluate.add_argument("results_dir")
     reevaluate.add_argument("--episodes", type=_positive_int, default=1000, help="episodes per run (default 1000)")
-    reevaluate.add_argument("--seed", type=_non_negative_int, default=None,
-                            help="seed of the first episode (default 10,000,000, far from the runs' own)")
-    reevaluate.add_argument("--baseline", default=None,
-                            help="variant to compare with (default: the experiment file's report.baseline)")
+    reevaluate.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=None,
+        help="seed of the first episode (default 10,000,000, far from the runs' own)",
+    )
+    reevaluate.add_argument(
+        "--baseline", default=None, help="variant to compare with (default: the experiment file's report.baseline)"
+    )
     reevaluate.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples")
-    reevaluate.add_argument("--metric", default=None, choices=("eval/success_ever", "eval/success_final"),
-                            help="success measure (default: the experiment file's report.metric when it is "
-                                 "eval/success_final, else eval/success_ever)")
+    reevaluate.add_argument(
+        "--metric",
+        default=None,
+        choices=("eval/success_ever", "eval/success_final"),
+        help="success measure (default: the experiment file's report.metric when it is "
+        "eval/success_final, else eval/success_ever)",
+    )
 
     scalars = commands.add_parser("scalars", help="mean of TensorBoard scalars (losses) over each run's last steps")
     scalars.add_argument("path", help="a results folder or one run folder")
-    scalars.add_argument("--tag", action="append", default=None, metavar="TAG",
-                         help="scalar to average, e.g. train/critic_loss; repeatable (default: every train/ scalar)")
-    scalars.add_argument("--from-step", type=_non_negative_int, default=0,
-                         help="average the values logged at steps >= this (default 0: the whole run)")
+    scalars.add_argument(
+        "--tag",
+        action="append",
+        default=None,
+        metavar="TAG",
+        help="scalar to average, e.g. train/critic_loss; repeatable (default: every train/ scalar)",
+    )
+    scalars.add_argument(
+        "--from-step",
+        type=_non_negative_int,
+        default=0,
+        help="average the values logged at steps >= this (default 0: the whole run)",
+    )
 
-    records = commands.add_parser("records", help="the files of each finished run's compact record, one path a line "
-                                                  "(to commit: ... records RESULTS_DIR | xargs git add)")
+    records = commands.add_parser(
+        "records",
+        help="the files of each finished run's compact record, one path a line "
+        "(to commit: ... records RESULTS_DIR | xargs git add)",
+    )
     records.add_argument("results_dir")
 
     coverage = commands.add_parser("coverage", help="false claims and power of the report's comparisons, simulated")
-    coverage.add_argument("--simulations", type=_positive_int, default=4000,
-                          help="datasets per scenario, seeds per group and hypothesis (default 4000)")
-    coverage.add_argument("--seeds", type=_int_at_least(2), nargs="+", default=[3, 5, 10], metavar="N",
-                          help="seeds per group (default: 3 5 10)")
+    coverage.add_argument(
+        "--simulations",
+        type=_positive_int,
+        default=4000,
+        help="datasets per scenario, seeds per group and hypothesis (default 4000)",
+    )
+    coverage.add_argument(
+        "--seeds",
+        type=_int_at_least(2),
+        nargs="+",
+        default=[3, 5, 10],
+        metavar="N",
+        help="seeds per group (default: 3 5 10)",
+    )
     coverage.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the simulations (default 0)")
-    coverage.add_argument("--out", default=None, help="markdown file to write, e.g. docs/statistics.md "
-                                                      "(default: print only)")
+    coverage.add_argument(
+        "--out", default=None, help="markdown file to write, e.g. docs/statistics.md (default: print only)"
+    )
     return parser
 
 
@@ -185,25 +254,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     make_folders(results)  # an unwritable results folder is one line of error, before the grid's first line
     # `kill PID` of a background grid stops it as cleanly as Ctrl-C does
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    print(f"[{experiment.name}] {len(experiment.runs)} runs, backend {backend.name} ({backend.capacity} at a time), "
-          f"results in {results}", file=sys.stderr, flush=True)
+    print(
+        f"[{experiment.name}] {len(experiment.runs)} runs, backend {backend.name} ({backend.capacity} at a time), "
+        f"results in {results}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         summary = run_grid(experiment, results, backend, args.device, args.threads, progress_every=args.progress_every)
     except KeyboardInterrupt:
         # a third Ctrl-C, while the workers were being killed: they are gone or going (SIGKILL sent)
         ignore_stop_signals()
-        print(f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
-              file=sys.stderr)
+        print(
+            f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     if summary.interrupted:
         ignore_stop_signals()  # the grid is stopping: another signal must not turn the exit into a traceback
     busy = f", {len(summary.busy)} owned by another process (not trained)" if summary.busy else ""
-    print(f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
-          f"{len(summary.failed)} failed{busy} of {summary.total}", file=sys.stderr)
+    print(
+        f"[{experiment.name}] finished: {len(summary.done)} trained, {len(summary.skipped)} already done, "
+        f"{len(summary.failed)} failed{busy} of {summary.total}",
+        file=sys.stderr,
+    )
     for run_id, reason in summary.failed.items():
-        print(f"  failed {run_id}: {reason} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr)
+        print(
+            f"  failed {run_id}: {reason} (traceback in {results / 'runs' / run_id / 'status.json'})", file=sys.stderr
+        )
     for run_id, pid in summary.busy.items():
         owner = f"process {pid}" if pid is not None else "another process"
         print(f"  owned by {owner}: {run_id} (run the command again once it finishes)", file=sys.stderr)
@@ -222,8 +302,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except ExperimentError as error:
         return _error(str(error))
     if experiment.tune is None:
-        return _error(f"{args.file} has no tune section; add tune: {{trials: N, search_space: {{KEY: {{type: float, "
-                      "low: L, high: H}}}}}} (docs/tune.md, configs/experiments/tune_continuous_seek.yaml)")
+        return _error(
+            f"{args.file} has no tune section; add tune: {{trials: N, search_space: {{KEY: {{type: float, "
+            "low: L, high: H}}}}}} (docs/tune.md, configs/experiments/tune_continuous_seek.yaml)"
+        )
     if importlib.util.find_spec("optuna") is None:
         return _error('tune needs Optuna: pip install -e ".[tune]" (or pip install "optuna>=3.5")')
     if args.address and args.backend != "ray":
@@ -239,40 +321,62 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except BackendUnavailable as error:
         return _error(str(error))
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    print(f"[{experiment.name}] tuning {len(experiment.tune.search_space)} key(s), backend {backend.name} "
-          f"({backend.capacity} trial(s) at a time), results in {results}", file=sys.stderr, flush=True)
+    print(
+        f"[{experiment.name}] tuning {len(experiment.tune.search_space)} key(s), backend {backend.name} "
+        f"({backend.capacity} trial(s) at a time), results in {results}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        summary = run_study(experiment, results, backend, trials=args.trials, storage_url=args.storage,
-                            device=args.device, threads=args.threads, progress_every=args.progress_every)
+        summary = run_study(
+            experiment,
+            results,
+            backend,
+            trials=args.trials,
+            storage_url=args.storage,
+            device=args.device,
+            threads=args.threads,
+            progress_every=args.progress_every,
+        )
     except StudyError as error:
         backend.close()
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         ignore_stop_signals()
-        print(f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
-              file=sys.stderr)
+        print(
+            f"[{experiment.name}] stopped at once; each run folder keeps its newest complete checkpoint",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
     if summary.interrupted:
         ignore_stop_signals()
-    print(f"[{experiment.name}] this launch: {len(summary.started)} trial(s) started, {len(summary.continued)} "
-          f"continued; {len(summary.completed)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed"
-          + (f", {len(summary.left)} left running" if summary.left else ""), file=sys.stderr)
+    print(
+        f"[{experiment.name}] this launch: {len(summary.started)} trial(s) started, {len(summary.continued)} "
+        f"continued; {len(summary.completed)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed"
+        + (f", {len(summary.left)} left running" if summary.left else ""),
+        file=sys.stderr,
+    )
     import optuna
 
     from .tune import default_storage
     from .tune_study import open_storage
 
-    study = optuna.load_study(study_name=experiment.name, storage=open_storage(args.storage or default_storage(results)))
+    study = optuna.load_study(
+        study_name=experiment.name, storage=open_storage(args.storage or default_storage(results))
+    )
     best = best_trial(study)
     if best is None:
         print(f"[{experiment.name}] no complete trial yet", file=sys.stderr)
     else:
         print(best_snippet(best, experiment.tune), end="")
-        print(f"[{experiment.name}] trials: {results / 'trials.csv'}; best: {results / 'best.yaml'}; "
-              f"curves: {PROG} report {results}", file=sys.stderr)
+        print(
+            f"[{experiment.name}] trials: {results / 'trials.csv'}; best: {results / 'best.yaml'}; "
+            f"curves: {PROG} report {results}",
+            file=sys.stderr,
+        )
     return summary.exit_code
 
 
@@ -311,13 +415,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         except ValueError:
             number = float("nan")
         if not separator or not env_id or not math.isfinite(number):
-            return _error(f"--reference {text!r} must be ENV=VALUE with a finite number, e.g. reengage/DriveSeek-v0=15.85")
+            return _error(
+                f"--reference {text!r} must be ENV=VALUE with a finite number, e.g. reengage/DriveSeek-v0=15.85"
+            )
         references[env_id] = number
     try:
-        path = write_report(Path(args.results_dir), Path(args.out) if args.out else None, threshold=args.threshold,
-                            metric=args.metric, reps=args.reps, aggregate=args.aggregate, task_keys=args.task_keys,
-                            references=references, reference_label=args.reference_label,
-                            settings=dict(args.setting))
+        path = write_report(
+            Path(args.results_dir),
+            Path(args.out) if args.out else None,
+            threshold=args.threshold,
+            metric=args.metric,
+            reps=args.reps,
+            aggregate=args.aggregate,
+            task_keys=args.task_keys,
+            references=references,
+            reference_label=args.reference_label,
+            settings=dict(args.setting),
+        )
     except ReportError as error:
         return _error(str(error))
     print(path.read_text())
@@ -343,8 +457,9 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     if metric is None:
         metric = SUCCESS_FINAL if manifest.get("metric") == SUCCESS_FINAL else SUCCESS_EVER
     try:
-        rows, missing = reevaluate_runs(results, args.episodes, seed, progress=lambda line: print(line, file=sys.stderr),
-                                        metric=metric)
+        rows, missing = reevaluate_runs(
+            results, args.episodes, seed, progress=lambda line: print(line, file=sys.stderr), metric=metric
+        )
         variants = sorted({row.variant for row in rows})
         if baseline is not None and baseline not in variants:
             return _error(f"--baseline {baseline!r} is not a variant of these runs; variants: {', '.join(variants)}")
@@ -353,8 +468,10 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
         return _error(str(error))
     path = table_path(results, args.episodes, seed, metric).with_suffix(".md")
     note = f"\n{len(missing)} run(s) not finished, left out: {', '.join(missing)}\n" if missing else ""
-    path.write_text(f"<!-- {PROG} reevaluate {results} --episodes {args.episodes} --seed {seed} --metric {metric} -->\n"
-                    f"{table}{note}")
+    path.write_text(
+        f"<!-- {PROG} reevaluate {results} --episodes {args.episodes} --seed {seed} --metric {metric} -->\n"
+        f"{table}{note}"
+    )
     print(table + note)
     print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -376,7 +493,9 @@ def cmd_records(args: argparse.Namespace) -> int:
 
     results = Path(args.results_dir)
     if not results.is_dir():
-        return _error(f"results folder {str(results)!r} " + ("is a file, not a folder" if results.exists() else "not found"))
+        return _error(
+            f"results folder {str(results)!r} " + ("is a file, not a folder" if results.exists() else "not found")
+        )
     paths = record_paths(results)
     if not paths:
         return _error(f"no finished run in {results} (a finished run's status.json says done)")
@@ -417,9 +536,16 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    commands = {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "report": cmd_report, "reevaluate": cmd_reevaluate,
-                "scalars": cmd_scalars, "records": cmd_records,
-                "coverage": cmd_coverage}
+    commands = {
+        "run": cmd_run,
+        "tune": cmd_tune,
+        "list": cmd_list,
+        "report": cmd_report,
+        "reevaluate": cmd_reevaluate,
+        "scalars": cmd_scalars,
+        "records": cmd_records,
+        "coverage": cmd_coverage,
+    }
     try:
         return commands[args.command](args)
     except BrokenPipeError:

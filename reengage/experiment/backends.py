@@ -62,6 +62,7 @@ def _stop_when_the_driver_dies(driver_pid: int) -> None:
     parent pid changes when the parent dies (the worker is re-parented), which works on every POSIX system,
     unlike Linux's parent-death signal.
     """
+
     def watch() -> None:
         while os.getppid() == driver_pid:
             time.sleep(DRIVER_CHECK_SECONDS)
@@ -118,8 +119,9 @@ class LocalBackend:
     def _start_worker(self) -> _Worker:
         driver_end, worker_end = self._context.Pipe()
         # not a daemon: a run may start processes of its own (vectorised environments); stop() ends it
-        process = self._context.Process(target=_worker_loop, args=(worker_end, os.getpid()),
-                                        name="reengage-experiment-worker")
+        process = self._context.Process(
+            target=_worker_loop, args=(worker_end, os.getpid()), name="reengage-experiment-worker"
+        )
         process.start()
         worker_end.close()
         return _Worker(process, driver_end)
@@ -154,8 +156,10 @@ class LocalBackend:
                 del self._busy[run_id]
                 status = RunFolder(Path(job["run_dir"])).read_status()
                 if status is None:
-                    status = {"status": FAILED,
-                              "error": f"worker process exited with code {worker.process.exitcode} before finishing"}
+                    status = {
+                        "status": FAILED,
+                        "error": f"worker process exited with code {worker.process.exitcode} before finishing",
+                    }
                 outcomes.append({**status, "run_id": run_id})
         return outcomes
 
@@ -210,14 +214,21 @@ class RayBackend:
         import logging
 
         self._ray = ray
-        options: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False, "logging_level": logging.WARNING}
+        options: dict[str, Any] = {
+            "ignore_reinit_error": True,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+        }
         if address:
             options["address"] = address
         else:
             # Ray renices its workers (to 15 by default): on a shared machine they would then yield to every
             # other process, unlike the local backend's workers; keep the driver's priority instead
-            options.update(num_cpus=workers or multiprocessing.cpu_count(), include_dashboard=False,
-                           _system_config={"worker_niceness": 0})
+            options.update(
+                num_cpus=workers or multiprocessing.cpu_count(),
+                include_dashboard=False,
+                _system_config={"worker_niceness": 0},
+            )
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -246,8 +257,13 @@ class RayBackend:
             try:
                 outcomes.append(self._ray.get(ref))
             except Exception as error:  # noqa: BLE001  (a dead worker or a cancelled task: report, go on)
-                outcomes.append({"status": FAILED, "error": f"Ray task failed: {type(error).__name__}: {error}",
-                                 "run_id": job["identity"]["run_id"]})
+                outcomes.append(
+                    {
+                        "status": FAILED,
+                        "error": f"Ray task failed: {type(error).__name__}: {error}",
+                        "run_id": job["identity"]["run_id"],
+                    }
+                )
         return outcomes
 
     def stop(self) -> None:

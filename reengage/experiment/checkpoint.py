@@ -123,8 +123,9 @@ def restore_rng_states(model: Any, states: dict[str, Any]) -> None:
         model.set_reengage_rng_state(states["reengage"])
 
 
-def save_checkpoint(directory: Path, model: Any, run_state: dict[str, Any],
-                    run_config: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    directory: Path, model: Any, run_state: dict[str, Any], run_config: dict[str, Any] | None = None
+) -> None:
     """Write a checkpoint atomically: into a staging folder, then renamed into place.
 
     ``run_config`` (the run's ``config.yaml``: configuration and seed) goes into the manifest, so a run whose
@@ -227,8 +228,11 @@ def load_latest_checkpoint(
     directory = Path(directory)
     candidates = checkpoint_candidates(directory)
     usable = {folder for folder, _ in candidates}
-    problems = [problem for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory))
-                if folder not in usable and (problem := manifest_problem(folder)) is not None]
+    problems = [
+        problem
+        for folder in (directory, staging_checkpoint(directory), previous_checkpoint(directory))
+        if folder not in usable and (problem := manifest_problem(folder)) is not None
+    ]
     for folder, _ in candidates:
         try:
             _verify(folder)

@@ -72,7 +72,9 @@ def _read_yaml(path: Path) -> dict:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigFileError(path, f"{where}: YAML syntax error: {problem}") from None
     if not isinstance(raw, dict):
-        raise ConfigFileError(path, f"{path}: expected a mapping with sections {FILE_SECTIONS}, got {type(raw).__name__}")
+        raise ConfigFileError(
+            path, f"{path}: expected a mapping with sections {FILE_SECTIONS}, got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -105,7 +107,7 @@ def load_config_file(path: Path) -> ConfigFile:
 
 def _is_alpha_profile(name: str) -> bool:
     try:
-        return name.startswith("alpha_") and float(name[len("alpha_"):]) > 0
+        return name.startswith("alpha_") and float(name[len("alpha_") :]) > 0
     except ValueError:
         return False
 
@@ -114,7 +116,7 @@ def _tuned_profile(profiles: dict[str, dict], alpha: float) -> dict:
     if alpha == 0:
         return profiles.get("baseline", {})
     for name, values in profiles.items():
-        if _is_alpha_profile(name) and float(name[len("alpha_"):]) == alpha:
+        if _is_alpha_profile(name) and float(name[len("alpha_") :]) == alpha:
             return values
     return profiles.get("reengage", {})
 
@@ -210,7 +212,7 @@ def apply_assignment(config: dict, path: list[str], value: Any) -> None:
     for depth, part in enumerate(path[1:-1], start=1):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ValueError(f"--set {'.'.join(path)}: {'.'.join(path[:depth + 1])} is not a mapping")
+            raise ValueError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is not a mapping")
     node[path[-1]] = value
 
 

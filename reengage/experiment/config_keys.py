@@ -117,10 +117,13 @@ class ConfigKey:
                 return f"{self.name}={value!r} is out of range; {self.name} must be {self.range.describe()}"
         if self.choices is not None and isinstance(value, str) and value not in self.choices:
             return f"{self.name}={value!r} is not valid; valid choices: {', '.join(self.choices)}"
-        if self.layers and not (isinstance(value, list) and all(
-            isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in value
-        )):
-            return f"{self.name}={value!r} is not valid; {self.name} must be a list of positive integers, e.g. [256, 256]"
+        if self.layers and not (
+            isinstance(value, list)
+            and all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in value)
+        ):
+            return (
+                f"{self.name}={value!r} is not valid; {self.name} must be a list of positive integers, e.g. [256, 256]"
+            )
         return None
 
     def describe_valid(self) -> str:
@@ -162,84 +165,188 @@ KEYS: dict[str, ConfigKey] = _keys(
     # -1: as many gradient steps as environment steps collected (SB3)
     ConfigKey("gradient_steps", (int,), 1, "gradient steps per training (-1: one per step collected)", Range(-1)),
     # every configuration holds the default, discrete ones too: dqn ignores it rather than refusing it
-    ConfigKey("action_noise_std", (*NUMBER, NULL), 0.1,
-              "std of Gaussian exploration noise (continuous actions; dqn ignores it)", Range(0)),
+    ConfigKey(
+        "action_noise_std",
+        (*NUMBER, NULL),
+        0.1,
+        "std of Gaussian exploration noise (continuous actions; dqn ignores it)",
+        Range(0),
+    ),
     ConfigKey("net_arch", (list,), [256, 256], "hidden layer sizes", layers=True),
     ConfigKey("her", (dict, NULL), None, "HerReplayBuffer kwargs, or null for no HER"),
     ConfigKey("her.n_sampled_goal", NUMBER, 4, "relabelled goals per stored transition", Range(0)),
-    ConfigKey("her.goal_selection_strategy", (str,), "future", "where relabelled goals come from",
-              choices=("future", "final", "episode")),
+    ConfigKey(
+        "her.goal_selection_strategy",
+        (str,),
+        "future",
+        "where relabelled goals come from",
+        choices=("future", "final", "episode"),
+    ),
     ConfigKey("eval_freq", (int,), 2000, "environment steps between evaluations", Range(1)),
     ConfigKey("eval_episodes", (int,), 50, "episodes per evaluation", Range(1)),
     ConfigKey("eval_seed", (int,), 1_000_000, "seed of the first evaluation episode", Range(0)),
     ConfigKey("reengage_alpha", NUMBER, 0.2, "weight of the goal-gradient term (0 = baseline)", Range(0)),
     ConfigKey("reengage_mode", (str,), "sparse", "sparse (Eq. 8.9) or dense (Eq. 8.8)", choices=("sparse", "dense")),
     ConfigKey("c_low", NUMBER, -1.0, "low value of the sparse reward", Range()),
-    ConfigKey("reengage_diagnostics", (int,), 0,
-              "log goal-gradient diagnostics under reengage_diag/ every N gradient steps (0: off)", Range(0)),
+    ConfigKey(
+        "reengage_diagnostics",
+        (int,),
+        0,
+        "log goal-gradient diagnostics under reengage_diag/ every N gradient steps (0: off)",
+        Range(0),
+    ),
     ConfigKey("policy", (str,), "MultiInputPolicy", "SB3 policy name or 'module:Class'"),
     ConfigKey("policy_kwargs", (dict,), {}, "extra policy kwargs"),
     ConfigKey("policy_kwargs.embed_dim", NUMBER, 20, "output size of the goal-set encoder (DeepSetsPolicy)", Range(1)),
-    ConfigKey("policy_kwargs.encoder_arch", (list, NULL), [400, 400],
-              "hidden layer sizes of the goal-set encoder (DeepSetsPolicy)", layers=True),
+    ConfigKey(
+        "policy_kwargs.encoder_arch",
+        (list, NULL),
+        [400, 400],
+        "hidden layer sizes of the goal-set encoder (DeepSetsPolicy)",
+        layers=True,
+    ),
     ConfigKey("replay_buffer_class", (str, NULL), None, "'module:Class' of a replay buffer (with her: null)"),
     ConfigKey("replay_buffer_kwargs", (dict,), {}, "extra replay buffer kwargs"),
     ConfigKey("algo_kwargs", (dict,), {}, "extra keyword arguments for the agent's constructor"),
     # the ReenGAGE options an agent takes beside reengage_alpha, reengage_mode and c_low
-    ConfigKey("algo_kwargs.reengage_matching", (str,), "full",
-              "rows the goal-gradient term matches: full (Eq. 8.8/8.9) or one_sided (only rows whose critic goal "
-              "gradient is weaker than its target's); multi_ddpg takes full only", choices=("full", "one_sided")),
-    ConfigKey("algo_kwargs.reengage_dim_weights", (str, list), "none",
-              "per-goal-dimension weights of the term: none, normalised (App. G.4), bounds, or a list of weights",
-              choices=("none", "normalised", "bounds")),
-    ConfigKey("algo_kwargs.reengage_target_derivative", (str,), "total",
-              "total (Eq. 8.9: the target gradient flows through the target action) or partial (held fixed)",
-              choices=("total", "partial"), algos=("ddpg", "td3", "multi_ddpg")),
+    ConfigKey(
+        "algo_kwargs.reengage_matching",
+        (str,),
+        "full",
+        "rows the goal-gradient term matches: full (Eq. 8.8/8.9) or one_sided (only rows whose critic goal "
+        "gradient is weaker than its target's); multi_ddpg takes full only",
+        choices=("full", "one_sided"),
+    ),
+    ConfigKey(
+        "algo_kwargs.reengage_dim_weights",
+        (str, list),
+        "none",
+        "per-goal-dimension weights of the term: none, normalised (App. G.4), bounds, or a list of weights",
+        choices=("none", "normalised", "bounds"),
+    ),
+    ConfigKey(
+        "algo_kwargs.reengage_target_derivative",
+        (str,),
+        "total",
+        "total (Eq. 8.9: the target gradient flows through the target action) or partial (held fixed)",
+        choices=("total", "partial"),
+        algos=("ddpg", "td3", "multi_ddpg"),
+    ),
     ConfigKey("algo_kwargs.reengage_monitor", (bool,), False, "compute and log the term at alpha 0 too"),
-    ConfigKey("algo_kwargs.reengage_tau", NUMBER, 0.5, "temperature of DQN's soft target (Eq. G.9; 0: hard max)",
-              Range(0, 1), algos=("dqn",)),
-    ConfigKey("algo_kwargs.reengage_soft_value_target", (bool,), False,
-              "use the soft target in DQN's value term too (Eq. G.11)", algos=("dqn",)),
-    ConfigKey("algo_kwargs.gate_update", (str,), "fused",
-              "Multi-ReenGAGE's update: fused, or reference (SB3's train with the term's hook)",
-              choices=("fused", "reference"), algos=("multi_ddpg",), sb3=False),
-    ConfigKey("algo_kwargs.actor_encoding", (str,), "after_step",
-              "fused update: the actor's goal-set encoding after the critic step, or shared with it",
-              choices=("after_step", "shared"), algos=("multi_ddpg",), sb3=False),
-    ConfigKey("algo_kwargs.encoder_precision", (str,), "float32", "fused update: precision of the goal-set encoder",
-              choices=("float32", "bfloat16"), algos=("multi_ddpg",), sb3=False),
+    ConfigKey(
+        "algo_kwargs.reengage_tau",
+        NUMBER,
+        0.5,
+        "temperature of DQN's soft target (Eq. G.9; 0: hard max)",
+        Range(0, 1),
+        algos=("dqn",),
+    ),
+    ConfigKey(
+        "algo_kwargs.reengage_soft_value_target",
+        (bool,),
+        False,
+        "use the soft target in DQN's value term too (Eq. G.11)",
+        algos=("dqn",),
+    ),
+    ConfigKey(
+        "algo_kwargs.gate_update",
+        (str,),
+        "fused",
+        "Multi-ReenGAGE's update: fused, or reference (SB3's train with the term's hook)",
+        choices=("fused", "reference"),
+        algos=("multi_ddpg",),
+        sb3=False,
+    ),
+    ConfigKey(
+        "algo_kwargs.actor_encoding",
+        (str,),
+        "after_step",
+        "fused update: the actor's goal-set encoding after the critic step, or shared with it",
+        choices=("after_step", "shared"),
+        algos=("multi_ddpg",),
+        sb3=False,
+    ),
+    ConfigKey(
+        "algo_kwargs.encoder_precision",
+        (str,),
+        "float32",
+        "fused update: precision of the goal-set encoder",
+        choices=("float32", "bfloat16"),
+        algos=("multi_ddpg",),
+        sb3=False,
+    ),
     # stable-baselines3's own arguments: which algorithm takes each is checked against its signature
-    ConfigKey("algo_kwargs.target_update_interval", NUMBER, None, "steps between target network updates (SB3)",
-              Range(1)),
-    ConfigKey("algo_kwargs.exploration_fraction", NUMBER, None, "share of training over which epsilon decays (SB3)",
-              Range(0, 1)),
+    ConfigKey(
+        "algo_kwargs.target_update_interval", NUMBER, None, "steps between target network updates (SB3)", Range(1)
+    ),
+    ConfigKey(
+        "algo_kwargs.exploration_fraction",
+        NUMBER,
+        None,
+        "share of training over which epsilon decays (SB3)",
+        Range(0, 1),
+    ),
     ConfigKey("algo_kwargs.exploration_initial_eps", NUMBER, None, "initial epsilon (SB3)", Range(0, 1)),
     ConfigKey("algo_kwargs.exploration_final_eps", NUMBER, None, "final epsilon (SB3)", Range(0, 1)),
     ConfigKey("algo_kwargs.policy_delay", NUMBER, None, "critic updates per actor update (SB3)", Range(1)),
-    ConfigKey("algo_kwargs.target_policy_noise", NUMBER, None, "std of the target policy smoothing noise (SB3)",
-              Range(0)),
-    ConfigKey("algo_kwargs.target_noise_clip", NUMBER, None, "clip of the target policy smoothing noise (SB3)",
-              Range(0)),
+    ConfigKey(
+        "algo_kwargs.target_policy_noise", NUMBER, None, "std of the target policy smoothing noise (SB3)", Range(0)
+    ),
+    ConfigKey(
+        "algo_kwargs.target_noise_clip", NUMBER, None, "clip of the target policy smoothing noise (SB3)", Range(0)
+    ),
     ConfigKey("checkpoint_every", (int,), 0, "environment steps between checkpoints (0: none)", Range(0)),
-    ConfigKey("observation_noise", (dict, NULL), None,
-              "train under smoothing noise: {kind, sigma, keys, ...} (reengage.observation_noise.SmoothingConfig)"),
+    ConfigKey(
+        "observation_noise",
+        (dict, NULL),
+        None,
+        "train under smoothing noise: {kind, sigma, keys, ...} (reengage.observation_noise.SmoothingConfig)",
+    ),
     ConfigKey("n_envs", (int,), 1, "parallel training environments (SubprocVecEnv when > 1)", Range(1)),
-    ConfigKey("obs_normalization", (dict, NULL), None,
-              "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null",
-              algos=("ddpg", "td3", "sac", "tqc"), fast=_RECIPE_ALGOS, off=None, closed=True),
+    ConfigKey(
+        "obs_normalization",
+        (dict, NULL),
+        None,
+        "running obs/goal normaliser in the policy: {clip_obs, clip_normalized, std_floor} or null",
+        algos=("ddpg", "td3", "sac", "tqc"),
+        fast=_RECIPE_ALGOS,
+        off=None,
+        closed=True,
+    ),
     ConfigKey("obs_normalization.clip_obs", NUMBER, 200.0, "clip of raw observations", Range(0, low_open=True)),
-    ConfigKey("obs_normalization.clip_normalized", NUMBER, 5.0, "clip of normalised observations",
-              Range(0, low_open=True)),
-    ConfigKey("obs_normalization.std_floor", NUMBER, 1e-2, "smallest standard deviation divided by",
-              Range(0, low_open=True)),
-    ConfigKey("target_value_clip", (bool,), False, "clip the target critic's value to [c_low/(1-gamma), 0]",
-              algos=_RECIPE_ALGOS, off=False),
-    ConfigKey("action_l2", NUMBER, 0.0, "weight of the actor's action L2 penalty", Range(0),
-              algos=_RECIPE_ALGOS, off=0.0),
-    ConfigKey("random_action_prob", NUMBER, 0.0, "probability of a uniform random action after learning_starts",
-              Range(0, 1), algos=_RECIPE_ALGOS, off=0.0),
-    ConfigKey("trainer", (str,), "fast", "fast (lean update, the default) or sb3 (stock stable-baselines3 train())",
-              choices=("fast", "sb3")),
+    ConfigKey(
+        "obs_normalization.clip_normalized", NUMBER, 5.0, "clip of normalised observations", Range(0, low_open=True)
+    ),
+    ConfigKey(
+        "obs_normalization.std_floor", NUMBER, 1e-2, "smallest standard deviation divided by", Range(0, low_open=True)
+    ),
+    ConfigKey(
+        "target_value_clip",
+        (bool,),
+        False,
+        "clip the target critic's value to [c_low/(1-gamma), 0]",
+        algos=_RECIPE_ALGOS,
+        off=False,
+    ),
+    ConfigKey(
+        "action_l2", NUMBER, 0.0, "weight of the actor's action L2 penalty", Range(0), algos=_RECIPE_ALGOS, off=0.0
+    ),
+    ConfigKey(
+        "random_action_prob",
+        NUMBER,
+        0.0,
+        "probability of a uniform random action after learning_starts",
+        Range(0, 1),
+        algos=_RECIPE_ALGOS,
+        off=0.0,
+    ),
+    ConfigKey(
+        "trainer",
+        (str,),
+        "fast",
+        "fast (lean update, the default) or sb3 (stock stable-baselines3 train())",
+        choices=("fast", "sb3"),
+    ),
 )
 
 # the keys of the baselines' DDPG + HER recipe (reengage.agents.recipe): one mixin takes all three
@@ -300,8 +407,9 @@ def check_config(config: dict[str, Any]) -> None:
             names = [child.name.rpartition(".")[2] for child in children(key.name)]
             unknown = sorted(set(mapping) - set(names))
             if unknown:
-                raise ValueError(f"{key.name}.{unknown[0]} is not a setting of {key.name}; valid keys: "
-                                 f"{', '.join(names)}")
+                raise ValueError(
+                    f"{key.name}.{unknown[0]} is not a setting of {key.name}; valid keys: {', '.join(names)}"
+                )
     if "algo" in config:
         _check_algorithm(config)
 

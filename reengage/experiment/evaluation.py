@@ -106,9 +106,15 @@ class EvaluationResult:
     def episode_rows(self, step: int) -> list[dict[str, Any]]:
         """Rows of episodes.csv: one per episode."""
         return [
-            {"step": step, "episode": index, "seed": int(self.seeds[index]),
-             "success_ever": float(self.success_ever[index]), "success_final": float(self.success_final[index]),
-             "return": float(self.returns[index]), "length": int(self.lengths[index])}
+            {
+                "step": step,
+                "episode": index,
+                "seed": int(self.seeds[index]),
+                "success_ever": float(self.success_ever[index]),
+                "success_final": float(self.success_final[index]),
+                "return": float(self.returns[index]),
+                "length": int(self.lengths[index]),
+            }
             for index in range(self.episodes)
         ]
 
@@ -165,5 +171,6 @@ def evaluate_goal_policy(
         ever.append(float(reached) if known else np.nan)
         final.append(last if known else np.nan)
     seeds = np.arange(first_seed, first_seed + episodes)
-    return EvaluationResult(seeds, np.array(ever), np.array(final), np.array(returns), np.array(lengths),
-                            with_success, frames)
+    return EvaluationResult(
+        seeds, np.array(ever), np.array(final), np.array(returns), np.array(lengths), with_success, frames
+    )

@@ -31,8 +31,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .run_folder import (BUSY, DONE, FAILED, INTERRUPTED, KEPT_ON_RESTART, PRUNED, RunFolder, RunFolderBusy,
-                         own_run_folder)
+from .run_folder import (
+    BUSY,
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    KEPT_ON_RESTART,
+    PRUNED,
+    RunFolder,
+    RunFolderBusy,
+    own_run_folder,
+)
 
 
 def _prepare(folder: RunFolder) -> bool:
@@ -40,7 +49,8 @@ def _prepare(folder: RunFolder) -> bool:
     from .checkpoint import checkpoint_config, find_checkpoint
 
     if find_checkpoint(folder.checkpoint_dir) is not None and (
-            folder.config_file.exists() or checkpoint_config(folder.checkpoint_dir) is not None):
+        folder.config_file.exists() or checkpoint_config(folder.checkpoint_dir) is not None
+    ):
         return True  # a lost config.yaml is restored from the checkpoint's copy
     if not folder.config_file.exists():
         return False
@@ -93,8 +103,16 @@ def _execute_owned(job: dict[str, Any], folder: RunFolder) -> dict[str, Any]:
         folder.write_identity(job["identity"])
         start = time.perf_counter()
         # verbose=False: a grid's progress lines come from the driver, not from every worker's evaluations
-        train_run(job["config"], int(job["seed"]), folder.path, job.get("device", "cpu"), resume=resume, progress=False,
-                  verbose=False, on_evaluation=on_evaluation)
+        train_run(
+            job["config"],
+            int(job["seed"]),
+            folder.path,
+            job.get("device", "cpu"),
+            resume=resume,
+            progress=False,
+            verbose=False,
+            on_evaluation=on_evaluation,
+        )
         outcome = {
             "status": DONE,
             "seconds": time.perf_counter() - start,

@@ -82,8 +82,14 @@ class Progress:
         running_left = sum(max(0.0, steps * rate - (now - start)) for start, steps in running.values())
         return f"ETA {_duration((running_left + waiting_steps * rate) / self.capacity)}"
 
-    def show(self, summary: GridSummary, running: dict[str, tuple[float, int]], waiting_steps: int,
-             waiting: int, force: bool = False) -> None:
+    def show(
+        self,
+        summary: GridSummary,
+        running: dict[str, tuple[float, int]],
+        waiting_steps: int,
+        waiting: int,
+        force: bool = False,
+    ) -> None:
         now = time.monotonic()
         if not force and now - self.last_print < self.every:
             return
@@ -122,11 +128,17 @@ def run_grid(
         if folder.is_finished():
             summary.skipped.append(run.run_id)
             continue
-        queue.append({
-            # absolute: a Ray worker's working directory is not the driver's
-            "run_dir": str(folder.path.resolve()), "config": run.config, "seed": run.seed, "identity": run.identity(),
-            "device": device, "threads": threads,
-        })
+        queue.append(
+            {
+                # absolute: a Ray worker's working directory is not the driver's
+                "run_dir": str(folder.path.resolve()),
+                "config": run.config,
+                "seed": run.seed,
+                "identity": run.identity(),
+                "device": device,
+                "threads": threads,
+            }
+        )
     progress = Progress(experiment.name, summary.total, backend.capacity, stream, progress_every)
     running: dict[str, tuple[float, int]] = {}  # run_id -> (start time, timesteps)
     waiting_steps = sum(job["config"]["timesteps"] for job in queue)
@@ -160,16 +172,24 @@ def run_grid(
             progress.show(summary, running, waiting_steps, len(queue), force=bool(outcomes))
     except KeyboardInterrupt:
         summary.interrupted = True
-        print(f"[{experiment.name}] interrupted: {len(running)} running run(s) save a checkpoint and stop "
-              "(Ctrl-C again to kill them at once)", file=stream, flush=True)
+        print(
+            f"[{experiment.name}] interrupted: {len(running)} running run(s) save a checkpoint and stop "
+            "(Ctrl-C again to kill them at once)",
+            file=stream,
+            flush=True,
+        )
         try:
             backend.stop()
             how = "stopped"
         except KeyboardInterrupt:
             backend.kill()
             how = "killed"
-        print(f"[{experiment.name}] {how} {len(running)} running run(s); their newest complete checkpoints are "
-              "kept. Run the same command again to resume.", file=stream, flush=True)
+        print(
+            f"[{experiment.name}] {how} {len(running)} running run(s); their newest complete checkpoints are "
+            "kept. Run the same command again to resume.",
+            file=stream,
+            flush=True,
+        )
     finally:
         backend.close()
     return summary

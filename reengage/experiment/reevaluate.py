@@ -20,12 +20,13 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
 from .report import (
     ReportError,
     _claim,
@@ -39,11 +40,10 @@ from .report import (
     mean_ci,
     natural_key,
 )
-from .statistics import ALPHA, MIN_CONFIRMATORY_SEEDS, difference_test
-from .evaluation import SUCCESS_EVER, SUCCESS_FINAL
 from .results_folder import runs_of
 from .run_folder import RunFolder
 from .spec import point_label
+from .statistics import ALPHA, MIN_CONFIRMATORY_SEEDS, difference_test
 
 REEVALUATION_DIR = "reevaluation"
 # far above the runs' own evaluation seeds (eval_seed defaults to 1,000,000 and counts up per episode)
@@ -142,22 +142,31 @@ def reevaluate_runs(
             # the logged value of the same measure (success_ever under any of its older column names)
             column = choose_metric(columns, None if metric == SUCCESS_EVER else metric)
             row = Reevaluation(
-                run_id, identity["env_id"], identity["variant"], point_label(identity.get("point") or {}),
-                int(identity["seed"]), float(logged[-1][column]), int(folder.read_config()["eval_episodes"]),
-                evaluate_run(folder.path, episodes, first_seed, metric), episodes,
+                run_id,
+                identity["env_id"],
+                identity["variant"],
+                point_label(identity.get("point") or {}),
+                int(identity["seed"]),
+                float(logged[-1][column]),
+                int(folder.read_config()["eval_episodes"]),
+                evaluate_run(folder.path, episodes, first_seed, metric),
+                episodes,
             )
             _append(path, row)
             done[run_id] = row
-            progress(f"{run_id}: logged final {row.logged_final:.2f} ({row.logged_episodes} episodes), "
-                     f"re-evaluated {row.success:.3f} ({episodes} episodes)")
+            progress(
+                f"{run_id}: logged final {row.logged_final:.2f} ({row.logged_episodes} episodes), "
+                f"re-evaluated {row.success:.3f} ({episodes} episodes)"
+            )
         rows.append(done[run_id])
     if not rows:
         raise ReportError(f"{results_dir}: none of the {len(folders)} runs has finished yet")
     return rows, missing
 
 
-def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int = 2000,
-                     metric: str = SUCCESS_EVER) -> str:
+def summary_markdown(
+    rows: list[Reevaluation], baseline: str | None, reps: int = 2000, metric: str = SUCCESS_EVER
+) -> str:
     """Per (environment, grid point, variant): logged and re-evaluated final success (95% bootstrap CIs over
     seeds), and the difference from the baseline for both (95% Welch CI, permutation p-value and the claim of
     :func:`~reengage.experiment.statistics.ci_excludes_zero`, exploratory under 5 seeds in either group)."""
@@ -191,8 +200,11 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
                 logged_diff = difference_test(logged, np.array([run.logged_final for run in base]))
                 fresh_diff = difference_test(fresh, np.array([run.success for run in base]))
                 seeds = logged_diff.seeds
-                cells += [_fmt_difference(logged_diff), _fmt_difference(fresh_diff),
-                          f"{_p(logged_diff.p_value)} / {_p(fresh_diff.p_value)}"]
+                cells += [
+                    _fmt_difference(logged_diff),
+                    _fmt_difference(fresh_diff),
+                    f"{_p(logged_diff.p_value)} / {_p(fresh_diff.p_value)}",
+                ]
                 # one label for the pair (both come from the same runs): "exploratory (4 vs 4 seeds): no / yes (higher)"
                 label = _exploratory_label(logged_diff)
                 claims = f"{_claim(logged_diff)} / {_claim(fresh_diff)}"
@@ -204,7 +216,9 @@ def summary_markdown(rows: list[Reevaluation], baseline: str | None, reps: int =
     pooled = float(np.mean([row.logged_final for row in rows]))
     for n in logged_n:
         lines.append("")
-        lines.append(f"Binomial standard error of one {n}-episode evaluation: {math.sqrt(0.25 / n):.3f} at "
-                     f"success 0.5 (the worst case), {math.sqrt(pooled * (1 - pooled) / n):.3f} at this "
-                     f"folder's mean logged final success {pooled:.2f}.")
+        lines.append(
+            f"Binomial standard error of one {n}-episode evaluation: {math.sqrt(0.25 / n):.3f} at "
+            f"success 0.5 (the worst case), {math.sqrt(pooled * (1 - pooled) / n):.3f} at this "
+            f"folder's mean logged final success {pooled:.2f}."
+        )
     return "\n".join(lines) + "\n"

@@ -35,9 +35,10 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,7 @@ class Group:
 
 # ---------------------------------------------------------------- reading
 
+
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
@@ -119,7 +121,9 @@ def choose_metric(columns: list[str], requested: str | None) -> str:
         requested = SUCCESS_EVER  # the old name of the column (results folders made before 0.2.0 ask for it)
     if requested is not None:
         if requested not in columns:
-            raise ReportError(f"metric {requested!r} is not a column of {EVALUATIONS_FILE}; columns: {', '.join(columns)}")
+            raise ReportError(
+                f"metric {requested!r} is not a column of {EVALUATIONS_FILE}; columns: {', '.join(columns)}"
+            )
         return requested
     for name in SUCCESS_COLUMNS:
         if name in columns:
@@ -137,7 +141,9 @@ def check_results_dir(results_dir: Path) -> None:
         raise ReportError(f"results folder {str(results_dir)!r} {problem}")
 
 
-def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
+def load_curves(
+    results_dir: Path, metric: str | None = None
+) -> tuple[dict[str, Any] | None, list[RunCurve], str, list[str]]:
     """Finished runs' curves; returns (manifest, curves, metric column, ids of runs not finished)."""
     check_results_dir(results_dir)
     manifest, folders = runs_of(results_dir)
@@ -155,10 +161,16 @@ def load_curves(results_dir: Path, metric: str | None = None) -> tuple[dict[str,
         column = column or choose_metric(columns, metric)
         if column not in columns:
             raise ReportError(f"{evaluations}: no column {column!r}; columns: {', '.join(columns)}")
-        curves.append(RunCurve(
-            identity["env_id"], identity["variant"], dict(identity.get("point") or {}), int(identity["seed"]),
-            np.array([int(float(row["step"])) for row in rows]), np.array([float(row[column]) for row in rows]),
-        ))
+        curves.append(
+            RunCurve(
+                identity["env_id"],
+                identity["variant"],
+                dict(identity.get("point") or {}),
+                int(identity["seed"]),
+                np.array([int(float(row["step"])) for row in rows]),
+                np.array([float(row[column]) for row in rows]),
+            )
+        )
     if not curves:
         raise ReportError(f"{results_dir}: none of the {len(folders)} runs has finished yet")
     if all(np.isnan(curve.values).all() for curve in curves):
@@ -183,11 +195,14 @@ def group_curves(curves: list[RunCurve]) -> list[Group]:
 
 # ---------------------------------------------------------------- statistics (rliable)
 
+
 def _rliable():
     try:
         from rliable import library, metrics
     except ImportError:
-        raise ReportError("the report needs rliable: pip install rliable (it is in the package's dependencies)") from None
+        raise ReportError(
+            "the report needs rliable: pip install rliable (it is in the package's dependencies)"
+        ) from None
     return library, metrics
 
 
@@ -202,17 +217,17 @@ def _interval(scores: dict[str, Any], func: Callable[..., np.ndarray], reps: int
 METHODS = {
     "one_variant": "95% percentile stratified bootstrap over seeds (rliable); describes a variant, claims nothing",
     "difference": "difference of means (variant - baseline) with a 95% Welch t interval; p_value: two-sided exact "
-                  "permutation test (random splits past 9 vs 9 seeds)",
+    "permutation test (random splits past 9 vs 9 seeds)",
     "excludes_zero": f"claimed only where the Welch interval excludes 0 and p_value <= {ALPHA:g} "
-                     "(no spread in either group: the permutation test alone)",
+    "(no spread in either group: the permutation test alone)",
     "probability_of_improvement": "P(variant > baseline), ties 1/2; p_value: two-sided exact permutation test of "
-                                  "1/2 on ranks (over environments: split within each, random splits); no interval",
+    "1/2 on ranks (over environments: split within each, random splits); no interval",
     "exploratory": f"fewer than {MIN_CONFIRMATORY_SEEDS} seeds in either group",
 }
 
 # An estimate is (point, low, high); low and high are None where a group has a single seed: resampling one
 # value gives the interval [x, x], which is no confidence interval.
-Estimate = tuple[float, Optional[float], Optional[float]]
+Estimate = tuple[float, float | None, float | None]
 
 
 def mean_ci(values: np.ndarray, reps: int, statistic: str = "mean") -> Estimate:
@@ -240,6 +255,7 @@ def curve_band(group: Group, reps: int, aggregate: str) -> tuple[np.ndarray, np.
 
 # ---------------------------------------------------------------- report
 
+
 def best_points(groups: list[Group]) -> dict[tuple[str, str], Group]:
     """Per (environment, variant), the grid point with the highest mean AUC over seeds (ties: first label)."""
     best: dict[tuple[str, str], Group] = {}
@@ -250,8 +266,9 @@ def best_points(groups: list[Group]) -> dict[tuple[str, str], Group]:
     return best
 
 
-def fix_settings(best: dict[tuple[str, str], Group], groups: list[Group],
-                 settings: dict[str, str]) -> dict[tuple[str, str], Group]:
+def fix_settings(
+    best: dict[tuple[str, str], Group], groups: list[Group], settings: dict[str, str]
+) -> dict[tuple[str, str], Group]:
     """``best`` with the variants named in ``settings`` held at the given grid point (its label, as the
     report prints it, e.g. ``learning_rate=0.001``) instead of their best one: a comparison at settings chosen
     before the runs (Table G.2's, say), free of the selection on the reported seeds that "best" implies."""
@@ -263,8 +280,10 @@ def fix_settings(best: dict[tuple[str, str], Group], groups: list[Group],
         for env_id in sorted({group.env_id for group in groups if group.variant == variant}):
             candidates = {point_label(g.point): g for g in groups if g.env_id == env_id and g.variant == variant}
             if label not in candidates:
-                raise ReportError(f"--setting {variant!r} {label!r}: no such setting in {env_id}; settings: "
-                                  f"{', '.join(sorted(candidates))}")
+                raise ReportError(
+                    f"--setting {variant!r} {label!r}: no such setting in {env_id}; settings: "
+                    f"{', '.join(sorted(candidates))}"
+                )
             chosen[(env_id, variant)] = candidates[label]
     return chosen
 
@@ -296,16 +315,18 @@ def _fmt_difference(difference: DifferenceTest) -> str:
 
 
 def _claim(difference: DifferenceTest) -> str:
-    """"yes (higher)", "yes (lower)" (:func:`ci_excludes_zero`), "no", or why there is no test."""
+    """ "yes (higher)", "yes (lower)" (:func:`ci_excludes_zero`), "no", or why there is no test."""
     if difference.p_value is None:
-        return "no CI (1 seed)" if min(difference.n_variant, difference.n_baseline) < 2 else "no test (values not finite)"
+        return (
+            "no CI (1 seed)" if min(difference.n_variant, difference.n_baseline) < 2 else "no test (values not finite)"
+        )
     if ci_excludes_zero(difference):
         return "yes (higher)" if difference.point > 0 else "yes (lower)"
     return "no"
 
 
 def _exploratory_label(difference: DifferenceTest) -> str | None:
-    """"exploratory (3 vs 3 seeds, too few for p <= 0.05)" under 5 seeds in either group, else None."""
+    """ "exploratory (3 vs 3 seeds, too few for p <= 0.05)" under 5 seeds in either group, else None."""
     if not difference.exploratory:
         return None
     # (a one-seed group has no test at all, which the claim column says itself)
@@ -326,14 +347,24 @@ def _fmt_improvement(improvement: ImprovementTest) -> str:
 
 
 def _difference_json(difference: DifferenceTest) -> dict[str, Any]:
-    return {"difference": difference.estimate, "p_value": difference.p_value, "seeds": difference.seeds,
-            "seed_counts": [difference.n_variant, difference.n_baseline], "exploratory": difference.exploratory,
-            "excludes_zero": ci_excludes_zero(difference)}
+    return {
+        "difference": difference.estimate,
+        "p_value": difference.p_value,
+        "seeds": difference.seeds,
+        "seed_counts": [difference.n_variant, difference.n_baseline],
+        "exploratory": difference.exploratory,
+        "excludes_zero": ci_excludes_zero(difference),
+    }
 
 
 def _improvement_json(improvement: ImprovementTest) -> dict[str, Any]:
-    return {"estimate": improvement.point, "p_value": improvement.p_value, "seeds": improvement.seeds,
-            "seed_counts": [improvement.n_variant, improvement.n_baseline], "exploratory": improvement.exploratory}
+    return {
+        "estimate": improvement.point,
+        "p_value": improvement.p_value,
+        "seeds": improvement.seeds,
+        "seed_counts": [improvement.n_variant, improvement.n_baseline],
+        "exploratory": improvement.exploratory,
+    }
 
 
 def steps_label(steps: float, _position: int | None = None) -> str:
@@ -345,8 +376,17 @@ def steps_label(steps: float, _position: int | None = None) -> str:
     return f"{steps:g}"
 
 
-def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: str, reps: int, aggregate: str,
-          references: dict[str, float] | None = None, reference_label: str = "reference") -> None:
+def _plot(
+    path: Path,
+    envs: list[str],
+    variants: list[str],
+    best: dict,
+    metric: str,
+    reps: int,
+    aggregate: str,
+    references: dict[str, float] | None = None,
+    reference_label: str = "reference",
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -359,7 +399,7 @@ def _plot(path: Path, envs: list[str], variants: list[str], best: dict, metric: 
     # size depends on the number of variants only, so reports of one experiment compare pixel for pixel
     panel_height = 4 + 0.14 * (len(variants) + 1)
     figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, panel_height * rows), squeeze=False)
-    for axis in axes.flat[len(envs):]:
+    for axis in axes.flat[len(envs) :]:
         axis.set_visible(False)
     for axis, env_id in zip(axes.flat, envs):
         for index, variant in enumerate(variants):
@@ -401,8 +441,10 @@ def split_tasks(curves: list[RunCurve], task_keys: list[str]) -> list[RunCurve]:
     grid_keys = {key for curve in curves for key in curve.point}
     unknown = [key for key in task_keys if key not in grid_keys]
     if unknown:
-        raise ReportError(f"task key(s) {', '.join(map(repr, unknown))} are not grid keys of these runs; "
-                          f"grid keys: {', '.join(sorted(grid_keys)) or '(none)'}")
+        raise ReportError(
+            f"task key(s) {', '.join(map(repr, unknown))} are not grid keys of these runs; "
+            f"grid keys: {', '.join(sorted(grid_keys)) or '(none)'}"
+        )
     moved = []
     for curve in curves:
         task = {key: value for key, value in curve.point.items() if key in task_keys}
@@ -412,9 +454,15 @@ def split_tasks(curves: list[RunCurve], task_keys: list[str]) -> list[RunCurve]:
     return moved
 
 
-def build_report(results_dir: Path, threshold: float | None = None, metric: str | None = None, reps: int = 2000,
-                 aggregate: str = "mean", task_keys: list[str] | None = None,
-                 settings: dict[str, str] | None = None) -> dict[str, Any]:
+def build_report(
+    results_dir: Path,
+    threshold: float | None = None,
+    metric: str | None = None,
+    reps: int = 2000,
+    aggregate: str = "mean",
+    task_keys: list[str] | None = None,
+    settings: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Every number of the report, as a dictionary (``summary.json``).
 
     ``task_keys`` (default: the manifest's ``report.task_keys``) are grid keys that define tasks.
@@ -436,27 +484,47 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
     best = fix_settings(highest, groups, settings) if settings else highest  # the points reported
 
     summary: dict[str, Any] = {
-        "name": manifest.get("name", results_dir.name), "metric": column, "baseline": baseline,
+        "name": manifest.get("name", results_dir.name),
+        "metric": column,
+        "baseline": baseline,
         "fixed_settings": dict(settings or {}),
-        "threshold": threshold if is_success else None, "reps": reps, "aggregate": aggregate,
-        "finished_runs": len(curves), "unfinished_runs": missing, "methods": METHODS, "grid": [], "results": [],
-        "differences": [], "aggregate_over_envs": [],
+        "threshold": threshold if is_success else None,
+        "reps": reps,
+        "aggregate": aggregate,
+        "finished_runs": len(curves),
+        "unfinished_runs": missing,
+        "methods": METHODS,
+        "grid": [],
+        "results": [],
+        "differences": [],
+        "aggregate_over_envs": [],
     }
     for group in sorted(groups, key=lambda g: (envs.index(g.env_id), variants.index(g.variant), point_label(g.point))):
-        summary["grid"].append({
-            "env_id": group.env_id, "variant": group.variant, "point": group.point, "seeds": group.seeds,
-            "auc": mean_ci(group.auc, reps), "best": highest[(group.env_id, group.variant)] is group,
-            "reported": best[(group.env_id, group.variant)] is group,
-        })
+        summary["grid"].append(
+            {
+                "env_id": group.env_id,
+                "variant": group.variant,
+                "point": group.point,
+                "seeds": group.seeds,
+                "auc": mean_ci(group.auc, reps),
+                "best": highest[(group.env_id, group.variant)] is group,
+                "reported": best[(group.env_id, group.variant)] is group,
+            }
+        )
     for env_id in envs:
         for variant in variants:
             group = best.get((env_id, variant))
             if group is None:
                 continue
             row: dict[str, Any] = {
-                "env_id": env_id, "variant": variant, "point": group.point, "seeds": group.seeds,
-                "final": mean_ci(group.final, reps), "final_iqm": mean_ci(group.final, reps, "iqm"),
-                "auc": mean_ci(group.auc, reps), "last_step": int(group.steps[-1]),
+                "env_id": env_id,
+                "variant": variant,
+                "point": group.point,
+                "seeds": group.seeds,
+                "final": mean_ci(group.final, reps),
+                "final_iqm": mean_ci(group.final, reps, "iqm"),
+                "auc": mean_ci(group.auc, reps),
+                "last_step": int(group.steps[-1]),
             }
             if is_success:
                 steps, reached = group.steps_to(threshold)
@@ -466,11 +534,15 @@ def build_report(results_dir: Path, threshold: float | None = None, metric: str 
             reference = best.get((env_id, baseline))
             if variant != baseline and reference is not None:
                 for name, values, base in (("auc", group.auc, reference.auc), ("final", group.final, reference.final)):
-                    summary["differences"].append({
-                        "env_id": env_id, "variant": variant, "metric": name,
-                        **_difference_json(difference_test(values, base)),
-                        "probability_of_improvement": _improvement_json(improvement_test(values, base)),
-                    })
+                    summary["differences"].append(
+                        {
+                            "env_id": env_id,
+                            "variant": variant,
+                            "metric": name,
+                            **_difference_json(difference_test(values, base)),
+                            "probability_of_improvement": _improvement_json(improvement_test(values, base)),
+                        }
+                    )
     # across environments: only where a variant has the same number of seeds in every environment
     for variant in variants:
         members = [best.get((env_id, variant)) for env_id in envs]
@@ -531,75 +603,130 @@ def _markdown(summary: dict[str, Any], results_dir: Path) -> str:
         "AUC = mean of the metric over a run's evaluations. Final = the last evaluation.",
     ]
     if summary["unfinished_runs"]:
-        lines.append(f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
-                     + ", ".join(f"`{r}`" for r in summary["unfinished_runs"][:10])
-                     + (" ..." if len(summary["unfinished_runs"]) > 10 else ""))
+        lines.append(
+            f"**{len(summary['unfinished_runs'])} runs have not finished and are left out:** "
+            + ", ".join(f"`{r}`" for r in summary["unfinished_runs"][:10])
+            + (" ..." if len(summary["unfinished_runs"]) > 10 else "")
+        )
     fixed = summary["fixed_settings"]
     if any(entry["point"] for entry in summary["grid"]):
         title = "## Best setting per variant (highest mean AUC; chosen on the seeds reported below)"
         if fixed:
-            title = ("## Setting per variant (fixed by --setting for " + ", ".join(fixed)
-                     + "; otherwise the highest mean AUC, chosen on the seeds reported below)")
-        lines += ["", title, "",
-                  "| environment | variant | setting | seeds | AUC [95% CI] | reported |", "|---|---|---|---|---|---|"]
+            title = (
+                "## Setting per variant (fixed by --setting for "
+                + ", ".join(fixed)
+                + "; otherwise the highest mean AUC, chosen on the seeds reported below)"
+            )
+        lines += [
+            "",
+            title,
+            "",
+            "| environment | variant | setting | seeds | AUC [95% CI] | reported |",
+            "|---|---|---|---|---|---|",
+        ]
         for entry in summary["grid"]:
             mark = ("**fixed**" if entry["variant"] in fixed else "**best**") if entry["reported"] else ""
-            lines.append(f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
-                         f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {mark} |")
+            lines.append(
+                f"| {entry['env_id']} | {entry['variant']} | {point_label(entry['point'])} | "
+                f"{len(entry['seeds'])} | {_fmt(entry['auc'])} | {mark} |"
+            )
     threshold_header = f" steps to {threshold:g} [95% CI] (seeds reaching it) |" if threshold is not None else ""
     chosen = any(row["point"] for row in summary["results"])
     results_title = "## Results (each variant at its best setting)"
     if fixed:
         results_title = "## Results (each variant at the setting marked above)"
-    lines += ["", results_title if chosen else "## Results", "",
-              f"| environment | variant | seeds | final, mean [95% CI] | final, IQM [95% CI] | AUC [95% CI] |{threshold_header}",
-              "|---|---|---|---|---|---|" + ("---|" if threshold is not None else "")]
+    lines += [
+        "",
+        results_title if chosen else "## Results",
+        "",
+        f"| environment | variant | seeds | final, mean [95% CI] | final, IQM [95% CI] | AUC [95% CI] |{threshold_header}",
+        "|---|---|---|---|---|---|" + ("---|" if threshold is not None else ""),
+    ]
     for row in summary["results"]:
-        cells = [row["env_id"], row["variant"], str(len(row["seeds"])), _fmt(row["final"]), _fmt(row["final_iqm"]),
-                 _fmt(row["auc"])]
+        cells = [
+            row["env_id"],
+            row["variant"],
+            str(len(row["seeds"])),
+            _fmt(row["final"]),
+            _fmt(row["final_iqm"]),
+            _fmt(row["auc"]),
+        ]
         if threshold is not None:
-            cells.append(f"{_fmt(row['steps_to_threshold'], 0)} ({row['reached_threshold']}/{len(row['seeds'])}; "
-                         f"a seed that never reaches it counts as {row['last_step']:,})")
+            cells.append(
+                f"{_fmt(row['steps_to_threshold'], 0)} ({row['reached_threshold']}/{len(row['seeds'])}; "
+                f"a seed that never reaches it counts as {row['last_step']:,})"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("references"):
         label = summary["references"]["label"]
-        lines += ["", f"Reference line in the curves ({label}; not a run of this folder):", "",
-                  f"| environment | {label} |", "|---|---|"]
+        lines += [
+            "",
+            f"Reference line in the curves ({label}; not a run of this folder):",
+            "",
+            f"| environment | {label} |",
+            "|---|---|",
+        ]
         lines += [f"| {env_id} | {value:g} |" for env_id, value in summary["references"]["values"].items()]
     if summary["differences"]:
-        lines += ["", f"## Difference from the baseline ({summary['baseline']})", "",
-                  "| environment | variant | metric | seeds (variant vs baseline) | difference of means [95% Welch CI] | "
-                  f"permutation p | excludes 0 (Welch CI and p <= {ALPHA:g}) | P(variant > baseline) (permutation p) |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Difference from the baseline ({summary['baseline']})",
+            "",
+            "| environment | variant | metric | seeds (variant vs baseline) | difference of means [95% Welch CI] | "
+            f"permutation p | excludes 0 (Welch CI and p <= {ALPHA:g}) | P(variant > baseline) (permutation p) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for entry in summary["differences"]:
             difference = _difference_of(entry)
             improvement = entry["probability_of_improvement"]
-            lines.append(f"| {entry['env_id']} | {entry['variant']} | {entry['metric']} | {entry['seeds']} | "
-                         f"{_fmt_difference(difference)} | {_p(difference.p_value)} | {_excludes_zero(difference)} | "
-                         f"{_fmt_improvement(_improvement_of(improvement))} |")
+            lines.append(
+                f"| {entry['env_id']} | {entry['variant']} | {entry['metric']} | {entry['seeds']} | "
+                f"{_fmt_difference(difference)} | {_p(difference.p_value)} | {_excludes_zero(difference)} | "
+                f"{_fmt_improvement(_improvement_of(improvement))} |"
+            )
     if summary["aggregate_over_envs"]:
-        lines += ["", "## Over all environments (IQM over seeds x environments, rliable bootstrap; P(> baseline) "
-                  "averaged over environments, permutation p with seeds split within each environment)", "",
-                  "| variant | seeds per environment | IQM final [95% CI] | IQM AUC [95% CI] | P(> baseline), final | "
-                  "P(> baseline), AUC |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Over all environments (IQM over seeds x environments, rliable bootstrap; P(> baseline) "
+            "averaged over environments, permutation p with seeds split within each environment)",
+            "",
+            "| variant | seeds per environment | IQM final [95% CI] | IQM AUC [95% CI] | P(> baseline), final | "
+            "P(> baseline), AUC |",
+            "|---|---|---|---|---|---|",
+        ]
         for entry in summary["aggregate_over_envs"]:
             compared = entry.get("p_improvement_final") or entry.get("p_improvement_auc")
             seeds = str(entry["seeds_per_env"])
             if compared is not None:
                 seeds = compared["seeds"] + (", exploratory" if compared["exploratory"] else "")
-            p_final = _fmt_improvement(_improvement_of(entry["p_improvement_final"])) if "p_improvement_final" in entry else "-"
-            p_auc = _fmt_improvement(_improvement_of(entry["p_improvement_auc"])) if "p_improvement_auc" in entry else "-"
-            lines.append(f"| {entry['variant']} | {seeds} | {_fmt(entry['iqm_final'])} | {_fmt(entry['iqm_auc'])} | "
-                         f"{p_final} | {p_auc} |")
+            p_final = (
+                _fmt_improvement(_improvement_of(entry["p_improvement_final"]))
+                if "p_improvement_final" in entry
+                else "-"
+            )
+            p_auc = (
+                _fmt_improvement(_improvement_of(entry["p_improvement_auc"])) if "p_improvement_auc" in entry else "-"
+            )
+            lines.append(
+                f"| {entry['variant']} | {seeds} | {_fmt(entry['iqm_final'])} | {_fmt(entry['iqm_auc'])} | "
+                f"{p_final} | {p_auc} |"
+            )
     lines += ["", "![learning curves](curves.png)", ""]
     return "\n".join(lines)
 
 
-def write_report(results_dir: Path, out: Path | None = None, threshold: float | None = None, metric: str | None = None,
-                 reps: int = 2000, aggregate: str = "mean", task_keys: list[str] | None = None,
-                 references: dict[str, float] | None = None, reference_label: str = "reference",
-                 settings: dict[str, str] | None = None) -> Path:
+def write_report(
+    results_dir: Path,
+    out: Path | None = None,
+    threshold: float | None = None,
+    metric: str | None = None,
+    reps: int = 2000,
+    aggregate: str = "mean",
+    task_keys: list[str] | None = None,
+    references: dict[str, float] | None = None,
+    reference_label: str = "reference",
+    settings: dict[str, str] | None = None,
+) -> Path:
     """Write ``report.md``, ``curves.png`` and ``summary.json``; returns the markdown's path.
 
     ``references`` maps environments (panel names) to a value drawn as a dashed line labelled
@@ -611,8 +738,9 @@ def write_report(results_dir: Path, out: Path | None = None, threshold: float | 
     envs, variants, best = summary.pop("_plot")
     unknown = [env_id for env_id in references or {} if env_id not in envs]
     if unknown:
-        raise ReportError(f"--reference {unknown[0]!r} is not an environment of these runs; environments: "
-                          f"{', '.join(envs)}")
+        raise ReportError(
+            f"--reference {unknown[0]!r} is not an environment of these runs; environments: {', '.join(envs)}"
+        )
     if references:
         summary["references"] = {"label": reference_label, "values": dict(references)}
     make_folders(out)  # a folder that cannot be made leaves none of its parents behind

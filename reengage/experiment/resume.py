@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import (checkpoint_candidates, checkpoint_config, manifest_problem, previous_checkpoint,
-                         staging_checkpoint)
+from .checkpoint import (
+    checkpoint_candidates,
+    checkpoint_config,
+    manifest_problem,
+    previous_checkpoint,
+    staging_checkpoint,
+)
 from .run_folder import CONFIG_FILE, NoRunError, RunFolder, UnreadableRunError
 
 # keys that may differ between a run and its resumption without changing what is computed
@@ -50,19 +55,26 @@ def read_saved_config(run_dir: Path) -> dict[str, Any]:
             return saved
         if isinstance(error, NoRunError):
             raise ValueError(f"{error}; start it without --resume") from None
-        raise ValueError(f"{error}, and no checkpoint carries the run's configuration; pass --restart to start "
-                         "the run over") from None
+        raise ValueError(
+            f"{error}, and no checkpoint carries the run's configuration; pass --restart to start the run over"
+        ) from None
 
 
 def run_progress(folder: RunFolder) -> RunProgress:
-    saved = read_saved_config(folder.path) if folder.config_file.exists() or checkpoint_config(
-        folder.checkpoint_dir) is not None else None
+    saved = (
+        read_saved_config(folder.path)
+        if folder.config_file.exists() or checkpoint_config(folder.checkpoint_dir) is not None
+        else None
+    )
     candidates = checkpoint_candidates(folder.checkpoint_dir)
     step = candidates[0][1] if candidates else None
     usable = {path for path, _ in candidates}
     checkpoint = folder.checkpoint_dir
-    problems = [(path, problem) for path in (checkpoint, staging_checkpoint(checkpoint), previous_checkpoint(checkpoint))
-                if path not in usable and (problem := manifest_problem(path)) is not None]
+    problems = [
+        (path, problem)
+        for path in (checkpoint, staging_checkpoint(checkpoint), previous_checkpoint(checkpoint))
+        if path not in usable and (problem := manifest_problem(path)) is not None
+    ]
     return RunProgress(folder, saved, folder.finished_step(), step, bool(candidates), problems)
 
 
@@ -99,8 +111,9 @@ def check_resume(progress: RunProgress, record: dict[str, Any]) -> bool:
     saved = progress.saved_config
     if saved is None:
         raise ValueError(f"no run in {path} ({CONFIG_FILE} is missing); start it without --resume")
-    changed = sorted(key for key in set(saved) | set(record)
-                     if key not in RESUME_FREE_KEYS and saved.get(key) != record.get(key))
+    changed = sorted(
+        key for key in set(saved) | set(record) if key not in RESUME_FREE_KEYS and saved.get(key) != record.get(key)
+    )
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {record.get(k)!r}" for k in changed)
         raise ValueError(

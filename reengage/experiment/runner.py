@@ -8,8 +8,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HParam, configure
@@ -17,8 +18,7 @@ from tqdm.auto import tqdm
 
 from reengage.file_faults import describe_fault
 
-from .build import (agent_class, build_agent, check_device, check_replay_memory, make_single_env,
-                    make_training_env)
+from .build import agent_class, build_agent, check_device, check_replay_memory, make_single_env, make_training_env
 from .checkpoint import checkpoint_candidates, load_latest_checkpoint, save_checkpoint
 from .evaluation import MEAN_RETURN, SUCCESS_EVER, EvaluationResult, evaluate_goal_policy, reports_success
 from .resume import check_resume, refuse_fresh_start, run_progress
@@ -42,11 +42,15 @@ class RunInterrupted(Exception):
         self.run_dir, self.step, self.signal_number, self.fault = Path(run_dir), step, signal_number, fault
         name = signal.Signals(signal_number).name
         if fault is None:
-            message = (f"{name} at step {step}: checkpoint saved in {self.run_dir / CHECKPOINT_DIR}; "
-                       f"continue with: python train.py --logdir {self.run_dir} --resume")
+            message = (
+                f"{name} at step {step}: checkpoint saved in {self.run_dir / CHECKPOINT_DIR}; "
+                f"continue with: python train.py --logdir {self.run_dir} --resume"
+            )
         else:
-            message = (f"{name} at step {step}: the checkpoint could not be written ({describe_fault(fault)}); "
-                       f"{continue_advice(self.run_dir)}")
+            message = (
+                f"{name} at step {step}: the checkpoint could not be written ({describe_fault(fault)}); "
+                f"{continue_advice(self.run_dir)}"
+            )
         super().__init__(message)
 
     @property
@@ -91,10 +95,12 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signal_number = signal_number
         if self.announce:
-            say(f"{signal.Signals(signal_number).name} received: saving a checkpoint at the next step "
-                "(send it again to stop at once)")
+            say(
+                f"{signal.Signals(signal_number).name} received: saving a checkpoint at the next step "
+                "(send it again to stop at once)"
+            )
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for number in self.SIGNALS:
                 if signal.getsignal(number) is not signal.SIG_IGN:
@@ -116,9 +122,15 @@ class EvaluateAndCheckpoint(BaseCallback):
     the only moment at which the agent, its buffer and the environment agree with one another.
     """
 
-    def __init__(self, config: dict[str, Any], folder: RunFolder, run_state: dict[str, Any],
-                 stop: StopRequest | None = None, verbose_lines: bool = True,
-                 on_evaluation: EvaluationHook | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        folder: RunFolder,
+        run_state: dict[str, Any],
+        stop: StopRequest | None = None,
+        verbose_lines: bool = True,
+        on_evaluation: EvaluationHook | None = None,
+    ) -> None:
         super().__init__()
         self.on_evaluation = on_evaluation
         self.config = config
@@ -137,9 +149,7 @@ class EvaluateAndCheckpoint(BaseCallback):
         # every evaluation sees the same episodes, and `python -m reengage.evaluate` can replay it
         eval_env = make_single_env(self.config, noise_seed=self.config["eval_seed"])
         try:
-            result = evaluate_goal_policy(
-                self.model, eval_env, self.config["eval_episodes"], self.config["eval_seed"]
-            )
+            result = evaluate_goal_policy(self.model, eval_env, self.config["eval_episodes"], self.config["eval_seed"])
         finally:
             eval_env.close()
         self.run_state["evaluations"].append(result.csv_row(self.num_timesteps))
@@ -174,8 +184,12 @@ class EvaluateAndCheckpoint(BaseCallback):
                 if not stopping:
                     raise  # train.py names the file, the fault and how to continue
                 # the user asked to stop: stop, and say that this checkpoint is missing
-                raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number,  # type: ignore[union-attr]
-                                     fault) from None
+                raise RunInterrupted(
+                    self.folder.path,
+                    self.num_timesteps,
+                    self.stop.signal_number,  # type: ignore[union-attr]
+                    fault,
+                ) from None
         if self._stopping():
             raise RunInterrupted(self.folder.path, self.num_timesteps, self.stop.signal_number)  # type: ignore[union-attr]
 
@@ -187,8 +201,14 @@ class DurationEstimate(BaseCallback):
     """Times ``window`` training steps once learning has started and, if the rest of the run would
     take longer than ``threshold_s``, says so with the estimate (evaluations not counted)."""
 
-    def __init__(self, total: int, learning_starts: int, window: int, threshold_s: float = LONG_RUN_SECONDS,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(
+        self,
+        total: int,
+        learning_starts: int,
+        window: int,
+        threshold_s: float = LONG_RUN_SECONDS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         super().__init__()
         self.total, self.learning_starts, self.window = total, learning_starts, window
         self.threshold_s, self.clock = threshold_s, clock
@@ -208,9 +228,11 @@ class DurationEstimate(BaseCallback):
             self.estimate_s = per_step * (self.total - self.num_timesteps)
             self.done = True
             if self.estimate_s > self.threshold_s:
-                say(f"note: this run needs about {format_duration(self.estimate_s)} more at this pace "
+                say(
+                    f"note: this run needs about {format_duration(self.estimate_s)} more at this pace "
                     f"({per_step * 1000:.1f} ms/step over {steps} steps, evaluations not counted); "
-                    "Ctrl-C saves a checkpoint, and --resume continues")
+                    "Ctrl-C saves a checkpoint, and --resume continues"
+                )
         return True
 
 
@@ -308,8 +330,18 @@ def train_run(
             return _train_run(config, seed, run_dir, device, resume, progress, restart, verbose, stop, on_evaluation)
 
 
-def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, resume: bool, progress: bool,
-               restart: bool, verbose: bool, stop: StopRequest, on_evaluation: EvaluationHook | None) -> Path:
+def _train_run(
+    config: dict[str, Any],
+    seed: int,
+    run_dir: Path,
+    device: str,
+    resume: bool,
+    progress: bool,
+    restart: bool,
+    verbose: bool,
+    stop: StopRequest,
+    on_evaluation: EvaluationHook | None,
+) -> Path:
     record = {**config, "seed": seed}
     folder = RunFolder(run_dir)
     on_disk = run_progress(folder)  # what the folder holds before this process writes to it
@@ -339,12 +371,15 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
         probe = make_single_env(config)
         metrics = {SUCCESS_EVER: 0.0, MEAN_RETURN: 0.0} if reports_success(probe) else {MEAN_RETURN: 0.0}
         probe.close()
-        model.logger.record("hparams", HParam(hyperparameters(config, seed), metrics),
-                            exclude=("stdout", "log", "json", "csv"))
+        model.logger.record(
+            "hparams", HParam(hyperparameters(config, seed), metrics), exclude=("stdout", "log", "json", "csv")
+        )
         model.logger.dump(0)
     remaining = config["timesteps"] - model.num_timesteps
     began, first_step = time.perf_counter(), int(model.num_timesteps)
-    evaluator = EvaluateAndCheckpoint(config, folder, run_state, stop, verbose_lines=verbose, on_evaluation=on_evaluation)
+    evaluator = EvaluateAndCheckpoint(
+        config, folder, run_state, stop, verbose_lines=verbose, on_evaluation=on_evaluation
+    )
     evaluator.init_callback(model)
     callbacks: list[BaseCallback] = [evaluator]
     if verbose:
@@ -383,23 +418,27 @@ def _train_run(config: dict[str, Any], seed: int, run_dir: Path, device: str, re
     model.logger.close()
     model.env.close()
     if verbose:
-        say(run_summary(run_dir, run_state, last, int(model.num_timesteps) - first_step,
-                        time.perf_counter() - began))
+        say(run_summary(run_dir, run_state, last, int(model.num_timesteps) - first_step, time.perf_counter() - began))
     return final
 
 
-def run_summary(run_dir: Path, run_state: dict[str, Any], last: EvaluationResult | None, steps: int,
-                seconds: float) -> str:
+def run_summary(
+    run_dir: Path, run_state: dict[str, Any], last: EvaluationResult | None, steps: int, seconds: float
+) -> str:
     """The lines printed at the end of a run."""
     rows = run_state["evaluations"]
-    lines = [f"done: {rows[-1]['step'] if rows else '?'} steps ({steps} in this process, "
-             f"{format_duration(seconds)})"]
+    lines = [f"done: {rows[-1]['step'] if rows else '?'} steps ({steps} in this process, {format_duration(seconds)})"]
     if last is not None:
         lines.append(f"last evaluation: {last.summary()}")
     elif rows:
-        lines.append(f"last evaluation (step {rows[-1]['step']}): " + ", ".join(
-            f"{key.split('/')[-1]} {value:.2f}" for key, value in rows[-1].items() if key.startswith("eval/")
-            and key != "eval/success_rate"))
+        lines.append(
+            f"last evaluation (step {rows[-1]['step']}): "
+            + ", ".join(
+                f"{key.split('/')[-1]} {value:.2f}"
+                for key, value in rows[-1].items()
+                if key.startswith("eval/") and key != "eval/success_rate"
+            )
+        )
     scored = [row for row in rows if row[SUCCESS_EVER] == row[SUCCESS_EVER]]  # NaN-free
     if scored:
         best = max(scored, key=lambda row: row[SUCCESS_EVER])

@@ -62,22 +62,34 @@ def scalar_means(path: Path, tags: list[str] | None, from_step: int) -> list[Sca
         tags = [tag for tag in logged if tag.startswith("train/")]
     unknown = [tag for tag in tags if tag not in logged]
     if unknown:
-        raise ScalarsError(f"tag(s) {', '.join(map(repr, unknown))} not logged by any run under {path}; "
-                           f"logged tags: {', '.join(logged)}")
+        raise ScalarsError(
+            f"tag(s) {', '.join(map(repr, unknown))} not logged by any run under {path}; "
+            f"logged tags: {', '.join(logged)}"
+        )
     rows = []
     for folder, scalars in runs:
         name = "." if folder == path else str(folder.relative_to(path))
         for tag in tags:
             series = scalars.get(tag, [])
             values = [value for step, value in series if step >= from_step]
-            rows.append(ScalarMean(name, _alpha(folder), tag, sum(values) / len(values) if values else None,
-                                   len(values), series[-1][0] if series else -1))
+            rows.append(
+                ScalarMean(
+                    name,
+                    _alpha(folder),
+                    tag,
+                    sum(values) / len(values) if values else None,
+                    len(values),
+                    series[-1][0] if series else -1,
+                )
+            )
     return rows
 
 
 def scalars_markdown(rows: list[ScalarMean], from_step: int) -> str:
-    lines = [f"| run | alpha | tag | mean over steps >= {from_step:,} | values | last step |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"| run | alpha | tag | mean over steps >= {from_step:,} | values | last step |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         alpha = "-" if row.alpha is None else f"{row.alpha:g}"
         mean = "-" if row.mean is None else f"{row.mean:.4g}"

@@ -28,8 +28,16 @@ from reengage.algorithms import algo_spec, import_object
 
 # constructor arguments that the code fills in itself: never accepted from a config mapping
 _FILLED_IN = {
-    "self", "env", "policy", "observation_space", "action_space", "lr_schedule", "buffer_size", "device",
-    "n_envs", "seed",
+    "self",
+    "env",
+    "policy",
+    "observation_space",
+    "action_space",
+    "lr_schedule",
+    "buffer_size",
+    "device",
+    "n_envs",
+    "seed",
 }
 
 
@@ -76,7 +84,9 @@ def check_nested_keys(config: dict[str, Any]) -> None:
 
     spec = algo_spec(config["algo"])
     # the class the config's trainer builds (the fused Multi-ReenGAGE agent takes options of its own)
-    agent = import_object(spec.fast_agent if config.get("trainer", "fast") == "fast" and spec.fast_agent else spec.agent)
+    agent = import_object(
+        spec.fast_agent if config.get("trainer", "fast") == "fast" and spec.fast_agent else spec.agent
+    )
     check_mapping("algo_kwargs", config.get("algo_kwargs"), agent, agent.__name__)  # type: ignore[arg-type]
 
     policy_name = config.get("policy", "MultiInputPolicy")
@@ -85,8 +95,9 @@ def check_nested_keys(config: dict[str, Any]) -> None:
     else:
         aliases = getattr(agent, "policy_aliases", {})
         if policy_name not in aliases:
-            raise ValueError(f"policy={policy_name!r} is not valid; valid choices: {', '.join(sorted(aliases))} "
-                             "or 'module:Class'")
+            raise ValueError(
+                f"policy={policy_name!r} is not valid; valid choices: {', '.join(sorted(aliases))} or 'module:Class'"
+            )
         policy = aliases[policy_name]
     check_mapping_keys("policy_kwargs", config.get("policy_kwargs"), policy, policy.__name__)  # type: ignore[union-attr]
     # the class-valued options first: their message says how a class can be given
@@ -98,8 +109,7 @@ def check_nested_keys(config: dict[str, Any]) -> None:
         check_mapping("replay_buffer_kwargs", config.get("replay_buffer_kwargs"), HerReplayBuffer, "HerReplayBuffer")
     elif config.get("replay_buffer_class"):
         buffer = import_object(config["replay_buffer_class"])
-        check_mapping("replay_buffer_kwargs", config.get("replay_buffer_kwargs"), buffer,
-                      buffer.__name__)  # type: ignore[union-attr]
+        check_mapping("replay_buffer_kwargs", config.get("replay_buffer_kwargs"), buffer, buffer.__name__)  # type: ignore[union-attr]
 
     env_class = _env_class(config["env_id"])
     if env_class is not None:
@@ -110,8 +120,11 @@ def check_nested_keys(config: dict[str, Any]) -> None:
 
 
 # policy options whose value is a class, and the class it must derive from
-_CLASS_OPTIONS = {"activation_fn": "torch.nn:Module", "optimizer_class": "torch.optim:Optimizer",
-                  "features_extractor_class": "torch.nn:Module"}
+_CLASS_OPTIONS = {
+    "activation_fn": "torch.nn:Module",
+    "optimizer_class": "torch.optim:Optimizer",
+    "features_extractor_class": "torch.nn:Module",
+}
 
 
 def _check_policy_classes(policy_kwargs: dict[str, Any]) -> None:
@@ -129,8 +142,10 @@ def _check_policy_classes(policy_kwargs: dict[str, Any]) -> None:
     optimizer_kwargs = policy_kwargs.get("optimizer_kwargs")
     if optimizer_kwargs is not None:
         if not isinstance(optimizer_kwargs, dict):
-            raise ValueError(f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is not valid; give a mapping, "
-                             "e.g. {eps: 1.0e-5}")
+            raise ValueError(
+                f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is not valid; give a mapping, "
+                "e.g. {eps: 1.0e-5}"
+            )
         optimizer = policy_kwargs.get("optimizer_class") or import_object("torch.optim:Adam")
         check_mapping_keys("policy_kwargs.optimizer_kwargs", optimizer_kwargs, optimizer, optimizer.__name__)
         _check_optimizer_values(optimizer, optimizer_kwargs)
@@ -143,8 +158,9 @@ def _check_optimizer_values(optimizer: Any, optimizer_kwargs: dict[str, Any]) ->
     try:
         optimizer([torch.zeros(1, requires_grad=True)], lr=1e-3, **optimizer_kwargs)
     except (TypeError, ValueError, IndexError) as error:
-        raise ValueError(f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is refused by "
-                         f"{optimizer.__name__}: {error}") from None
+        raise ValueError(
+            f"policy_kwargs.optimizer_kwargs={optimizer_kwargs!r} is refused by {optimizer.__name__}: {error}"
+        ) from None
 
 
 def _env_class(env_id: str) -> type | None:
@@ -169,8 +185,9 @@ def _check_observation_noise(noise: dict[str, Any]) -> None:
     fields = [field.name for field in dataclasses.fields(SmoothingConfig)]
     unknown = sorted(set(noise) - set(fields))
     if unknown:
-        raise ValueError(f"observation_noise.{unknown[0]} is not a setting of the smoothing noise; valid keys: "
-                         f"{', '.join(fields)}")
+        raise ValueError(
+            f"observation_noise.{unknown[0]} is not a setting of the smoothing noise; valid keys: {', '.join(fields)}"
+        )
     try:
         SmoothingConfig.from_dict(dict(noise))
     except (TypeError, ValueError) as error:
@@ -192,8 +209,11 @@ def argument_annotations(cls: type) -> dict[str, Any]:
         parameters = inspect.signature(function).parameters.values()
         hints = _resolved_hints(function)
         for parameter in parameters:
-            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) \
-                    and parameter.name in hints and parameter.name not in found:
+            if (
+                parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                and parameter.name in hints
+                and parameter.name not in found
+            ):
                 found[parameter.name] = hints[parameter.name]
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             break
@@ -235,8 +255,10 @@ def check_mapping_types(key: str, mapping: dict[str, Any] | None, target: Any, t
                     hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3)"
                 except ValueError:
                     pass
-            raise ValueError(f"{key}.{name}={value!r} has the wrong type; {target_name}'s {name} takes "
-                             f"{describe_type(annotation)}{hint}")
+            raise ValueError(
+                f"{key}.{name}={value!r} has the wrong type; {target_name}'s {name} takes "
+                f"{describe_type(annotation)}{hint}"
+            )
 
 
 def _union_arms(annotation: Any) -> tuple[Any, ...] | None:

@@ -39,8 +39,18 @@ from .config import resolve_config
 from .config_keys import KEYS
 from .evaluation import EVALUATION_COLUMNS, LEGACY_SUCCESS, SUCCESS_EVER
 
-EXPERIMENT_KEYS = ("name", "description", "environments", "seeds", "timesteps", "overrides", "grid", "variants", "report",
-                   "tune")
+EXPERIMENT_KEYS = (
+    "name",
+    "description",
+    "environments",
+    "seeds",
+    "timesteps",
+    "overrides",
+    "grid",
+    "variants",
+    "report",
+    "tune",
+)
 VARIANT_KEYS = ("name", "algo", "alpha", "overrides", "grid", "seeds", "environments", "timesteps")
 REPORT_KEYS = ("baseline", "success_threshold", "metric", "task_keys")
 # grid or override keys that choose the variant's alpha (and with it the tuned profile) rather than a config key
@@ -219,7 +229,9 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
         variant = _check_keys(variant, VARIANT_KEYS, vwhere)
         for required in ("name", "algo"):
             if required not in variant:
-                raise ExperimentError(f"{vwhere}: missing {required!r} (each variant needs name and algo; alpha defaults to 0)")
+                raise ExperimentError(
+                    f"{vwhere}: missing {required!r} (each variant needs name and algo; alpha defaults to 0)"
+                )
         vname = str(variant["name"])
         if vname in names:
             raise ExperimentError(f"{vwhere}: variant name {vname!r} is used twice; names must be unique")
@@ -269,13 +281,17 @@ def expand_experiment(raw: Any, name_default: str = "experiment", path: Path | N
     ids = [run.run_id for run in runs]
     duplicates = sorted({run_id for run_id in ids if ids.count(run_id) > 1})
     if duplicates:
-        raise ExperimentError(f"{where}: two runs share the folder {duplicates[0]!r} (variant names that differ only in punctuation?)")
+        raise ExperimentError(
+            f"{where}: two runs share the folder {duplicates[0]!r} (variant names that differ only in punctuation?)"
+        )
     metric = report.get("metric")
     if metric == LEGACY_SUCCESS:  # the column's name before 0.2.0, in experiment files written then
         metric = SUCCESS_EVER
     if metric is not None and metric not in EVALUATION_COLUMNS:
-        raise ExperimentError(f"{where}: report.metric={metric!r} is not a column of evaluations.csv; valid: "
-                              f"{', '.join(EVALUATION_COLUMNS)}")
+        raise ExperimentError(
+            f"{where}: report.metric={metric!r} is not a column of evaluations.csv; valid: "
+            f"{', '.join(EVALUATION_COLUMNS)}"
+        )
     tune = _tune_section(raw, where) if "tune" in raw else None
     return Experiment(
         name=name,

@@ -29,10 +29,10 @@ drawn from one distribution) and how often it finds one that is, for the scenari
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy import stats
@@ -49,13 +49,15 @@ PERMUTATION_SEED = 0
 # rows of pooled data per matrix product: keeps (rows x splits) near 2 million numbers (16 MB)
 _CHUNK_NUMBERS = 2_000_000
 
-Interval = tuple[float, Optional[float], Optional[float]]
+Interval = tuple[float, float | None, float | None]
 
 
 # ---------------------------------------------------------------- the pieces, vectorised over datasets
 
-def welch_intervals(variant: np.ndarray, baseline: np.ndarray,
-                    confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def welch_intervals(
+    variant: np.ndarray, baseline: np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Difference of means (variant - baseline) along the last axis, with its Welch t interval.
 
     ``variant`` is (..., n1) and ``baseline`` (..., n2), n1, n2 >= 2. Returns (point, low, high); low and
@@ -72,7 +74,7 @@ def welch_intervals(variant: np.ndarray, baseline: np.ndarray,
     spread = squared_error > 0
     safe = np.where(spread, squared_error, 1.0)
     # Welch-Satterthwaite degrees of freedom (n - 1 of the group that varies when only one does)
-    df = safe ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1) + np.where(spread, 0.0, 1.0))
+    df = safe**2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1) + np.where(spread, 0.0, 1.0))
     half = stats.t.ppf(0.5 + confidence / 2, df) * np.sqrt(safe)
     low = np.where(spread, point - half, np.nan)
     high = np.where(spread, point + half, np.nan)
@@ -132,8 +134,9 @@ def permutation_p_values(variant: np.ndarray, baseline: np.ndarray) -> np.ndarra
     """
     x, y = np.asarray(variant, float), np.asarray(baseline, float)
     shape = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
-    pooled = np.concatenate([np.broadcast_to(x, shape + x.shape[-1:]), np.broadcast_to(y, shape + y.shape[-1:])],
-                            axis=-1).reshape(-1, x.shape[-1] + y.shape[-1])
+    pooled = np.concatenate(
+        [np.broadcast_to(x, shape + x.shape[-1:]), np.broadcast_to(y, shape + y.shape[-1:])], axis=-1
+    ).reshape(-1, x.shape[-1] + y.shape[-1])
     # sums of the same numbers in another order differ by rounding only (~1e-16 of their size)
     tolerance = 1e-9 * (1.0 + np.abs(pooled).sum(axis=1))
     return _split_p_values(pooled, x.shape[-1], tolerance).reshape(shape)
@@ -175,9 +178,9 @@ def claims_difference(low: np.ndarray, high: np.ndarray, p_value: np.ndarray, al
     return (p <= alpha) & ~holds_zero
 
 
-def percentile_bootstrap_intervals(variant: np.ndarray, baseline: np.ndarray, reps: int,
-                                   rng: np.random.Generator,
-                                   confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+def percentile_bootstrap_intervals(
+    variant: np.ndarray, baseline: np.ndarray, reps: int, rng: np.random.Generator, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
     """The interval the report used before: each group's seeds resampled independently (rliable's
     stratified bootstrap for one task), the difference of means per resample, and its percentiles.
 
@@ -200,6 +203,7 @@ def percentile_bootstrap_intervals(variant: np.ndarray, baseline: np.ndarray, re
 
 
 # ---------------------------------------------------------------- one comparison, as the report shows it
+
 
 class _SeedCounts:
     """The seed counts of a comparison, as the report names them."""
@@ -226,9 +230,9 @@ class DifferenceTest(_SeedCounts):
     """
 
     point: float
-    low: Optional[float]
-    high: Optional[float]
-    p_value: Optional[float]
+    low: float | None
+    high: float | None
+    p_value: float | None
     n_variant: int
     n_baseline: int
 
@@ -247,7 +251,7 @@ class ImprovementTest(_SeedCounts):
     """P(variant > baseline), ties 1/2, with the permutation p-value of P = 1/2 (None for a one-seed group)."""
 
     point: float
-    p_value: Optional[float]
+    p_value: float | None
     n_variant: int
     n_baseline: int
 
@@ -285,12 +289,14 @@ def improvement_test(variant: Sequence[float] | np.ndarray, baseline: Sequence[f
     if not _testable(x, y):
         point = float(improvement_probabilities(x, y)) if len(x) and len(y) else float("nan")
         return ImprovementTest(point, None, len(x), len(y))
-    return ImprovementTest(float(improvement_probabilities(x, y)), float(rank_permutation_p_values(x, y)),
-                           len(x), len(y))
+    return ImprovementTest(
+        float(improvement_probabilities(x, y)), float(rank_permutation_p_values(x, y)), len(x), len(y)
+    )
 
 
-def stratified_improvement_test(variant: np.ndarray, baseline: np.ndarray,
-                                draws: int = RANDOM_ARRANGEMENTS) -> ImprovementTest:
+def stratified_improvement_test(
+    variant: np.ndarray, baseline: np.ndarray, draws: int = RANDOM_ARRANGEMENTS
+) -> ImprovementTest:
     """P(variant > baseline) averaged over tasks (rliable's probability of improvement over (seeds x tasks)
     matrices), with a stratified permutation p-value of "1/2": the seeds are split at random within each task,
     independently across tasks, ``draws`` times from a fixed seed; p = (1 + k) / (1 + draws)."""
@@ -358,19 +364,41 @@ def _episodes(success: float, episodes: int = 20) -> Sampler:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("normal", "both groups N(0, 1)", "variant N(1, 1): a shift of 1 standard deviation",
-             _normal(0.0), _normal(0.0), _normal(1.0)),
-    Scenario("bounded with ties", "both groups: 0.0 with probability 0.4, 1.0 with probability 0.2, else k/20 "
-             "with k ~ Binomial(20, 0.3) (mean 0.32)",
-             "variant: 0.0 with probability 0.2, 1.0 with probability 0.4 (mean 0.52, +0.20)",
-             _success_mixture(0.4, 0.2), _success_mixture(0.4, 0.2), _success_mixture(0.2, 0.4)),
-    Scenario("all or nothing", "both groups: 1.0 with probability 0.5, else 0.0",
-             "variant: 1.0 with probability 0.9 (+0.40)",
-             _all_or_nothing(0.5), _all_or_nothing(0.5), _all_or_nothing(0.9)),
-    Scenario("unequal spread", "equal means 0.5, different spreads: variant 0.0 or 1.0 with probability 1/2 each, "
-             "baseline k/20 with k ~ Binomial(20, 0.5)",
-             "variant: 1.0 with probability 0.9 (+0.40)",
-             _all_or_nothing(0.5), _episodes(0.5), _all_or_nothing(0.9), same_distribution=False),
+    Scenario(
+        "normal",
+        "both groups N(0, 1)",
+        "variant N(1, 1): a shift of 1 standard deviation",
+        _normal(0.0),
+        _normal(0.0),
+        _normal(1.0),
+    ),
+    Scenario(
+        "bounded with ties",
+        "both groups: 0.0 with probability 0.4, 1.0 with probability 0.2, else k/20 "
+        "with k ~ Binomial(20, 0.3) (mean 0.32)",
+        "variant: 0.0 with probability 0.2, 1.0 with probability 0.4 (mean 0.52, +0.20)",
+        _success_mixture(0.4, 0.2),
+        _success_mixture(0.4, 0.2),
+        _success_mixture(0.2, 0.4),
+    ),
+    Scenario(
+        "all or nothing",
+        "both groups: 1.0 with probability 0.5, else 0.0",
+        "variant: 1.0 with probability 0.9 (+0.40)",
+        _all_or_nothing(0.5),
+        _all_or_nothing(0.5),
+        _all_or_nothing(0.9),
+    ),
+    Scenario(
+        "unequal spread",
+        "equal means 0.5, different spreads: variant 0.0 or 1.0 with probability 1/2 each, "
+        "baseline k/20 with k ~ Binomial(20, 0.5)",
+        "variant: 1.0 with probability 0.9 (+0.40)",
+        _all_or_nothing(0.5),
+        _episodes(0.5),
+        _all_or_nothing(0.9),
+        same_distribution=False,
+    ),
 )
 
 BOOTSTRAP = "percentile bootstrap CI excludes 0 (old report)"
@@ -381,8 +409,13 @@ RANKS = "permutation test of P(variant > baseline) = 1/2, p <= 0.05"
 METHODS = (BOOTSTRAP, WELCH, PERMUTATION, REPORTED, RANKS)
 
 
-def claims(variant: np.ndarray, baseline: np.ndarray, rng: np.random.Generator, bootstrap_reps: int = 2000,
-           methods: Sequence[str] = METHODS) -> dict[str, np.ndarray]:
+def claims(
+    variant: np.ndarray,
+    baseline: np.ndarray,
+    rng: np.random.Generator,
+    bootstrap_reps: int = 2000,
+    methods: Sequence[str] = METHODS,
+) -> dict[str, np.ndarray]:
     """Per method of ``methods`` (names from :data:`METHODS`), the sign of each simulated dataset's claim:
     +1 (variant higher), -1 (lower) or 0 (none). ``variant`` is (S, n1) and ``baseline`` (S, n2)."""
     unknown = [method for method in methods if method not in METHODS]
@@ -431,9 +464,14 @@ def claim_bound(simulations: int, alpha: float = ALPHA, errors: float = 3.0) -> 
     return alpha + errors * math.sqrt(alpha * (1 - alpha) / simulations)
 
 
-def coverage_table(simulations: int = 4000, seeds: Sequence[int] = (3, 5, 10),
-                   scenarios: Sequence[Scenario] = SCENARIOS, seed: int = 0, bootstrap_reps: int = 2000,
-                   methods: Sequence[str] = METHODS) -> list[CoverageRow]:
+def coverage_table(
+    simulations: int = 4000,
+    seeds: Sequence[int] = (3, 5, 10),
+    scenarios: Sequence[Scenario] = SCENARIOS,
+    seed: int = 0,
+    bootstrap_reps: int = 2000,
+    methods: Sequence[str] = METHODS,
+) -> list[CoverageRow]:
     """False-claim rate under the null and power under the effect, per scenario, seeds per group and method.
 
     Each (scenario, seeds) cell draws its datasets from a generator of its own (``seed``, the scenario's name,
@@ -458,18 +496,27 @@ def coverage_table(simulations: int = 4000, seeds: Sequence[int] = (3, 5, 10),
             effect = claims(effect_variant, effect_baseline, resampling, bootstrap_reps, methods)
             for method in methods:
                 cells[(scenario.name, method, n)] = CoverageRow(
-                    scenario.name, method, n, simulations, float(np.mean(null[method] != 0)),
-                    float(np.mean(effect[method] > 0)))
+                    scenario.name,
+                    method,
+                    n,
+                    simulations,
+                    float(np.mean(null[method] != 0)),
+                    float(np.mean(effect[method] > 0)),
+                )
     return [cells[(scenario.name, method, n)] for scenario in scenarios for method in methods for n in seeds]
 
 
 def _table(rows: list[CoverageRow], bound: float) -> list[str]:
-    lines = ["| scenario | method | seeds per group | false claims under the null (± MC SE) | power at the effect |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| scenario | method | seeds per group | false claims under the null (± MC SE) | power at the effect |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
         flag = " **over**" if row.false_claims > bound else ""
-        lines.append(f"| {row.scenario} | {row.method} | {row.seeds} vs {row.seeds} | "
-                     f"{row.false_claims:.3f} ± {row.false_claims_error:.3f}{flag} | {row.power:.3f} |")
+        lines.append(
+            f"| {row.scenario} | {row.method} | {row.seeds} vs {row.seeds} | "
+            f"{row.false_claims:.3f} ± {row.false_claims_error:.3f}{flag} | {row.power:.3f} |"
+        )
     return lines
 
 
@@ -489,9 +536,13 @@ def coverage_markdown(rows: list[CoverageRow], command: str, scenarios: Sequence
         "few seeds (3 to 10). They used to call a difference real when a percentile bootstrap interval "
         "excluded 0. With a handful of seeds that interval is too narrow: resampling 3 numbers cannot show "
         "how far apart 3 new seeds could fall."
-        + (f" In the table below it claims a difference between two variants drawn from one distribution in "
-           f"{worst.false_claims:.0%} of {worst.scenario} datasets at {worst.seeds} seeds per group, against "
-           "the 5% a 95% interval promises." if worst else ""),
+        + (
+            f" In the table below it claims a difference between two variants drawn from one distribution in "
+            f"{worst.false_claims:.0%} of {worst.scenario} datasets at {worst.seeds} seeds per group, against "
+            "the 5% a 95% interval promises."
+            if worst
+            else ""
+        ),
         "The report now uses:",
         "",
         "* **Difference of means (variant - baseline):** a 95% Welch t interval (it allows the two variants "
@@ -500,7 +551,7 @@ def coverage_markdown(rows: list[CoverageRow], command: str, scenarios: Sequence
         "exact at any number of seeds and for any data, ties at 0 and 1 included (every split where there "
         f"are at most {EXACT_ARRANGEMENTS:,}, which covers up to 9 vs 9 seeds; past that {RANDOM_ARRANGEMENTS:,} "
         "random splits from a fixed seed, which keeps the test exact).",
-        "* **A difference is claimed** (\"excludes 0: yes\", `excludes_zero` in `summary.json`) only where the "
+        '* **A difference is claimed** ("excludes 0: yes", `excludes_zero` in `summary.json`) only where the '
         "Welch interval excludes 0 *and* the permutation p-value is at most 0.05. The permutation test holds "
         "the false claims to 5% whatever the data; the Welch interval keeps a claim from standing beside an "
         "interval that holds 0. Where neither variant varies (every seed of each scored the same) there is "
@@ -538,17 +589,26 @@ def coverage_markdown(rows: list[CoverageRow], command: str, scenarios: Sequence
     ]
     lines += _table([row for row in rows if row.scenario in same], bound)
     reported = {(row.scenario, row.seeds): row for row in rows if row.method == REPORTED}
-    found = [f"{reported[('normal', n)].power:.0%}" + (" of datasets" if not index else "") + f" at {n}"
-             + (" seeds per group" if not index else "")
-             for index, n in enumerate(n for n in sorted({row.seeds for row in rows})
-                                       if n > 3 and ("normal", n) in reported)]
+    found = [
+        f"{reported[('normal', n)].power:.0%}"
+        + (" of datasets" if not index else "")
+        + f" at {n}"
+        + (" seeds per group" if not index else "")
+        for index, n in enumerate(n for n in sorted({row.seeds for row in rows}) if n > 3 and ("normal", n) in reported)
+    ]
     if found:
-        lines += ["", "Power is low at these sizes: the report's claim finds a shift of 1 standard deviation "
-                  f"(normal scenario) in {' and '.join(found)}."]
+        lines += [
+            "",
+            "Power is low at these sizes: the report's claim finds a shift of 1 standard deviation "
+            f"(normal scenario) in {' and '.join(found)}.",
+        ]
     different = [row for row in rows if row.scenario not in same]
     if different:
-        rates = ", ".join(f"{row.false_claims:.3f} at {row.seeds} vs {row.seeds}"
-                          for row in different if row.method == REPORTED and row.seeds > 3)
+        rates = ", ".join(
+            f"{row.false_claims:.3f} at {row.seeds} vs {row.seeds}"
+            for row in different
+            if row.method == REPORTED and row.seeds > 3
+        )
         lines += [
             "",
             "## Equal means, unequal spread: outside the guarantee",
@@ -558,7 +618,8 @@ def coverage_markdown(rows: list[CoverageRow], command: str, scenarios: Sequence
             "half, while every baseline seed lands near 0.5. Few seeds cannot tell this from a real "
             "difference: 1 time in 16 the variant's 5 seeds are all 1.0 or all 0.0, and any test then sees "
             "a difference. The report's claim is wrong in this scenario at a rate of "
-            + (rates or "-") + "; the Welch interval alone would be far worse at 3 seeds, which is one reason "
+            + (rates or "-")
+            + "; the Welch interval alone would be far worse at 3 seeds, which is one reason "
             "the claim needs both. The rank test tests one distribution, not P = 1/2, and rejects too often "
             "here: read its p-value as evidence that the variants differ, not that one is better.",
             "",

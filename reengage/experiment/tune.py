@@ -107,13 +107,23 @@ def fingerprint(experiment: Experiment) -> dict[str, Any]:
     spec: TuneSpec = experiment.tune
     raw = experiment.raw
     variant = dict(raw["variants"][0])
-    return json.loads(json.dumps({
-        "environment": variant.get("environments", raw.get("environments")),
-        "algo": variant.get("algo"), "alpha": variant.get("alpha", 0),
-        "overrides": raw.get("overrides") or {}, "variant_overrides": variant.get("overrides") or {},
-        "timesteps": variant.get("timesteps", raw.get("timesteps")),
-        "seeds": list(spec.seeds), "metric": spec.metric, "column": spec.column,
-    }, sort_keys=True, default=repr))
+    return json.loads(
+        json.dumps(
+            {
+                "environment": variant.get("environments", raw.get("environments")),
+                "algo": variant.get("algo"),
+                "alpha": variant.get("alpha", 0),
+                "overrides": raw.get("overrides") or {},
+                "variant_overrides": variant.get("overrides") or {},
+                "timesteps": variant.get("timesteps", raw.get("timesteps")),
+                "seeds": list(spec.seeds),
+                "metric": spec.metric,
+                "column": spec.column,
+            },
+            sort_keys=True,
+            default=repr,
+        )
+    )
 
 
 def open_study(experiment: Experiment, storage_url: str) -> tuple[Any, Any]:
@@ -123,25 +133,34 @@ def open_study(experiment: Experiment, storage_url: str) -> tuple[Any, Any]:
 
     spec: TuneSpec = experiment.tune
     storage = open_storage(storage_url)
-    direction = optuna.study.StudyDirection.MAXIMIZE if spec.direction == "maximize" else optuna.study.StudyDirection.MINIMIZE
+    direction = (
+        optuna.study.StudyDirection.MAXIMIZE if spec.direction == "maximize" else optuna.study.StudyDirection.MINIMIZE
+    )
     study = optuna.create_study(storage=storage, study_name=experiment.name, direction=direction, load_if_exists=True)
     stored = study.direction.name.lower()
     if stored != spec.direction:
-        raise StudyError(f"the study {experiment.name!r} in {storage_url} was made with direction {stored}; the file "
-                         f"says {spec.direction}: use another --results (or delete {STUDY_FILE}) for a new study")
+        raise StudyError(
+            f"the study {experiment.name!r} in {storage_url} was made with direction {stored}; the file "
+            f"says {spec.direction}: use another --results (or delete {STUDY_FILE}) for a new study"
+        )
     mine = fingerprint(experiment)
     theirs = study.user_attrs.get(FINGERPRINT_ATTR)
     if theirs is None:
         study.set_user_attr(FINGERPRINT_ATTR, mine)
     elif theirs != mine:
         changed = sorted(key for key in set(mine) | set(theirs) if mine.get(key) != theirs.get(key))
-        raise StudyError(f"the study {experiment.name!r} in {storage_url} was made with other {', '.join(changed)} "
-                         f"(the study has {', '.join(f'{key}={theirs.get(key)!r}' for key in changed)}); its trials "
-                         f"are not comparable with this file's: use another --results (or delete {STUDY_FILE})")
+        raise StudyError(
+            f"the study {experiment.name!r} in {storage_url} was made with other {', '.join(changed)} "
+            f"(the study has {', '.join(f'{key}={theirs.get(key)!r}' for key in changed)}); its trials "
+            f"are not comparable with this file's: use another --results (or delete {STUDY_FILE})"
+        )
     existing = len(study.get_trials(deepcopy=False))
-    return optuna.load_study(study_name=experiment.name, storage=storage,
-                             sampler=make_sampler(spec.sampler, offset=existing),
-                             pruner=make_pruner(spec.pruner)), storage
+    return optuna.load_study(
+        study_name=experiment.name,
+        storage=storage,
+        sampler=make_sampler(spec.sampler, offset=existing),
+        pruner=make_pruner(spec.pruner),
+    ), storage
 
 
 def trial_runs(experiment: Experiment, settings: dict[str, Any]) -> list[RunSpec]:
@@ -161,17 +180,27 @@ def write_study_manifest(results_dir: Path, experiment: Experiment, study: Any) 
         for entry in trial.user_attrs.get(RUNS_ATTR, []):
             runs.setdefault(entry["run_id"], entry)
     variant = str(experiment.raw["variants"][0]["name"])
-    write_manifest(results_dir, {
-        "name": experiment.name, "file": str(experiment.path) if experiment.path else None,
-        "description": experiment.description, "baseline": variant, "success_threshold": experiment.success_threshold,
-        "metric": experiment.metric or experiment.tune.column, "variants": [variant], "task_keys": [],
-        "tune": {"study": experiment.name, "storage": STUDY_FILE}, "runs": list(runs.values()),
-    })
+    write_manifest(
+        results_dir,
+        {
+            "name": experiment.name,
+            "file": str(experiment.path) if experiment.path else None,
+            "description": experiment.description,
+            "baseline": variant,
+            "success_threshold": experiment.success_threshold,
+            "metric": experiment.metric or experiment.tune.column,
+            "variants": [variant],
+            "task_keys": [],
+            "tune": {"study": experiment.name, "storage": STUDY_FILE},
+            "runs": list(runs.values()),
+        },
+    )
 
 
 def _describe(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-                     for key, value in settings.items())
+    return ", ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in settings.items()
+    )
 
 
 def run_study(
@@ -194,19 +223,39 @@ def run_study(
     results_dir.mkdir(parents=True, exist_ok=True)
     try:
         with own_run_folder(results_dir):
-            return _run_study(experiment, results_dir, backend, trials or experiment.tune.trials,
-                              storage_url or default_storage(results_dir), device, threads, stream, progress_every)
+            return _run_study(
+                experiment,
+                results_dir,
+                backend,
+                trials or experiment.tune.trials,
+                storage_url or default_storage(results_dir),
+                device,
+                threads,
+                stream,
+                progress_every,
+            )
     except RunFolderBusy as busy:
         from .grid import BUSY_EXIT_CODE
 
         who = f"process {busy.owner_pid}" if busy.owner_pid is not None else "another process"
-        raise StudyError(f"the study in {results_dir} is being run by {who}; wait for it to finish, or stop it "
-                         "(Ctrl-C or kill PID: it keeps its checkpoints) and run the command again",
-                         BUSY_EXIT_CODE) from None
+        raise StudyError(
+            f"the study in {results_dir} is being run by {who}; wait for it to finish, or stop it "
+            "(Ctrl-C or kill PID: it keeps its checkpoints) and run the command again",
+            BUSY_EXIT_CODE,
+        ) from None
 
 
-def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, target: int, storage_url: str,
-               device: str, threads: int, stream: TextIO, progress_every: float) -> StudySummary:
+def _run_study(
+    experiment: Experiment,
+    results_dir: Path,
+    backend: Backend,
+    target: int,
+    storage_url: str,
+    device: str,
+    threads: int,
+    stream: TextIO,
+    progress_every: float,
+) -> StudySummary:
     import optuna
     from optuna.trial import TrialState
 
@@ -223,8 +272,9 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
     def fail(number: int, reason: str, trained: bool = True) -> None:
         """Mark the trial FAIL; ``trained``: it failed in this launch (exit code 1), not before it started."""
         # the reason is kept in the study (trials.csv shows it); a finished trial takes no attribute, so first
-        storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, number), ERROR_ATTR,
-                                    reason)
+        storage.set_trial_user_attr(
+            storage.get_trial_id_from_study_id_trial_number(study_id, number), ERROR_ATTR, reason
+        )
         study.tell(number, state=TrialState.FAIL)
         if trained:
             summary.failed[number] = reason
@@ -251,9 +301,11 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
     summary.before = ended
     to_ask = max(0, target - ended - len(summary.failed) - len(active))
     write_study_manifest(results_dir, experiment, study)
-    say(f"study {STUDY_FILE}: {ended} trial(s) ended before, {len(active)} to continue "
+    say(
+        f"study {STUDY_FILE}: {ended} trial(s) ended before, {len(active)} to continue "
         f"({', '.join(map(str, summary.continued)) or 'none'}), {to_ask} to start; target {target}; "
-        f"metric {spec.describe_metric()}; {spec.direction}")
+        f"metric {spec.describe_metric()}; {spec.direction}"
+    )
 
     ready: list[ActiveTrial] = list(active)  # trials whose next run is to be started
     in_flight: dict[str, ActiveTrial] = {}  # run_id -> trial
@@ -261,8 +313,11 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
     def finish(trial: ActiveTrial) -> None:
         value = mean(trial.values)
         if math.isnan(value):
-            fail(trial.number, f"its metric is NaN: the column {spec.column} is empty for this environment "
-                               "(tune.column: eval/mean_return reports every environment)")
+            fail(
+                trial.number,
+                f"its metric is NaN: the column {spec.column} is empty for this environment "
+                "(tune.column: eval/mean_return reports every environment)",
+            )
             return
         study.tell(trial.number, value)
         summary.completed[trial.number] = value
@@ -293,13 +348,26 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
         run = trial.next_run
         assert run is not None
         done = len(trial.values)
-        backend.submit({
-            "run_dir": str(run_folder_of(results_dir, run.run_id).path.resolve()), "config": run.config,
-            "seed": run.seed, "identity": run.identity(), "device": device, "threads": threads,
-            "report": {"storage": storage_url, "study": name, "trial": trial.number,
-                       "offset": done * int(run.config["timesteps"]), "previous": list(trial.values),
-                       "metric": spec.metric, "column": spec.column, "pruner": spec.pruner},
-        })
+        backend.submit(
+            {
+                "run_dir": str(run_folder_of(results_dir, run.run_id).path.resolve()),
+                "config": run.config,
+                "seed": run.seed,
+                "identity": run.identity(),
+                "device": device,
+                "threads": threads,
+                "report": {
+                    "storage": storage_url,
+                    "study": name,
+                    "trial": trial.number,
+                    "offset": done * int(run.config["timesteps"]),
+                    "previous": list(trial.values),
+                    "metric": spec.metric,
+                    "column": spec.column,
+                    "pruner": spec.pruner,
+                },
+            }
+        )
         in_flight[run.run_id] = trial
 
     def ask() -> ActiveTrial | None:
@@ -357,21 +425,27 @@ def _run_study(experiment: Experiment, results_dir: Path, backend: Backend, targ
             dispatch()
             if time.monotonic() - last_line >= progress_every:
                 last_line = time.monotonic()
-                say(f"{len(summary.completed)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed "
+                say(
+                    f"{len(summary.completed)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed "
                     f"in this launch; {len(in_flight)} run(s) training, {to_ask} trial(s) to start | "
-                    f"{_elapsed(last_line - started)} elapsed")
+                    f"{_elapsed(last_line - started)} elapsed"
+                )
     except KeyboardInterrupt:
         summary.interrupted = True
-        say(f"interrupted: {len(in_flight)} running run(s) save a checkpoint and stop (Ctrl-C again to kill them "
-            "at once)")
+        say(
+            f"interrupted: {len(in_flight)} running run(s) save a checkpoint and stop (Ctrl-C again to kill them "
+            "at once)"
+        )
         try:
             backend.stop()
             how = "stopped"
         except KeyboardInterrupt:
             backend.kill()
             how = "killed"
-        say(f"{how} {len(in_flight)} running run(s); their trials stay RUNNING in the study and a relaunch of the "
-            "same command continues them from their checkpoints")
+        say(
+            f"{how} {len(in_flight)} running run(s); their trials stay RUNNING in the study and a relaunch of the "
+            "same command continues them from their checkpoints"
+        )
     finally:
         backend.close()
     write_trials_table(results_dir, study)
@@ -414,9 +488,16 @@ def write_trials_table(results_dir: Path, study: Any) -> Path:
             settings = trial.user_attrs.get(SETTINGS_ATTR, {})
             steps = trial.intermediate_values
             value = trial.value if trial.value is not None else (steps[max(steps)] if steps else "")
-            writer.writerow([trial.number, trial.state.name, value, max(steps) if steps else "",
-                             *[_cell(settings[key]) if key in settings else "" for key in keys],
-                             trial.user_attrs.get(ERROR_ATTR, "")])
+            writer.writerow(
+                [
+                    trial.number,
+                    trial.state.name,
+                    value,
+                    max(steps) if steps else "",
+                    *[_cell(settings[key]) if key in settings else "" for key in keys],
+                    trial.user_attrs.get(ERROR_ATTR, ""),
+                ]
+            )
     return path
 
 
@@ -455,5 +536,7 @@ def best_snippet(trial: Any, spec: TuneSpec) -> str:
     tuned profile, ``common`` or ``algos.<algo>``) or an experiment file's ``overrides``."""
     settings = trial.user_attrs.get(SETTINGS_ATTR, {})
     body = yaml.safe_dump(_nested(settings), sort_keys=False, default_flow_style=False)
-    return (f"# best trial {trial.number}: value {trial.value:.6g} ({spec.describe_metric()}; {spec.direction})\n"
-            f"# on the command line: {set_arguments(settings)}\n{body}")
+    return (
+        f"# best trial {trial.number}: value {trial.value:.6g} ({spec.describe_metric()}; {spec.direction})\n"
+        f"# on the command line: {set_arguments(settings)}\n{body}"
+    )

@@ -54,8 +54,11 @@ _FORMS = {
     "int": "{type: int, low: L, high: H, log: false, step: 1} with integers L < H (L >= 1 when log: true)",
     "categorical": "{type: categorical, choices: [A, B, ...]} with at least one choice",
 }
-_FIELDS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
-           "categorical": ("type", "choices")}
+_FIELDS = {
+    "float": ("type", "low", "high", "log", "step"),
+    "int": ("type", "low", "high", "log", "step"),
+    "categorical": ("type", "choices"),
+}
 # Optuna's categorical choices are None, bool, int, float or str; others (lists, mappings) are stored as JSON text
 _PRIMITIVE = (type(None), bool, int, float, str)
 
@@ -86,12 +89,14 @@ class Dimension:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         if self.kind == "float":
-            return FloatDistribution(float(self.low), float(self.high), log=self.log,
-                                     step=None if self.step is None else float(self.step))
+            return FloatDistribution(
+                float(self.low), float(self.high), log=self.log, step=None if self.step is None else float(self.step)
+            )
         if self.kind == "int":
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
-        return CategoricalDistribution([json.dumps(choice) for choice in self.choices] if self.encoded
-                                       else list(self.choices))
+        return CategoricalDistribution(
+            [json.dumps(choice) for choice in self.choices] if self.encoded else list(self.choices)
+        )
 
     def decode(self, value: Any) -> Any:
         """The configuration value of a sampled parameter."""
@@ -167,15 +172,19 @@ def _seeds(value: Any) -> tuple[int, ...]:
         if len(set(value)) != len(value):
             raise TuneError(f"{where}={value!r} repeats a seed")
         return tuple(value)
-    raise TuneError(f"{where}={value!r} must be a positive count (seeds {FIRST_TUNING_SEED}, {FIRST_TUNING_SEED + 1}, "
-                    "...) or a non-empty list of non-negative integers")
+    raise TuneError(
+        f"{where}={value!r} must be a positive count (seeds {FIRST_TUNING_SEED}, {FIRST_TUNING_SEED + 1}, "
+        "...) or a non-empty list of non-negative integers"
+    )
 
 
 def _sampler(value: Any) -> dict[str, Any]:
     form = "tpe, random, or {type: tpe|random, seed: S, startup_trials: N}"
     raw = {"type": value} if isinstance(value, str) else _mapping(value, SAMPLER_KEYS, "tune.sampler", form)
-    sampler = {"type": _choice(raw.get("type", "tpe"), SAMPLERS, "tune.sampler.type"),
-               "seed": _count(raw.get("seed", 0), "tune.sampler.seed", 0)}
+    sampler = {
+        "type": _choice(raw.get("type", "tpe"), SAMPLERS, "tune.sampler.type"),
+        "seed": _count(raw.get("seed", 0), "tune.sampler.seed", 0),
+    }
     if "startup_trials" in raw:
         if sampler["type"] != "tpe":
             raise TuneError("tune.sampler.startup_trials is an option of the tpe sampler only")
@@ -184,18 +193,24 @@ def _sampler(value: Any) -> dict[str, Any]:
 
 
 def _pruner(value: Any) -> dict[str, Any]:
-    form = ("median, none, {type: median, startup_trials: N, warmup_steps: W, interval_steps: I} or "
-            "{type: threshold, lower: L, upper: U, warmup_steps: W, interval_steps: I}")
+    form = (
+        "median, none, {type: median, startup_trials: N, warmup_steps: W, interval_steps: I} or "
+        "{type: threshold, lower: L, upper: U, warmup_steps: W, interval_steps: I}"
+    )
     if value is None:
         value = "none"
     raw = {"type": value} if isinstance(value, str) else _mapping(value, PRUNER_KEYS, "tune.pruner", form)
     kind = _choice(raw.get("type", "median"), PRUNERS, "tune.pruner.type")
-    allowed = {"median": ("type", "startup_trials", "warmup_steps", "interval_steps"),
-               "threshold": ("type", "lower", "upper", "warmup_steps", "interval_steps"), "none": ("type",)}[kind]
+    allowed = {
+        "median": ("type", "startup_trials", "warmup_steps", "interval_steps"),
+        "threshold": ("type", "lower", "upper", "warmup_steps", "interval_steps"),
+        "none": ("type",),
+    }[kind]
     extra = [key for key in raw if key not in allowed]
     if extra:
-        raise TuneError(f"tune.pruner.{extra[0]} is not an option of the {kind} pruner; its options: "
-                        f"{', '.join(allowed)}")
+        raise TuneError(
+            f"tune.pruner.{extra[0]} is not an option of the {kind} pruner; its options: {', '.join(allowed)}"
+        )
     pruner: dict[str, Any] = {"type": kind}
     for key, minimum in (("startup_trials", 0), ("warmup_steps", 0), ("interval_steps", 1)):
         if key in raw:
@@ -216,8 +231,10 @@ def _pruner(value: Any) -> dict[str, Any]:
 def _dimension(key: str, raw: Any) -> Dimension:
     where = f"tune.search_space.{key}"
     if key not in KEYS:
-        raise TuneError(f"{where}: {key!r} is not a config key (python train.py --list-keys lists them, e.g. "
-                        "reengage_alpha, learning_rate, batch_size, algo_kwargs.reengage_matching)")
+        raise TuneError(
+            f"{where}: {key!r} is not a config key (python train.py --list-keys lists them, e.g. "
+            "reengage_alpha, learning_rate, batch_size, algo_kwargs.reengage_matching)"
+        )
     if not isinstance(raw, dict) or raw.get("type") not in _FORMS:
         kind = raw.get("type") if isinstance(raw, dict) else None
         problem = f"type={kind!r} is not valid" if isinstance(raw, dict) else f"{raw!r} is not a distribution"
@@ -244,9 +261,16 @@ def _dimension(key: str, raw: Any) -> Dimension:
     number = int if kind == "int" else float
     if number not in row.types:
         takes = ", ".join("null" if kind_ is type(None) else kind_.__name__ for kind_ in row.types)
-        raise TuneError(f"{where}: {key} takes {takes}, not a {kind} range; valid forms: "
-                        + "; ".join(form_ for name, form_ in _FORMS.items() if name == "categorical"
-                                    or (name == "int" and int in row.types) or (name == "float" and float in row.types)))
+        raise TuneError(
+            f"{where}: {key} takes {takes}, not a {kind} range; valid forms: "
+            + "; ".join(
+                form_
+                for name, form_ in _FORMS.items()
+                if name == "categorical"
+                or (name == "int" and int in row.types)
+                or (name == "float" and float in row.types)
+            )
+        )
     for name in ("low", "high"):
         if name not in raw:
             raise TuneError(f"{where}: missing {name}; valid form: {form}")
@@ -254,8 +278,10 @@ def _dimension(key: str, raw: Any) -> Dimension:
     check = _is_int if kind == "int" else _is_number
     for name, value in (("low", low), ("high", high)):
         if not check(value):
-            raise TuneError(f"{where}: {name}={value!r} must be {'an integer' if kind == 'int' else 'a finite number'}; "
-                            f"valid form: {form}")
+            raise TuneError(
+                f"{where}: {name}={value!r} must be {'an integer' if kind == 'int' else 'a finite number'}; "
+                f"valid form: {form}"
+            )
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise TuneError(f"{where}: log={log!r} must be true or false; valid form: {form}")
@@ -268,7 +294,9 @@ def _dimension(key: str, raw: Any) -> Dimension:
         if not check(step) or step <= 0:
             raise TuneError(f"{where}: step={step!r} must be a positive {'integer' if kind == 'int' else 'number'}")
         if log and not (kind == "int" and step == 1):
-            raise TuneError(f"{where}: step and log: true exclude each other (Optuna samples a log range without a step)")
+            raise TuneError(
+                f"{where}: step and log: true exclude each other (Optuna samples a log range without a step)"
+            )
     for name, value in (("low", low), ("high", high)):
         problem = row.value_problem(value)
         if problem:
@@ -282,8 +310,10 @@ def parse_tune(raw: Any) -> TuneSpec:
     raw = _mapping(raw if raw is not None else {}, TUNE_KEYS, "tune", form)
     space = raw.get("search_space")
     if not isinstance(space, dict) or not space:
-        raise TuneError(f"tune.search_space={space!r} must map config keys to distributions; valid forms: "
-                        + "; ".join(_FORMS.values()))
+        raise TuneError(
+            f"tune.search_space={space!r} must map config keys to distributions; valid forms: "
+            + "; ".join(_FORMS.values())
+        )
     return TuneSpec(
         trials=_count(raw.get("trials", 20), "tune.trials", 1),
         seeds=_seeds(raw.get("seeds", 1)),
@@ -311,14 +341,19 @@ def check_tunable(raw: dict[str, Any], where: str) -> None:
     environments = raw.get("environments")
     variants = raw.get("variants") or []
     if isinstance(environments, list) and len(environments) != 1:
-        raise TuneError(f"{where}: a file with a tune section names one environment (a study tunes one "
-                        f"configuration); got {len(environments)}: {', '.join(map(str, environments))}")
+        raise TuneError(
+            f"{where}: a file with a tune section names one environment (a study tunes one "
+            f"configuration); got {len(environments)}: {', '.join(map(str, environments))}"
+        )
     if len(variants) != 1:
-        raise TuneError(f"{where}: a file with a tune section has one variant (the configuration tuned); "
-                        f"got {len(variants)}")
+        raise TuneError(
+            f"{where}: a file with a tune section has one variant (the configuration tuned); got {len(variants)}"
+        )
     variant = variants[0] if isinstance(variants[0], dict) else {}
     if raw.get("grid") or variant.get("grid"):
-        raise TuneError(f"{where}: a file with a tune section has no grid: put the keys to search in "
-                        "tune.search_space, fixed values in overrides")
+        raise TuneError(
+            f"{where}: a file with a tune section has no grid: put the keys to search in "
+            "tune.search_space, fixed values in overrides"
+        )
     if isinstance(variant.get("environments"), list) and len(variant["environments"]) != 1:
         raise TuneError(f"{where}: variants[0].environments: a file with a tune section names one environment")

@@ -13,7 +13,8 @@ step budget, so the pruner compares trials at the same point of the same schedul
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # how long a process waits for another's write to the SQLite file before giving up (seconds)
 SQLITE_TIMEOUT = 60
@@ -82,10 +83,15 @@ def evaluation_reporter(report: dict[str, Any]) -> Callable[[int, list[dict[str,
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(report["storage"])
-    study = optuna.load_study(study_name=report["study"], storage=storage, pruner=make_pruner(report["pruner"]),
-                              sampler=optuna.samplers.RandomSampler())
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(report["study"]),
-                                                               int(report["trial"]))
+    study = optuna.load_study(
+        study_name=report["study"],
+        storage=storage,
+        pruner=make_pruner(report["pruner"]),
+        sampler=optuna.samplers.RandomSampler(),
+    )
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(report["study"]), int(report["trial"])
+    )
     trial = optuna.trial.Trial(study, trial_id)
     reported = set(storage.get_trial(trial_id).intermediate_values)
     previous = [float(value) for value in report["previous"]]
@@ -99,7 +105,11 @@ def evaluation_reporter(report: dict[str, Any]) -> Callable[[int, list[dict[str,
             trial.report(value, trial_step)
             reported.add(trial_step)
         if trial.should_prune():
-            raise RunPruned(int(step), value, f"{report['pruner']['type']} pruner, trial {report['trial']} value "
-                                              f"{value:.4g} at trial step {trial_step}")
+            raise RunPruned(
+                int(step),
+                value,
+                f"{report['pruner']['type']} pruner, trial {report['trial']} value "
+                f"{value:.4g} at trial step {trial_step}",
+            )
 
     return on_evaluation

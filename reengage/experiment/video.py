@@ -12,8 +12,8 @@ a full disk) removes the part it wrote and raises the ``OSError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,8 +28,10 @@ def check_video_path(path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in PILLOW_SUFFIXES + FFMPEG_SUFFIXES:
-        raise ValueError(f"--video {path}: unknown format {suffix or '(none)'!r}; valid: "
-                         f"{', '.join(PILLOW_SUFFIXES + FFMPEG_SUFFIXES)}")
+        raise ValueError(
+            f"--video {path}: unknown format {suffix or '(none)'!r}; valid: "
+            f"{', '.join(PILLOW_SUFFIXES + FFMPEG_SUFFIXES)}"
+        )
     if suffix in FFMPEG_SUFFIXES:
         try:
             import imageio.v2  # noqa: F401
@@ -45,13 +47,16 @@ def _check_folder(path: Path, option: str) -> Path:
 
     folder = path.parent
     if not folder.exists():
-        raise ValueError(f"{option} {path}: the folder {folder} does not exist; create it first "
-                         f"(mkdir -p {folder}), or choose an existing folder")
+        raise ValueError(
+            f"{option} {path}: the folder {folder} does not exist; create it first "
+            f"(mkdir -p {folder}), or choose an existing folder"
+        )
     if not folder.is_dir():
         raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"{option} {path}: the folder {folder} is not writable; choose another folder, or change "
-                         "its permissions")
+        raise ValueError(
+            f"{option} {path}: the folder {folder} is not writable; choose another folder, or change its permissions"
+        )
     return path
 
 
@@ -79,8 +84,10 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: int = 4) ->
         from PIL import Image
 
         images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
-        _written_or_removed(path, lambda: images[0].save(path, save_all=True, append_images=images[1:],
-                                                         duration=int(1000 / fps), loop=0))
+        _written_or_removed(
+            path,
+            lambda: images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0),
+        )
     else:
         import imageio.v2 as imageio
 
@@ -98,7 +105,9 @@ def check_picture_path(path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in PICTURE_SUFFIXES:
-        raise ValueError(f"--picture {path}: unknown format {suffix or '(none)'!r}; valid: {', '.join(PICTURE_SUFFIXES)}")
+        raise ValueError(
+            f"--picture {path}: unknown format {suffix or '(none)'!r}; valid: {', '.join(PICTURE_SUFFIXES)}"
+        )
     return _check_folder(path, "--picture")
 
 

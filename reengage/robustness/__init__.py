@@ -22,7 +22,12 @@ noise are shared with training, so they live below this package, in :mod:`reenga
 :mod:`reengage.noise_wrapper`; they are re-exported here.
 """
 
-from reengage.noise_wrapper import AblationObservationNoise, GaussianObservationNoise, SmoothingNoiseWrapper, wrap_with_noise
+from reengage.noise_wrapper import (
+    AblationObservationNoise,
+    GaussianObservationNoise,
+    SmoothingNoiseWrapper,
+    wrap_with_noise,
+)
 from reengage.observation_noise import SmoothingConfig, load_sidecar, save_sidecar
 
 from .certificates import (

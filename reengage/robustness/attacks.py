@@ -144,7 +144,9 @@ def hamming_search(smoothed: SmoothedPolicy, obs: Any, radius: int, n: int = 200
 # confirmation tests: a break is claimed only with statistical confidence
 
 
-def discrete_break_from_counts(clean_counts: np.ndarray, moved_counts: np.ndarray, reference: int, level: float) -> bool:
+def discrete_break_from_counts(
+    clean_counts: np.ndarray, moved_counts: np.ndarray, reference: int, level: float
+) -> bool:
     """Do the vote counts show, with probability of a false claim <= ``level``, that g(x) = reference != g(x')?
 
     ``clean_counts`` and ``moved_counts`` are the votes of two independent fresh draws at x and at x'. Half of
@@ -181,7 +183,12 @@ def confirm_discrete_break(
 
 
 def confirm_continuous_break(
-    smoothed: SmoothedPolicy, obs: Any, moved_flat: np.ndarray, center: np.ndarray, tolerance: float, n: int,
+    smoothed: SmoothedPolicy,
+    obs: Any,
+    moved_flat: np.ndarray,
+    center: np.ndarray,
+    tolerance: float,
+    n: int,
     level: float,
 ) -> bool:
     """Is some dimension of the smoothed (mean) action at the attack point outside ``center +- tolerance``,
@@ -193,8 +200,9 @@ def confirm_continuous_break(
     obs = smoothed.as_dict(obs)
     batch = smoothed.sample(smoothed.with_state(obs, np.asarray(moved_flat)), n, stream="test")
     h = np.clip((batch.outputs.reshape(n, -1) - low) / width, 0.0, 1.0)
-    h_lo, h_hi = bounded_mean_bounds(h, bonferroni(level, 2 * low.size), method="bernoulli_cp",
-                                     rng=smoothed.stream("test"))
+    h_lo, h_hi = bounded_mean_bounds(
+        h, bonferroni(level, 2 * low.size), method="bernoulli_cp", rng=smoothed.stream("test")
+    )
     lo, hi = low + width * h_lo, low + width * h_hi
     center = np.asarray(center, dtype=np.float64).reshape(-1)
     return bool(np.any(lo > center + tolerance) or np.any(hi < center - tolerance))

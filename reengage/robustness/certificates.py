@@ -13,8 +13,9 @@ samples from a :class:`~reengage.robustness.smoothing.SmoothedPolicy`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -210,7 +211,9 @@ def cohen_from_batches(
     )
 
 
-def certify_discrete_l2(smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: int = 10_000, alpha: float = 0.001) -> Certificate:
+def certify_discrete_l2(
+    smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: int = 10_000, alpha: float = 0.001
+) -> Certificate:
     """Smoothed action and its certified l2 radius (Cohen et al. 2019), holding with probability >= 1 - alpha."""
     _need(smoothed, ("gaussian",), True, "certify_discrete_l2")
     _check_n(n0, n)
@@ -283,7 +286,9 @@ def certify_relaxed(
 # discrete actions, l0 on binary (or any) features
 
 
-def certify_l0_randomized(smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: int = 10_000, alpha: float = 0.001) -> Certificate:
+def certify_l0_randomized(
+    smoothed: SmoothedPolicy, obs: Any, n0: int = 100, n: int = 10_000, alpha: float = 0.001
+) -> Certificate:
     """Randomized ablation (seed 004, Ch. 2): radius = largest rho with pA_lower - Delta(d, k, rho) > 1/2."""
     _need(smoothed, ("ablation",), True, "certify_l0_randomized")
     _check_n(n0, n)
@@ -392,7 +397,9 @@ def certify_continuous_l2(
     )
 
 
-def continuous_intervals(cert: Certificate, radii: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def continuous_intervals(
+    cert: Certificate, radii: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Certified intervals of each action dimension at each radius in ``radii`` (arrays (R, m))."""
     h_lo, h_hi = np.asarray(cert.details["h_lower"]), np.asarray(cert.details["h_upper"])
     sigma = cert.details["sigma"]

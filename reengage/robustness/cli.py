@@ -106,37 +106,63 @@ def _finite_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m reengage.certify", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="path of the SB3 model zip (default with --run: DIR/model.zip)")
-    p.add_argument("--env", default=None, help="gymnasium id, e.g. reengage/ContinuousSeek5-v0 (default with --run: "
-                                               "the run's)")
+    p.add_argument(
+        "--env", default=None, help="gymnasium id, e.g. reengage/ContinuousSeek5-v0 (default with --run: the run's)"
+    )
     p.add_argument("--env-kwargs", default=None, help="JSON object passed to gym.make (default {} or the run's)")
-    p.add_argument("--run", default=None, help="a train.py run folder (--logdir): env, kwargs, observation noise, "
-                                               "algorithm and model are read from it")
-    p.add_argument("--force", action="store_true",
-                   help="certify on another environment than the one recorded with the model")
-    p.add_argument("--algo", default=None,
-                   help=f"model class (default: sidecar or detected); one of {', '.join(MODEL_CLASSES)}")
+    p.add_argument(
+        "--run",
+        default=None,
+        help="a train.py run folder (--logdir): env, kwargs, observation noise, algorithm and model are read from it",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="certify on another environment than the one recorded with the model"
+    )
+    p.add_argument(
+        "--algo", default=None, help=f"model class (default: sidecar or detected); one of {', '.join(MODEL_CLASSES)}"
+    )
     p.add_argument("--noise", choices=NOISE_KINDS, default=None, help="smoothing kind (default: from the sidecar)")
     p.add_argument("--sigma", type=_positive_float, default=None)
     p.add_argument("--retain", type=_positive_int, default=None, help="features kept per sample (randomized ablation)")
     p.add_argument("--groups", type=_positive_int, default=None, help="groups (deterministic ablation)")
-    p.add_argument("--keys", nargs="+", default=None, help="observation keys to smooth (default observation achieved_goal)")
+    p.add_argument(
+        "--keys", nargs="+", default=None, help="observation keys to smooth (default observation achieved_goal)"
+    )
     p.add_argument("--null-value", type=_finite_float, default=None, help="ablated features' value (default 0.5)")
     p.add_argument("--n0", type=_positive_int, default=100, help="selection samples per state")
     p.add_argument("--n", type=_positive_int, default=10_000, help="estimation samples per state")
-    p.add_argument("--alpha", type=_probability, default=0.001, help="failure probability of each per-state certificate")
-    p.add_argument("--eta", type=_probability, default=0.05, help="failure probability of population and episode bounds")
+    p.add_argument(
+        "--alpha", type=_probability, default=0.001, help="failure probability of each per-state certificate"
+    )
+    p.add_argument(
+        "--eta", type=_probability, default=0.05, help="failure probability of population and episode bounds"
+    )
     p.add_argument("--states", type=_positive_int, default=50, help="states (one per independent episode) to certify")
     p.add_argument("--eps", type=_floats, default=None, help="comma-separated radii for the population estimates")
-    p.add_argument("--episodes", type=_positive_int, default=200, help="clean smoothed episodes for episode certificates")
+    p.add_argument(
+        "--episodes", type=_positive_int, default=200, help="clean smoothed episodes for episode certificates"
+    )
     p.add_argument("--budgets", type=_floats, default=None, help="comma-separated total budgets B")
-    p.add_argument("--return-range", type=_finite_float, nargs=2, default=None, metavar=("MIN", "MAX"),
-                   help="range of the episode return (default: from the env's declared per-step reward_range)")
+    p.add_argument(
+        "--return-range",
+        type=_finite_float,
+        nargs=2,
+        default=None,
+        metavar=("MIN", "MAX"),
+        help="range of the episode return (default: from the env's declared per-step reward_range)",
+    )
     p.add_argument("--success-key", default="is_success")
-    p.add_argument("--tolerance", type=_positive_float, default=None, help="continuous actions: tolerance in action units")
+    p.add_argument(
+        "--tolerance", type=_positive_float, default=None, help="continuous actions: tolerance in action units"
+    )
     p.add_argument("--top-k", type=_positive_int, default=None, help="discrete l2: also certify the clean top-k set")
     p.add_argument("--attack-steps", type=_positive_int, default=20)
-    p.add_argument("--attack-n", type=_positive_int, default=2000,
-                   help="fresh draws per point in the test that confirms an attack (at x and at the attack point)")
+    p.add_argument(
+        "--attack-n",
+        type=_positive_int,
+        default=2000,
+        help="fresh draws per point in the test that confirms an attack (at x and at the attack point)",
+    )
     p.add_argument("--max-hamming", type=_nonnegative_int, default=2, help="largest l0 radius searched exhaustively")
     p.add_argument("--batch-size", type=_positive_int, default=10_000)
     p.add_argument("--vecnormalize", default=None, help="VecNormalize statistics (.pkl): applied AFTER the noise")
@@ -178,12 +204,19 @@ def _config_from_args(
 def _refuse_flags_that_differ(args: argparse.Namespace, saved: SmoothingConfig, source: str) -> None:
     """A smoothing flag given beside saved settings must agree with them: never certify other settings
     than the ones the user asked for, and never ignore a flag without a word."""
-    given = {"--sigma": (args.sigma, saved.sigma), "--retain": (args.retain, saved.retain),
-             "--groups": (args.groups, saved.groups), "--null-value": (args.null_value, saved.null_value),
-             "--keys": (tuple(args.keys) if args.keys else None, tuple(saved.keys))}
-    differing = [f"{flag} {value if not isinstance(value, tuple) else ' '.join(value)} (saved: "
-                 f"{kept if not isinstance(kept, tuple) else ' '.join(kept)})"
-                 for flag, (value, kept) in given.items() if value is not None and value != kept]
+    given = {
+        "--sigma": (args.sigma, saved.sigma),
+        "--retain": (args.retain, saved.retain),
+        "--groups": (args.groups, saved.groups),
+        "--null-value": (args.null_value, saved.null_value),
+        "--keys": (tuple(args.keys) if args.keys else None, tuple(saved.keys)),
+    }
+    differing = [
+        f"{flag} {value if not isinstance(value, tuple) else ' '.join(value)} (saved: "
+        f"{kept if not isinstance(kept, tuple) else ' '.join(kept)})"
+        for flag, (value, kept) in given.items()
+        if value is not None and value != kept
+    ]
     if differing:
         raise ValueError(
             f"{'; '.join(differing)} differ{'s' if len(differing) == 1 else ''} from the smoothing settings of "
@@ -202,7 +235,9 @@ def check_options(smoothed: SmoothedPolicy, args: argparse.Namespace) -> None:
                 f"{smoothed.adapter.action_space} and {kind!r} smoothing (drop --top-k)"
             )
         if args.top_k > smoothed.n_actions:
-            raise ValueError(f"--top-k {args.top_k} exceeds the {smoothed.n_actions} actions; valid: 1..{smoothed.n_actions}")
+            raise ValueError(
+                f"--top-k {args.top_k} exceeds the {smoothed.n_actions} actions; valid: 1..{smoothed.n_actions}"
+            )
     if not smoothed.discrete:
         if kind != "gaussian":
             raise ValueError(f"continuous actions are certified under Gaussian noise only, got {kind!r} smoothing")
@@ -265,16 +300,16 @@ def attack_state(
 
 SEMANTICS = {
     "per_state.radii": "per-state certified radius: a bound holding with probability >= 1 - alpha per state "
-                       "(exact, alpha = 0, for deterministic ablation); null = abstained",
+    "(exact, alpha = 0, for deterministic ablation); null = abstained",
     "population.certified_fraction": "estimate: fraction of the sampled states certified at eps",
     "population.hoeffding / clopper_pearson": "two-sided intervals on P(certified at eps), each at confidence 1 - eta",
     "population.robust_lower": "lower bound on the fraction of truly robust states at confidence 1 - eta "
-                               "(CP lower end minus the per-state alpha)",
+    "(CP lower end minus the per-state alpha)",
     "population.attack_robust_upper": "upper bound on the fraction of truly robust states at confidence 1 - eta: "
-                                      "only confirmed breaks count (see attack_bracket)",
+    "only confirmed breaks count (see attack_bracket)",
     "population.attack_success_fraction": "estimate: fraction of states with a confirmed break",
     "episode.certified_success": "lower bounds on the adversarial success probability at each budget; success and "
-                                 "return hold jointly at confidence 1 - eta",
+    "return hold jointly at confidence 1 - eta",
     "episode.certified_return": "lower bounds on the adversarial expected return over the stated return_range",
     "episode.success_rate / mean_return": "estimates from the clean smoothed episodes",
 }
@@ -297,8 +332,12 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
     # environment: ids, kwargs and spaces are checked before anything is loaded
     env_kwargs = inputs.parse_env_kwargs(args.env_kwargs) if args.env_kwargs is not None else None
     if from_run is not None:
-        inputs.check_same_env((from_run.env_id, from_run.env_kwargs), args.env or from_run.env_id,
-                              from_run.env_kwargs if env_kwargs is None else env_kwargs, args.force)
+        inputs.check_same_env(
+            (from_run.env_id, from_run.env_kwargs),
+            args.env or from_run.env_id,
+            from_run.env_kwargs if env_kwargs is None else env_kwargs,
+            args.force,
+        )
         env_id = args.env or from_run.env_id
         env_kwargs = from_run.env_kwargs if env_kwargs is None else env_kwargs
     else:
@@ -323,8 +362,10 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
     factories = []
     if from_run is not None:
         factories.append(lambda: from_run.make_env(noise_seed=0))
-    factories += [lambda: inputs.make_env(env_id, env_kwargs),
-                  lambda: wrap_with_noise(inputs.make_env(env_id, env_kwargs), config, seed=0)]
+    factories += [
+        lambda: inputs.make_env(env_id, env_kwargs),
+        lambda: wrap_with_noise(inputs.make_env(env_id, env_kwargs), config, seed=0),
+    ]
     model = inputs.load_model(algo_cls, model_path, factories)
     normalizer = None
     if args.vecnormalize:
@@ -333,7 +374,9 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
         try:
             vn = VecNormalize.load(args.vecnormalize, DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)]))
         except Exception as error:  # noqa: BLE001  (a bad statistics file is bad input: exit 2)
-            raise ValueError(f"--vecnormalize {args.vecnormalize}: cannot load VecNormalize statistics ({error})") from None
+            raise ValueError(
+                f"--vecnormalize {args.vecnormalize}: cannot load VecNormalize statistics ({error})"
+            ) from None
         vn.training = False
 
         def normalizer(batch: dict) -> dict:
@@ -353,8 +396,11 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
             rr_error = str(error)
             print(f"python -m reengage.certify: warning: return certificate refused: {error}", file=sys.stderr)
     if args.save_sidecar:
-        save_sidecar(model_path, config, {**extra, "algorithm": algo, "seed": args.seed, "env_id": env_id,
-                                          "env_kwargs": env_kwargs})
+        save_sidecar(
+            model_path,
+            config,
+            {**extra, "algorithm": algo, "seed": args.seed, "env_id": env_id, "env_kwargs": env_kwargs},
+        )
 
     report: dict[str, Any] = {
         "model": str(model_path),
@@ -403,8 +449,15 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
         certified = np.array([m.certifies(eps) for m in main])
         attacked_raw = [attack_state(smoothed, s, m, eps, args, level) for s, m in zip(states, main)]
         attacked = None if any(a is None for a in attacked_raw) else np.array(attacked_raw, dtype=bool)
-        est = population_estimate(certified, eps, args.eta, per_state_alpha=main[0].alpha, episode_ids=episode_ids,
-                                  attacked=attacked, attack_exact=exact)
+        est = population_estimate(
+            certified,
+            eps,
+            args.eta,
+            per_state_alpha=main[0].alpha,
+            episode_ids=episode_ids,
+            attacked=attacked,
+            attack_exact=exact,
+        )
         pops.append(est.to_dict())
     report["population"] = pops
     report["population_seconds"] = time.perf_counter() - t0
@@ -413,14 +466,27 @@ def run(args: argparse.Namespace, training_run: inputs.TrainingRun | None = None
     if config.kind == "gaussian":
         budgets = args.budgets or list(np.round(np.linspace(0.0, 2.0 * config.sigma * 2, 9), 4))
         t0 = time.perf_counter()
-        ep = certify_episodes(smoothed, env, args.episodes, budgets, rr, alpha=args.eta, seed=args.seed + 1,
-                              success_key=args.success_key, progress=args.progress)
+        ep = certify_episodes(
+            smoothed,
+            env,
+            args.episodes,
+            budgets,
+            rr,
+            alpha=args.eta,
+            seed=args.seed + 1,
+            success_key=args.success_key,
+            progress=args.progress,
+        )
         report["episode"] = ep.to_dict()
         report["episode"]["return_range_source"] = rr_source
         if rr_error is not None:
             report["episode"]["return_certificate_refused"] = rr_error
         report["episode"]["seconds"] = time.perf_counter() - t0
-        plot_episode_curves(report["episode"], out / "episode_certificates.png", title=f"{env_id}: policy smoothing, sigma {config.sigma}")
+        plot_episode_curves(
+            report["episode"],
+            out / "episode_certificates.png",
+            title=f"{env_id}: policy smoothing, sigma {config.sigma}",
+        )
     else:
         report["episode"] = {"skipped": "policy smoothing certificates need Gaussian noise"}
 

@@ -13,8 +13,9 @@ perturbs the smoothed keys at every step with a total l2 budget ``B`` over the e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -47,8 +47,9 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"--env-kwargs {text!r} is not valid JSON ({error.msg}); give a JSON object such as "
-                         "'{\"d\": 5}'") from None
+        raise ValueError(
+            f"--env-kwargs {text!r} is not valid JSON ({error.msg}); give a JSON object such as '{{\"d\": 5}}'"
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(f"--env-kwargs must be a JSON object such as '{{\"d\": 5}}', got {text!r}")
     return value
@@ -60,8 +61,10 @@ def make_env(env_id: str, env_kwargs: dict[str, Any]) -> gym.Env:
 
     if ":" not in env_id and env_id not in gym.registry:  # "module:Id" ids are imported by gym.make
         ours = sorted(k for k in gym.registry if k.startswith("reengage/"))
-        raise ValueError(f"unknown environment id {env_id!r}; registered reengage ids: {', '.join(ours)} (or any "
-                         "other registered gymnasium id)")
+        raise ValueError(
+            f"unknown environment id {env_id!r}; registered reengage ids: {', '.join(ours)} (or any "
+            "other registered gymnasium id)"
+        )
     try:
         env = gym.make(env_id, **env_kwargs)
     except Exception as error:  # noqa: BLE001  (whatever the constructor rejects is bad input: exit 2)
@@ -78,8 +81,9 @@ def check_model_file(path: Path) -> Path:
     if not path.is_file():
         raise ValueError(f"model file {path} does not exist (give the .zip written by model.save)")
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"model file {path} is not a zip archive; give the .zip written by a stable-baselines3 "
-                         "model.save")
+        raise ValueError(
+            f"model file {path} is not a zip archive; give the .zip written by a stable-baselines3 model.save"
+        )
     with zipfile.ZipFile(path) as archive:
         if "data" not in archive.namelist():
             raise ValueError(f"model file {path} is a zip but not a stable-baselines3 model (no 'data' entry)")
@@ -110,8 +114,9 @@ def recorded_env(sidecar_extra: dict[str, Any], training_run: TrainingRun | None
     return None
 
 
-def check_same_env(recorded: tuple[str, dict[str, Any]] | None, env_id: str, env_kwargs: dict[str, Any],
-                   force: bool) -> None:
+def check_same_env(
+    recorded: tuple[str, dict[str, Any]] | None, env_id: str, env_kwargs: dict[str, Any], force: bool
+) -> None:
     """Refuse to certify on another environment than the recorded one unless ``force``."""
     if recorded is None or force:
         return
@@ -136,8 +141,10 @@ def load_model(algo_cls: type[Any], model_path: Path, env_factories: list[Any]) 
             return algo_cls.load(model_path, env=env, device="cpu")
         except Exception as error:  # noqa: BLE001  (any failure to load is a bad model file or setting: exit 2)
             errors.append(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-    raise ValueError(f"cannot load {model_path} as {algo_cls.__name__} ({'; '.join(errors)}); check --algo and "
-                     "--env (or use --run with the training run folder)")
+    raise ValueError(
+        f"cannot load {model_path} as {algo_cls.__name__} ({'; '.join(errors)}); check --algo and "
+        "--env (or use --run with the training run folder)"
+    )
 
 
 def _shapes(space: gym.spaces.Space) -> dict[str, tuple[int, ...]]:
@@ -150,9 +157,13 @@ def check_model_fits_env(model_obs: gym.spaces.Space, model_act: gym.spaces.Spac
     """The env must produce the observations the model reads and take the actions it outputs (bounds may differ:
     a noise wrapper widens them)."""
     if _shapes(model_obs) != _shapes(env.observation_space):
-        raise ValueError(f"the model reads observations {_shapes(model_obs)} but {env_id} gives "
-                         f"{_shapes(env.observation_space)}; certify on the model's environment (see --env-kwargs)")
-    if type(model_act) is not type(env.action_space) or model_act.shape != env.action_space.shape or (
-        isinstance(model_act, gym.spaces.Discrete) and model_act.n != env.action_space.n
+        raise ValueError(
+            f"the model reads observations {_shapes(model_obs)} but {env_id} gives "
+            f"{_shapes(env.observation_space)}; certify on the model's environment (see --env-kwargs)"
+        )
+    if (
+        type(model_act) is not type(env.action_space)
+        or model_act.shape != env.action_space.shape
+        or (isinstance(model_act, gym.spaces.Discrete) and model_act.n != env.action_space.n)
     ):
         raise ValueError(f"the model outputs actions in {model_act} but {env_id} takes {env.action_space}")

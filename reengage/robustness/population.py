@@ -120,11 +120,11 @@ def population_estimate(
         est.attack_success_fraction = float(a.mean())
         cp_eta = eta if attack_exact else eta / 2.0
         est.attack_robust_upper = clopper_pearson_upper(int((~a).sum()), n, cp_eta)
-        est.attack_bracket = (
-            f"upper bound on the robust fraction at confidence {1 - eta:g}: "
-            + ("exact attack decisions, Clopper-Pearson at eta" if attack_exact else
-               f"Clopper-Pearson at eta/2 = {cp_eta:g} plus {n} confirmation tests at eta/(2N) = "
-               f"{attack_test_level(eta, n):.3g} each")
+        est.attack_bracket = f"upper bound on the robust fraction at confidence {1 - eta:g}: " + (
+            "exact attack decisions, Clopper-Pearson at eta"
+            if attack_exact
+            else f"Clopper-Pearson at eta/2 = {cp_eta:g} plus {n} confirmation tests at eta/(2N) = "
+            f"{attack_test_level(eta, n):.3g} each"
         )
         est.attack_test_level = 0.0 if attack_exact else attack_test_level(eta, n)
     return est

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,11 @@ class PolicyAdapter:
 
     def tensor_dtype(self, key: str) -> torch.dtype:
         """float64 for keys stored in float64 (their precision is kept up to the network), float32 otherwise."""
-        space = self.observation_space.spaces[key] if isinstance(self.observation_space, spaces.Dict) else self.observation_space
+        space = (
+            self.observation_space.spaces[key]
+            if isinstance(self.observation_space, spaces.Dict)
+            else self.observation_space
+        )
         return torch.float64 if np.dtype(space.dtype) == np.float64 else torch.float32
 
     def to_tensors(self, batch: Obs) -> dict[str, torch.Tensor]:
@@ -92,7 +97,7 @@ class PolicyAdapter:
         return torch.clamp(out.reshape(out.shape[0], -1), low.reshape(-1), high.reshape(-1)).cpu().numpy()
 
     @classmethod
-    def from_sb3(cls, model: Any, device: str | torch.device | None = None) -> "PolicyAdapter":
+    def from_sb3(cls, model: Any, device: str | torch.device | None = None) -> PolicyAdapter:
         """Adapter for a stable-baselines3 model (DQN, DDPG/TD3, SAC, TQC and subclasses such as ReenGAGE agents)."""
         policy = model.policy
         policy.set_training_mode(False)
@@ -184,7 +189,8 @@ class SmoothedPolicy:
         obs_space = self.adapter.observation_space
         self.noise_dtype = noise_dtype(obs_space, config.keys)
         self._shapes = (
-            {k: s.shape for k, s in obs_space.spaces.items()} if isinstance(obs_space, spaces.Dict)
+            {k: s.shape for k, s in obs_space.spaces.items()}
+            if isinstance(obs_space, spaces.Dict)
             else {"obs": obs_space.shape}
         )
 
@@ -302,9 +308,7 @@ class SmoothedPolicy:
         return np.concatenate(outs, axis=0)
 
     # -- sampling ----------------------------------------------------------------------------
-    def sample(
-        self, obs: Any, n: int, rng: np.random.Generator | None = None, stream: str = "policy"
-    ) -> SampleBatch:
+    def sample(self, obs: Any, n: int, rng: np.random.Generator | None = None, stream: str = "policy") -> SampleBatch:
         """Base outputs on ``n`` fresh noise draws at ``obs`` from ``stream`` (or a caller's ``rng``)."""
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")

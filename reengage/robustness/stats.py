@@ -68,9 +68,7 @@ def bonferroni(alpha: float, m: int) -> float:
     return alpha / int(m)
 
 
-def simultaneous_clopper_pearson(
-    counts: np.ndarray, n: int, alpha: float, sides: list[str]
-) -> np.ndarray:
+def simultaneous_clopper_pearson(counts: np.ndarray, n: int, alpha: float, sides: list[str]) -> np.ndarray:
     """Bonferroni-corrected one-sided Clopper-Pearson bounds on several proportions at once.
 
     ``sides[i]`` is ``"lower"`` or ``"upper"``; all bounds hold together with probability >= 1 - alpha.

@@ -18,12 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 import gymnasium as gym  # noqa: E402
+import torch
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.logger import configure  # noqa: E402
+from torch import Tensor
 
 import reengage.envs  # noqa: E402,F401
 from reengage import losses  # noqa: E402
@@ -83,15 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, required=True, help="goal-gradient weight from here on (>= 0)")
     parser.add_argument("--partial", action="store_true", help="hold the target action fixed in the target gradient")
     parser.add_argument("--matching", choices=losses.MATCHINGS, default="full", help="which rows the term matches")
-    parser.add_argument("--value-mask", type=float, default=None, metavar="V",
-                        help="screening variant: no term where the target value exceeds V (not with --matching)")
+    parser.add_argument(
+        "--value-mask",
+        type=float,
+        default=None,
+        metavar="V",
+        help="screening variant: no term where the target value exceeds V (not with --matching)",
+    )
     parser.add_argument("--steps", type=int, default=4000, help="environment steps to add (> 0)")
     args = parser.parse_args(argv)
     if not (args.checkpoint / BUFFER_FILE).exists():
         print(f"branch_run: error: {args.checkpoint} is not a checkpoint folder with a replay buffer", file=sys.stderr)
         return 2
     if args.alpha < 0 or args.steps < 1:
-        print(f"branch_run: error: need --alpha >= 0 and --steps >= 1, got {args.alpha} and {args.steps}", file=sys.stderr)
+        print(
+            f"branch_run: error: need --alpha >= 0 and --steps >= 1, got {args.alpha} and {args.steps}", file=sys.stderr
+        )
         return 2
     if args.value_mask is not None and args.matching != "full":
         print("branch_run: error: --value-mask is its own variant; leave --matching at 'full'", file=sys.stderr)

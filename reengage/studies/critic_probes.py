@@ -109,7 +109,9 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     for checkpoint in argv:
         if not (Path(checkpoint) / BUFFER_FILE).exists():
-            print(f"critic_probes: error: {checkpoint} is not a checkpoint folder with a replay buffer", file=sys.stderr)
+            print(
+                f"critic_probes: error: {checkpoint} is not a checkpoint folder with a replay buffer", file=sys.stderr
+            )
             return 2
         torch.manual_seed(0)
         np.random.seed(0)

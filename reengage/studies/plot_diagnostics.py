@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             axis.set_title(key.split("/")[-1], fontsize=10)
             axis.set_xlabel("environment steps", fontsize=8)
             axis.grid(alpha=0.3)
-        for axis in list(axes.flat)[len(args.keys):]:
+        for axis in list(axes.flat)[len(args.keys) :]:
             axis.axis("off")
         axes.flat[0].legend(fontsize=7)
         figure.tight_layout()
