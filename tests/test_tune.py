@@ -160,7 +160,13 @@ def test_a_file_without_a_tune_section_exits_2(capsys: pytest.CaptureFixture, tm
     code = experiment_main(
         ["tune", str(ROOT / "configs" / "experiments" / "smoke.yaml"), "--results", str(tmp_path / "r")]
     )
-    assert code == 2 and "has no tune section" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "has no tune section" in err
+    # the example it gives is valid YAML of the section's form
+    example = err.split("add ", 1)[1].split(" (docs/", 1)[0]
+    assert yaml.safe_load(example) == {
+        "tune": {"trials": "N", "search_space": {"KEY": {"type": "float", "low": "L", "high": "H"}}}
+    }
 
 
 def test_the_example_study_file_reads_and_tunes_what_its_comment_says() -> None:

@@ -304,7 +304,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if experiment.tune is None:
         return _error(
             f"{args.file} has no tune section; add tune: {{trials: N, search_space: {{KEY: {{type: float, "
-            "low: L, high: H}}}}}} (docs/tune.md, configs/experiments/tune_continuous_seek.yaml)"
+            "low: L, high: H}}} (docs/tune.md, configs/experiments/tune_continuous_seek.yaml)"
         )
     if importlib.util.find_spec("optuna") is None:
         return _error('tune needs Optuna: pip install -e ".[tune]" (or pip install "optuna>=3.5")')
