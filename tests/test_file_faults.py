@@ -317,3 +317,39 @@ def test_a_write_that_fails_part_way_names_its_file(tmp_path, monkeypatch):
     assert raised.value.filename == str(tmp_path / "evaluations.csv")
     assert describe_fault(raised.value).startswith(f"{tmp_path / 'evaluations.csv'}: No space left on device")
     assert list(tmp_path.iterdir()) == []  # the half-written copy is gone
+
+
+def test_every_experiment_subcommand_says_how_to_go_on_after_a_fault():
+    # a subcommand without its remedy line turned a file-system fault into a KeyError traceback
+    import argparse
+
+    from reengage.experiment.__main__ import _AFTER_FAULT, build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(_AFTER_FAULT)
+
+
+def test_tune_into_a_path_that_cannot_be_made_exits_2_with_its_remedy():
+    # /proc refuses new folders even to root: a real fault, not a simulated one
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reengage.experiment",
+            "tune",
+            "configs/experiments/tune_continuous_seek.yaml",
+            "--results",
+            "/proc/reengage-no-such-folder/study",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    # the study's banner, then the fault's one line
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m reengage.experiment: error: /proc/reengage-no-such-folder: No such file")
+    assert "finished trials are kept in the study" in last

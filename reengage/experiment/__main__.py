@@ -563,6 +563,8 @@ def main(argv: list[str] | None = None) -> int:
 # what a file-system fault leaves, and how to go on, per command
 _AFTER_FAULT = {
     "run": "runs finished before are kept, and so are checkpoints; then run the same command again to continue",
+    "tune": "finished trials are kept in the study, and runs keep their checkpoints; then run the same command "
+    "again to continue the study",
     "list": "nothing was written",
     "report": "the report was not written in full; then run the command again",
     "reevaluate": "the runs evaluated so far are kept in the table; then run the command again to continue",
