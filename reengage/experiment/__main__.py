@@ -28,9 +28,14 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .spec import ExperimentError, load_experiment
 from .stop_signals import ignore_stop_signals
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .spec import Experiment
 
 PROG = "python -m reengage.experiment"
 
@@ -231,27 +236,39 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .backends import BackendUnavailable, make_backend
-    from .grid import run_grid
-
-    try:
-        experiment = load_experiment(args.file)
-    except ExperimentError as error:
-        return _error(str(error))
+def _results_and_backend(args: argparse.Namespace, experiment: Experiment) -> tuple[Path, Backend] | int:
+    """The results folder (made now: an unwritable one is one line of error, before the first progress line) and
+    the backend of a `run` or a `tune`; or exit code 2 after the message for a bad --address, --results or
+    --backend."""
     if args.address and args.backend != "ray":
         return _error(f"--address {args.address!r} needs --backend ray")
     results = Path(args.results or Path("results") / experiment.name)
     problem = _folder_argument_problem(results, "--results")
     if problem:
         return _error(problem)
+    from reengage.file_faults import make_folders
+
+    from .backends import BackendUnavailable, make_backend
+
     try:
         backend = make_backend(args.backend, args.workers, args.address)
     except BackendUnavailable as error:
         return _error(str(error))
-    from reengage.file_faults import make_folders
+    make_folders(results)
+    return results, backend
 
-    make_folders(results)  # an unwritable results folder is one line of error, before the grid's first line
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .grid import run_grid
+
+    try:
+        experiment = load_experiment(args.file)
+    except ExperimentError as error:
+        return _error(str(error))
+    prepared = _results_and_backend(args, experiment)
+    if isinstance(prepared, int):
+        return prepared
+    results, backend = prepared
     # `kill PID` of a background grid stops it as cleanly as Ctrl-C does
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     print(
@@ -295,8 +312,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from .backends import BackendUnavailable, make_backend
-
     try:
         experiment = load_experiment(args.file)
     except ExperimentError as error:
@@ -308,18 +323,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
     if importlib.util.find_spec("optuna") is None:
         return _error('tune needs Optuna: pip install -e ".[tune]" (or pip install "optuna>=3.5")')
-    if args.address and args.backend != "ray":
-        return _error(f"--address {args.address!r} needs --backend ray")
-    results = Path(args.results or Path("results") / experiment.name)
-    problem = _folder_argument_problem(results, "--results")
-    if problem:
-        return _error(problem)
     from .tune import StudyError, best_snippet, best_trial, run_study
 
-    try:
-        backend = make_backend(args.backend, args.workers, args.address)
-    except BackendUnavailable as error:
-        return _error(str(error))
+    prepared = _results_and_backend(args, experiment)
+    if isinstance(prepared, int):
+        return prepared
+    results, backend = prepared
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     print(
         f"[{experiment.name}] tuning {len(experiment.tune.search_space)} key(s), backend {backend.name} "
