@@ -75,6 +75,22 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _add_execution_options(parser: argparse.ArgumentParser, workers_help: str, progress_every: float) -> None:
+    """The options `run` and `tune` share: where results go, and which backend trains how much at a time."""
+    parser.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help=f"{workers_help} (default: one per core; with Ray: the cluster's CPUs)",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--progress-every", type=float, default=progress_every, help="seconds between progress lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,18 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="execute an experiment file's runs")
     run.add_argument("file", help="experiment file (configs/experiments/*.yaml)")
-    run.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
-    run.add_argument("--backend", choices=("local", "ray"), default="local")
-    run.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
-    run.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        help="runs at a time (default: one per core; with Ray: the cluster's CPUs)",
-    )
-    run.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    run.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
-    run.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    _add_execution_options(run, "runs at a time", progress_every=30.0)
 
     tune = commands.add_parser(
         "tune", help="an Optuna study over an experiment file's tune.search_space (docs/tune.md)"
@@ -104,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "file", help="experiment file with a tune section (e.g. configs/experiments/tune_continuous_seek.yaml)"
     )
-    tune.add_argument("--results", default=None, help="results folder (default: results/<experiment name>)")
     tune.add_argument(
         "--trials",
         type=_positive_int,
@@ -116,17 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Optuna storage URL (default: sqlite:///RESULTS/study.db; a database server for a Ray cluster)",
     )
-    tune.add_argument("--backend", choices=("local", "ray"), default="local")
-    tune.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
-    tune.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        help="trials trained at a time (default: one per core; with Ray: the cluster's CPUs)",
-    )
-    tune.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
-    tune.add_argument("--threads", type=_positive_int, default=1, help="torch threads per run (default 1)")
-    tune.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
+    _add_execution_options(tune, "trials trained at a time", progress_every=60.0)
 
     listing = commands.add_parser("list", help="print the runs an experiment file expands into")
     listing.add_argument("file")
