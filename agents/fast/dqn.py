@@ -92,10 +92,7 @@ class FastReenGAGEDQN(FastTrainer, ReenGAGEDQN):
             self.reengage_goal_key,
             self._fast_term_inputs(batch),
         )
-        if result.term is not None:
-            term = result.term
-            self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, result.q_values, term.mask)
-        return result.td_loss, result.term
+        return self._losses_after_diagnostics(result)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         optimiser = self.policy.optimizer

@@ -94,10 +94,7 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
             self.reengage_goal_key,
             self._fast_term_inputs(batch),
         )
-        if result.term is not None:
-            term = result.term
-            self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, result.q_values, term.mask)
-        return result.td_loss, result.term
+        return self._losses_after_diagnostics(result)
 
     # ------------------------------------------------------------------ hand-written form
     def _manual_plan(self) -> td3_manual.ManualTD3Plan | None:

@@ -122,10 +122,7 @@ class FastReenGAGETQC(FastTrainer, ReenGAGETQC):
             self.reengage_goal_key,
             self._fast_term_inputs(batch),
         )
-        if result.term is not None:
-            term = result.term
-            self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, result.q_values, term.mask)
-        return result.td_loss, result.term
+        return self._losses_after_diagnostics(result)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         train_entropy_regularised(self, gradient_steps, batch_size, tqc_actor_update)

@@ -17,7 +17,7 @@ from ..diagnostics import collect_goal_gradient_diagnostics
 from ..goal_gradient import GoalGradientMixin, TermInputs
 from ..her_replay import FastHerReplayBuffer
 from ..targets import polyak_update
-from .common import freeze, memoise_training_mode
+from .common import CriticLosses, GoalGradientTerm, freeze, memoise_training_mode
 
 TRAINER_HINT = "use the stock SB3 path (config key trainer: sb3, or train.py --trainer sb3)"
 
@@ -72,6 +72,14 @@ class FastTrainer(GoalGradientMixin, OffPolicyAlgorithm):
         polyak_update(self._fast_online_params, self._fast_target_params, self.tau)
 
     # ------------------------------------------------------------------ the term
+    def _losses_after_diagnostics(self, result: CriticLosses) -> tuple[Tensor, GoalGradientTerm | None]:
+        """The TD loss and the term of one critic batch, after the goal-gradient diagnostics (when due) have seen
+        the term's gradients and the critic's Q-values."""
+        if result.term is not None:
+            term = result.term
+            self._goal_gradient_diagnostics(term.q_goal_grads, term.target_goal_grad, result.q_values, term.mask)
+        return result.td_loss, result.term
+
     def _fast_term_inputs(self, batch: Any, reward_goal_grad: Tensor | None = None) -> TermInputs | None:
         """The term's inputs on this batch, or None when the term is off (alpha 0, not monitored)."""
         if not self.reengage_active:
