@@ -29,6 +29,13 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 
+def sparse_return_range(c_low: float, gamma: float) -> tuple[float, float]:
+    """``(c_low / (1 - gamma), 0)``: the range of a discounted sum of rewards in ``[c_low, 0]``."""
+    if gamma >= 1:
+        raise ValueError("target_value_clip needs gamma < 1")
+    return c_low / (1.0 - gamma), 0.0
+
+
 class BaselinesRecipeMixin:
     """Target-value clipping, action L2 penalty and random actions for SB3's TD3 and DDPG (and ReenGAGE's).
 
@@ -60,12 +67,8 @@ class BaselinesRecipeMixin:
 
     # ---------------------------------------------------------------- set-up
     def target_value_range(self) -> tuple[float, float]:
-        """``(c_low / (1 - gamma), 0)``: the range of a discounted sum of rewards in ``[c_low, 0]``."""
-        c_low = float(getattr(self, "c_low", -1.0))
-        gamma = float(self.gamma)  # type: ignore[attr-defined]
-        if gamma >= 1:
-            raise ValueError("target_value_clip needs gamma < 1")
-        return c_low / (1.0 - gamma), 0.0
+        """The clip range of this agent's target values (:func:`sparse_return_range`)."""
+        return sparse_return_range(float(getattr(self, "c_low", -1.0)), float(self.gamma))  # type: ignore[attr-defined]
 
     def _setup_model(self) -> None:
         super()._setup_model()  # type: ignore[misc]
