@@ -49,6 +49,9 @@ _ENVIRONMENTS: dict[str, tuple[str, dict]] = {
     # Multi-ReenGAGE goal sets of Sec. 8.5 / App. G.6.4 (kwargs: n_max, horizon, render_mode)
     "reengage/DriveSeek-v0": (_ENTRY + "drive_seek:DriveSeekEnv", {}),
     "reengage/NoisySeek-v0": (_ENTRY + "noisy_seek:NoisySeekEnv", {}),
+    # the same with at most 50 goals (n ~ U{1..50}): the reduced setting of docs/multi_goal.md
+    "reengage/DriveSeek50-v0": (_ENTRY + "drive_seek:DriveSeekEnv", {"n_max": 50}),
+    "reengage/NoisySeek50-v0": (_ENTRY + "noisy_seek:NoisySeekEnv", {"n_max": 50}),
     # theory classes of Sec. 8.6.2 / App. G.1 (kwargs: d, rotation_seed, horizon)
     "reengage/TheoryDense-v0": (_ENTRY + "theory_dense:TheoryDenseEnv", {}),
     "reengage/TheorySparse-v0": (_ENTRY + "theory_sparse:TheorySparseEnv", {}),

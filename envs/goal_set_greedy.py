@@ -85,7 +85,12 @@ class DriveSeekGreedy(GreedyAgent):
         return np.array([np.clip(turn, -MAX_TURN, MAX_TURN)])
 
 
-GREEDY_AGENTS = {"reengage/DriveSeek-v0": DriveSeekGreedy, "reengage/NoisySeek-v0": NoisySeekGreedy}
+GREEDY_AGENTS = {
+    "reengage/DriveSeek-v0": DriveSeekGreedy,
+    "reengage/NoisySeek-v0": NoisySeekGreedy,
+    "reengage/DriveSeek50-v0": DriveSeekGreedy,
+    "reengage/NoisySeek50-v0": NoisySeekGreedy,
+}
 
 
 def greedy_agent(env_id: str) -> GreedyAgent:

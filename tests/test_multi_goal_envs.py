@@ -241,7 +241,8 @@ def test_greedy_line_command(capsys):
     assert f"average return {first:.2f} over 3 episodes from seed 1000000" in capsys.readouterr().out
     assert greedy_main(["--env", "reengage/Nope-v0", "--episodes", "0"]) == 2
     err = capsys.readouterr().err
-    assert "'reengage/Nope-v0' has no greedy agent; valid: reengage/DriveSeek-v0, reengage/NoisySeek-v0" in err
+    valid = "reengage/DriveSeek-v0, reengage/DriveSeek50-v0, reengage/NoisySeek-v0, reengage/NoisySeek50-v0"
+    assert f"'reengage/Nope-v0' has no greedy agent; valid: {valid}" in err
     assert "--episodes must be >= 1, got 0" in err and "Traceback" not in err
 
 
@@ -269,3 +270,21 @@ def test_greedy_command_draws_its_first_episode(tmp_path, capsys):
     assert greedy_main(["--env", "reengage/DriveSeek-v0", "--picture", str(tmp_path / "greedy.jpg")]) == 2
     err = capsys.readouterr().err
     assert "'.jpg'; valid: .png" in err and "Traceback" not in err and not (tmp_path / "greedy.jpg").exists()
+
+
+@pytest.mark.parametrize("env_id", ["reengage/DriveSeek50-v0", "reengage/NoisySeek50-v0"])
+def test_the_fifty_goal_ids_pad_to_fifty_slots_and_draw_at_most_fifty_goals(env_id):
+    env = gym.make(env_id).unwrapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checkers' recommendations, as for the 200-goal ids
+        gym_check_env(env)
+        sb3_check_env(env)
+    counts = []
+    for seed in range(200):
+        obs, _ = env.reset(seed=seed)
+        assert obs["goals"].shape == (50, 2) and obs["gates"].shape == (50,)
+        counts.append(int(obs["gates"].sum()))
+    assert 1 <= min(counts) and max(counts) <= 50
+    # DriveSeek draws n ~ U{1..50} exactly; NoisySeek de-duplicates its rounded goals, so it may hold fewer
+    assert max(counts) >= 40
+    assert type(greedy_agent(env_id)) is type(greedy_agent(env_id.replace("50", "")))
