@@ -6,7 +6,7 @@
     python bench/multi_goal_bench.py --part profile                              # torch.profiler tables
     python bench/multi_goal_bench.py --part precision --rounds 5 --steps 20      # bf16 encoder: loss error
     python bench/multi_goal_bench.py --part memory                               # replay at 10^6 transitions
-    python bench/multi_goal_bench.py --part alpha-cost --variants fused --threads 1  # DDPG vs Multi-ReenGAGE
+    python bench/multi_goal_bench.py --part alpha-cost --threads 1 --clock cpu   # DDPG vs Multi-ReenGAGE, both settings
 
 Speed: environment steps per second while training (train_freq 1, one gradient step per step, alpha 10)
 on DriveSeek with Table G.4's networks (encoder [400, 400] -> 20 on goal ++ state, heads [400], batch 256),
@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -273,29 +274,59 @@ def speed(args: argparse.Namespace) -> dict:
     return result
 
 
-ALPHA_COST_SIZES = {
-    "doc budget (encoder [64,64]->20, head [64], batch 64)": (
-        {"encoder_arch": [64, 64], "head_arch": [64], "batch_size": 64, "embed_dim": 20},
+#: the settings whose DDPG and Multi-ReenGAGE are timed side by side: (environment of each task, networks, steps
+#: per round, the budget of a run in environment steps)
+ALPHA_COST_SETTINGS = {
+    "reduced (at most 50 goals, encoder [128,128]->20, head [128], batch 128)": (
+        {"DriveSeek": "reengage/DriveSeek50-v0", "NoisySeek": "reengage/NoisySeek50-v0"},
+        {"encoder_arch": [128, 128], "head_arch": [128], "batch_size": 128, "embed_dim": 20},
         100,
+        80_000,
     ),
-    "Table G.4 (encoder [400,400]->20, head [400], batch 256)": (TABLE_G4, 5),
+    "Table G.4 (up to 200 goals, encoder [400,400]->20, head [400], batch 256)": (
+        {"DriveSeek": "reengage/DriveSeek-v0", "NoisySeek": "reengage/NoisySeek-v0"},
+        TABLE_G4,
+        10,
+        160_000,
+    ),
 }
 
 
 def alpha_cost(args: argparse.Namespace) -> None:
-    """DDPG (alpha 0) against Multi-ReenGAGE (alpha 10), same networks and path, both environments, two sizes."""
+    """DDPG (alpha 0) against Multi-ReenGAGE (alpha ``--alpha``) on both tasks, the reduced setting and Table G.4's:
+    the same networks and training path, timed in ``--rounds`` interleaved rounds (DDPG, Multi-ReenGAGE, DDPG, ...)
+    so that load from other processes falls on both alike; medians of ``--clock``, and a run's cost at its budget."""
     import torch
 
     torch.set_num_threads(args.threads[0])
     variant = args.variants[-1]
-    print(f"training path: {variant}, {args.threads[0]} torch thread(s)")
-    print("| env | networks | DDPG steps/s | Multi-ReenGAGE steps/s | ReenGAGE / DDPG time |")
-    print("|---|---|---|---|---|")
-    for env_id in ("reengage/DriveSeek-v0", "reengage/NoisySeek-v0"):
-        for name, (arch, steps) in ALPHA_COST_SIZES.items():
-            ddpg = steps / time_steps(make_agent(env_id, variant, 0.0, arch), steps)
-            multi = steps / time_steps(make_agent(env_id, variant, args.alpha, arch), steps)
-            print(f"| {env_id} | {name} | {ddpg:.2f} | {multi:.2f} | {ddpg / multi:.2f}x |", flush=True)
+    print(f"training path: {variant}, {args.threads[0]} torch thread(s), {args.rounds} rounds, clock: {args.clock}")
+    print(
+        "| task | setting | DDPG steps/s | Multi-ReenGAGE steps/s | Multi-ReenGAGE / DDPG time "
+        "| hours per run (budget, Multi-ReenGAGE) |"
+    )
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for setting, (env_ids, arch, steps, budget) in ALPHA_COST_SETTINGS.items():
+        for task, env_id in env_ids.items():
+            agents = {
+                "ddpg": make_agent(env_id, variant, 0.0, arch),
+                "multi": make_agent(env_id, variant, args.alpha, arch),
+            }
+            seconds: dict[str, list[float]] = {name: [] for name in agents}
+            for _ in range(args.rounds):
+                for name, agent in agents.items():
+                    seconds[name].append(time_steps(agent, steps, args.clock) / steps)
+            ddpg, multi = (1.0 / statistics.median(seconds[name]) for name in ("ddpg", "multi"))
+            hours = budget / multi / 3600
+            rows.append({"task": task, "setting": setting, "ddpg_steps_per_s": ddpg, "multi_steps_per_s": multi})
+            print(
+                f"| {task} | {setting} | {ddpg:.1f} | {multi:.1f} | {ddpg / multi:.2f}x "
+                f"| {hours:.1f} ({budget:,} steps) |",
+                flush=True,
+            )
+    if args.json:
+        print(json.dumps(rows))
 
 
 def precision(args: argparse.Namespace) -> dict:
