@@ -1,6 +1,6 @@
 """Agent classes with the observation normaliser and/or the baselines recipe mixed in.
 
-``train.py`` picks an agent by name (``ddpg``, ``td3``, ...); the options of this issue are mixins
+``train.py`` picks an agent by name (``ddpg``, ``td3``, ...); the observation normaliser and the baselines recipe are mixins
 (:class:`~reengage.agents.normalizer.ObservationNormalizerMixin`,
 :class:`~reengage.agents.recipe.BaselinesRecipeMixin`). This module builds, once per combination,
 the subclass that carries them, so that a run and its resumption load the same class.

@@ -1,4 +1,4 @@
-"""The experiment files that stand for existing docs results train exactly what those results trained."""
+"""The experiment files behind the docs' results pages train exactly the configurations the pages describe."""
 
 from __future__ import annotations
 
@@ -12,26 +12,9 @@ from reengage.experiment.spec import load_experiment
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 
-def test_docs_continuous_seek_matches_the_compare_command() -> None:
-    # docs/continuous_seek.md: the retired compare.py --alphas 0 0.2 --seeds 0 1 2 --timesteps 20000 --set batch_size=256,
-    # which resolved resolve_config(env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3"])
-    experiment = load_experiment(EXPERIMENTS / "docs_continuous_seek.yaml")
-    # (those runs used Eq. 8.9, the only matching then; the file pins it against the family's one-sided default)
-    paper = {0.0: [], 0.2: ["algo_kwargs.reengage_matching=full"]}
-    expected = {
-        (env, alpha, seed): resolve_config(
-            env, "ddpg", alpha, 20000, ["batch_size=256", "checkpoint_every=10000", "trainer=sb3", *paper[alpha]]
-        )
-        for env in ("reengage/ContinuousSeek5-v0", "reengage/ContinuousSeek10-v0")
-        for alpha in (0.0, 0.2)
-        for seed in (0, 1, 2)
-    }
-    assert {(r.env_id, r.alpha, r.seed): r.config for r in experiment.runs} == expected
-
-
-def test_docs_bit_flipping_matches_the_bench_script() -> None:
-    # the retired bench/bit_flipping.py --out docs: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0,
-    # comparison on seeds 1-3; its assignments were eval_freq, eval_episodes, [reengage_tau], [her=null]
+def test_docs_bit_flipping_trains_the_pages_grid_and_comparison() -> None:
+    # docs/bit_flipping.md: n = 20, 30k steps, eval every 2000 on 50 episodes; grid on seed 0, comparison on seeds 1-3,
+    # each run the family's config with eval_freq, eval_episodes, [reengage_tau], [her=null] set
     def bench_config(alpha: float, tau: float | None, her: bool) -> dict:
         assignments = ["eval_freq=2000", "eval_episodes=50", "trainer=sb3"]
         if tau is not None:
@@ -49,7 +32,7 @@ def test_docs_bit_flipping_matches_the_bench_script() -> None:
     assert sorted(((r.config, r.seed) for r in runs), key=key) == sorted(expected, key=key)
 
 
-def test_reduced_files_meet_the_issue_budgets() -> None:
+def test_reduced_files_have_the_seeds_and_steps_their_docs_state() -> None:
     def runs(name: str):
         return load_experiment(EXPERIMENTS / f"{name}.yaml").runs
 
@@ -100,8 +83,7 @@ def test_learning_unchanged_pairs_each_run_with_its_sb3_twin() -> None:
         assert fast["batch_size"] == 256 and fast["timesteps"] == 10000 and fast["eval_episodes"] == 20
 
 
-# The retired `python -m reengage.experiment.multi_goal` (docs/multi_goal.md), written out: its BUDGET, and
-# what its make_agent took from Table G.4 per environment. Settings it did not pass are the agent's defaults,
+# docs/multi_goal.md's budget, written out, and what each run takes from Table G.4 per environment. Settings it did not pass are the agent's defaults,
 # which the loop also leaves alone (replay, gate update).
 MULTI_GOAL_BUDGET = {
     "learning_starts": 400,
@@ -198,8 +180,8 @@ def test_the_runner_trains_the_multi_goal_scripts_agent_step_for_step(tmp_path: 
     assert not all(torch.equal(untrained[key], theirs[key]) for key in theirs)  # the gradient steps moved them
 
 
-def test_robotics_fetchreach_trains_what_the_bench_script_trained() -> None:
-    # the retired bench/robotics_fetchreach.py --seeds 0 1: resolve_config("FetchReach-v4", "ddpg", 0.0, None) per seed
+def test_robotics_fetchreach_trains_the_familys_fetchreach_profile() -> None:
+    # docs/robotics.md's FetchReach table: resolve_config("FetchReach-v4", "ddpg", 0.0, None) for seeds 0 and 1
     runs = load_experiment(EXPERIMENTS / "robotics_fetchreach.yaml").runs
     expected = resolve_config("FetchReach-v4", "ddpg", 0.0, None)
     assert sorted(r.seed for r in runs) == [0, 1]
