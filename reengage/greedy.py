@@ -1,16 +1,20 @@
 """The greedy line of Fig. 8.4: a goal-set environment's "perfect greedy" agent over seeded episodes.
 
-    python -m reengage.greedy --env ID [--episodes N] [--seed S] [--picture FILE.png]
+    python -m reengage.greedy --env ID [--episodes N] [--seed S] [--picture FILE.png] [--policy random]
 
 The agents themselves (head for the nearest goal, ignore the rest) are in :mod:`reengage.envs.goal_set_greedy`;
 this command runs them through the training loop's own evaluation, over the seeds that loop's evaluations use,
-so the printed return is comparable with a run's curve (``report --reference``).
+so the printed return is comparable with a run's curve (``report --reference``). ``--policy random`` runs uniformly
+random actions instead (drawn from a generator seeded by ``--seed``): the line a learner must rise above.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+import numpy as np
 
 from reengage.envs.goal_set_greedy import GREEDY_AGENTS, greedy_agent
 from reengage.experiment.evaluation import EvaluationResult
@@ -18,8 +22,26 @@ from reengage.experiment.evaluation import EvaluationResult
 PROG = "python -m reengage.greedy"
 
 
-def evaluate_greedy(env_id: str, episodes: int, first_seed: int, draw_first: bool = False) -> EvaluationResult:
-    """The greedy agent over episodes seeded ``first_seed, first_seed + 1, ...`` (the seeds the training
+POLICIES = ("greedy", "random")
+
+
+class RandomAgent:
+    """Uniformly random actions from ``action_space``, drawn from a generator seeded by ``seed`` (reproducible)."""
+
+    def __init__(self, action_space: Any, seed: int) -> None:
+        self.action_space = action_space
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, observation: Any, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        low, high = self.action_space.low, self.action_space.high
+        return self.rng.uniform(low, high).astype(self.action_space.dtype), None
+
+
+def evaluate_greedy(
+    env_id: str, episodes: int, first_seed: int, draw_first: bool = False, policy: str = "greedy"
+) -> EvaluationResult:
+    """The greedy agent (or, with ``policy="random"``, uniformly random actions) over episodes seeded
+    ``first_seed, first_seed + 1, ...`` (the seeds the training
     loop's evaluations use, so its line is comparable with a run's curve), through the loop's own
     evaluation (an ``EvaluationResult``); with ``draw_first`` the first episode's frames are kept, so that
     ``result.final_frame(0)`` is its drawing as a whole (Fig. 8.4 a, c)."""
@@ -27,8 +49,8 @@ def evaluate_greedy(env_id: str, episodes: int, first_seed: int, draw_first: boo
 
     from reengage.experiment.evaluation import evaluate_goal_policy
 
-    agent = greedy_agent(env_id)
     env = gym.make(env_id, render_mode="rgb_array" if draw_first else None)
+    agent = greedy_agent(env_id) if policy == "greedy" else RandomAgent(env.action_space, first_seed)
     try:
         return evaluate_goal_policy(agent, env, episodes, first_seed, record_episodes=1 if draw_first else 0)
     finally:
@@ -52,10 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--picture", default=None, metavar="FILE.png", help="also draw the first episode (seed --seed) into FILE.png"
     )
+    parser.add_argument(
+        "--policy", default="greedy", help="greedy (nearest goal, the default) or random (uniform actions)"
+    )
     args = parser.parse_args(argv)
     problems = []
     if args.env not in GREEDY_AGENTS:
         problems.append(f"--env {args.env!r} has no greedy agent; valid: {', '.join(sorted(GREEDY_AGENTS))}")
+    if args.policy not in POLICIES:
+        problems.append(f"--policy {args.policy!r} is not one of {', '.join(POLICIES)}")
     if args.episodes < 1:
         problems.append(f"--episodes must be >= 1, got {args.episodes}")
     if args.seed < 0:
@@ -69,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: {'; '.join(problems)}", file=sys.stderr)
         return 2
     # one pass: the picture is the first of the evaluated episodes
-    result = evaluate_greedy(args.env, args.episodes, args.seed, draw_first=args.picture is not None)
+    result = evaluate_greedy(args.env, args.episodes, args.seed, args.picture is not None, args.policy)
+    label = "greedy (nearest goal)" if args.policy == "greedy" else "random (uniform actions)"
     print(
-        f"{args.env} greedy (nearest goal): average return {result.mean_reward:.2f} over {args.episodes} episodes "
-        f"from seed {args.seed}"
+        f"{args.env} {label}: average return {result.mean_reward:.2f} over {args.episodes} episodes from seed {args.seed}"
     )
     if args.picture is not None:
         try:

@@ -288,3 +288,19 @@ def test_the_fifty_goal_ids_pad_to_fifty_slots_and_draw_at_most_fifty_goals(env_
     # DriveSeek draws n ~ U{1..50} exactly; NoisySeek de-duplicates its rounded goals, so it may hold fewer
     assert max(counts) >= 40
     assert type(greedy_agent(env_id)) is type(greedy_agent(env_id.replace("50", "")))
+
+
+def test_random_policy_line_is_reproducible_and_below_the_greedy_line(capsys):
+    from reengage.greedy import evaluate_greedy
+    from reengage.greedy import main as greedy_main
+
+    env_id = "reengage/NoisySeek50-v0"
+    random_line = evaluate_greedy(env_id, 10, 1_000_000, policy="random").mean_reward
+    assert random_line == evaluate_greedy(env_id, 10, 1_000_000, policy="random").mean_reward
+    assert random_line < evaluate_greedy(env_id, 10, 1_000_000).mean_reward
+    assert greedy_main(["--env", env_id, "--episodes", "10", "--policy", "random"]) == 0
+    out = capsys.readouterr().out
+    assert f"random (uniform actions): average return {random_line:.2f} over 10 episodes" in out
+    assert greedy_main(["--env", env_id, "--policy", "best"]) == 2
+    err = capsys.readouterr().err
+    assert "--policy 'best' is not one of greedy, random" in err and "Traceback" not in err
