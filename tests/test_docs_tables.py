@@ -78,6 +78,13 @@ def test_no_claim_where_no_interval_excludes_zero():
     assert _tool().results_table(summary).splitlines()[3].endswith("| no difference claimed |")
 
 
+def test_a_report_of_one_variant_has_no_difference_columns():
+    summary = _summary()
+    summary["results"], summary["differences"] = summary["results"][:1], []
+    header, _, row = _tool().results_table(summary).splitlines()[:3]
+    assert header.endswith("| steps to 0.5 [95% CI] (seeds reaching it) |") and "baseline" not in row
+
+
 def test_a_block_is_filled_and_check_reports_a_stale_page(tmp_path):
     tool = _tool()
     summary_path = tmp_path / "summary.json"

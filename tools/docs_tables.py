@@ -73,7 +73,9 @@ def results_table(summary: dict[str, Any]) -> str:
     header = ["environment", "variant", "seeds", "final [95% CI]", "AUC [95% CI]"]
     if threshold is not None:
         header.append(f"steps to {threshold:g} [95% CI] (seeds reaching it)")
-    header += ["AUC - baseline [95% Welch CI]", "final - baseline [95% Welch CI]", "conclusion"]
+    compared = bool(summary["differences"])  # a report of one variant has no baseline to compare with
+    if compared:
+        header += ["AUC - baseline [95% Welch CI]", "final - baseline [95% Welch CI]", "conclusion"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary["results"]:
         seeds = len(row["seeds"])
@@ -82,7 +84,9 @@ def results_table(summary: dict[str, Any]) -> str:
         if threshold is not None:
             cells.append(_steps(row, seeds))
         against = differences.get((row["env_id"], row["variant"]))
-        if against is None:
+        if not compared:
+            pass
+        elif against is None:
             cells += ["baseline", "", ""]
         else:
             for metric in ("auc", "final"):
