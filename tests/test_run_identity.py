@@ -22,7 +22,7 @@ PINNED = {
     "fig8_2_reduced": (46, "ContinuousSeek5-v0/DDPG+HER/s0_4d755bb092", "66a50617ec853c97"),
     "d15_diagnosis_grid": (54, "ContinuousSeek-v0/DDPG+HER/env_kwargs=-d-5,-box-3.0/s0_63d6846811", "81e80b0530b44ef7"),
     "bit_flipping_g1_reduced": (6, "BitFlipping40-v0/DQN+HER/s0_21fc849939", "91279de8338fa7fc"),
-    "docs_multi_goal": (12, "DriveSeek-v0/DDPG/s0_b381e21798", "aeedf3401bae4b56"),
+    "multi_goal_reduced_setting": (16, "DriveSeek50-v0/DDPG/s100_c9babdb5a6", "5fd71ed0d38a7f03"),
     "robotics_fetchreach": (2, "FetchReach-v4/DDPG+HER/s0_ded6625268", "f524bc683b3787e7"),
     "robotics_handreach_sweep": (5, "HandReach-v3/DDPG+HER/s0_9450081870", "8dbc0c10a256bd76"),
     "sac_g6_reduced": (6, "ContinuousSeek5-v0/SAC+HER/s0_eaa46deb55", "a40626f68e431e71"),
