@@ -64,6 +64,17 @@ def _conclusion(differences: list[dict[str, Any]]) -> str:
     return ", ".join(claims) if claims else "no difference claimed"
 
 
+def _difference_cells(against: dict[str, dict[str, Any]] | None) -> list[str]:
+    """The AUC and final differences of a variant from the baseline, and the conclusion (the baseline: a label)."""
+    if against is None:
+        return ["baseline", "", ""]
+    cells = [
+        f"{_signed_interval(against[metric]['difference'])}, {_p(against[metric]['p_value'])} ({against[metric]['seeds']})"
+        for metric in ("auc", "final")
+    ]
+    return [*cells, _conclusion([against["auc"], against["final"]])]
+
+
 def results_table(summary: dict[str, Any]) -> str:
     """The markdown table of one report's summary (see the module docstring)."""
     threshold = summary.get("threshold")
@@ -83,16 +94,8 @@ def results_table(summary: dict[str, Any]) -> str:
         cells += [_interval(row["final"]), _interval(row["auc"])]
         if threshold is not None:
             cells.append(_steps(row, seeds))
-        against = differences.get((row["env_id"], row["variant"]))
-        if not compared:
-            pass
-        elif against is None:
-            cells += ["baseline", "", ""]
-        else:
-            for metric in ("auc", "final"):
-                entry = against[metric]
-                cells.append(f"{_signed_interval(entry['difference'])}, {_p(entry['p_value'])} ({entry['seeds']})")
-            cells.append(_conclusion([against["auc"], against["final"]]))
+        if compared:
+            cells += _difference_cells(differences.get((row["env_id"], row["variant"])))
         lines.append("| " + " | ".join(cells) + " |")
     unfinished = summary.get("unfinished_runs") or []
     note = f"*{summary['finished_runs']} finished runs of `results/{summary['name']}`, metric `{summary['metric']}`"
