@@ -36,6 +36,11 @@ def sparse_return_range(c_low: float, gamma: float) -> tuple[float, float]:
     return c_low / (1.0 - gamma), 0.0
 
 
+def agent_target_value_range(agent: Any) -> tuple[float, float]:
+    """:func:`sparse_return_range` of an agent's ``c_low`` (the sparse rewards' -1 without one) and ``gamma``."""
+    return sparse_return_range(float(getattr(agent, "c_low", -1.0)), float(agent.gamma))
+
+
 class BaselinesRecipeMixin:
     """Target-value clipping, action L2 penalty and random actions for SB3's TD3 and DDPG (and ReenGAGE's).
 
@@ -68,7 +73,7 @@ class BaselinesRecipeMixin:
     # ---------------------------------------------------------------- set-up
     def target_value_range(self) -> tuple[float, float]:
         """The clip range of this agent's target values (:func:`sparse_return_range`)."""
-        return sparse_return_range(float(getattr(self, "c_low", -1.0)), float(self.gamma))  # type: ignore[attr-defined]
+        return agent_target_value_range(self)
 
     def _setup_model(self) -> None:
         super()._setup_model()  # type: ignore[misc]

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from reengage import losses
 
 from ..goal_gradient import TermInputs
-from ..recipe import sparse_return_range
+from ..recipe import agent_target_value_range
 from ..td3 import ReenGAGEDDPG, ReenGAGETD3, TD3GoalGradient
 from . import td3_manual
 from .common import GoalGradientTerm, Logged, actor_critic_losses, critic_update, prepare_optimisers, record_losses
@@ -57,7 +57,7 @@ class FastTD3Trainer(FastTrainer, TD3GoalGradient, TD3):
         """The target clip's range when ``target_value_clip`` is on (the recipe mixin), else None."""
         if not getattr(self, "target_value_clip", False):
             return None
-        return sparse_return_range(float(getattr(self, "c_low", -1.0)), float(self.gamma))
+        return agent_target_value_range(self)
 
     def _action_l2(self) -> float:
         """The actor loss's action L2 weight (the recipe mixin's ``action_l2``; 0 without it)."""
